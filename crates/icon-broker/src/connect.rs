@@ -1,0 +1,61 @@
+//! Connecting to RabbitMQ.
+
+use icon_runtime::Backoff;
+use lapin::{Connection, ConnectionProperties};
+use tokio_util::sync::CancellationToken;
+
+/// Connects, retrying with backoff and saying so in the log, until it succeeds or `shutdown`
+/// fires (then `None`). `name` shows in the management UI's connection list.
+pub async fn connect(url: &str, name: &str, shutdown: &CancellationToken) -> Option<Connection> {
+    let mut backoff = Backoff::reconnect();
+    loop {
+        let props = ConnectionProperties::default().with_connection_name(name.into());
+        let attempt = tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            r = tokio::time::timeout(std::time::Duration::from_secs(10), Connection::connect(url, props)) => r,
+        };
+        let error = match attempt {
+            Ok(Ok(conn)) => {
+                tracing::info!(connection = name, "connected to RabbitMQ");
+                return Some(conn);
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "timed out after 10s".to_owned(),
+        };
+        let delay = backoff.next_delay();
+        tracing::warn!(
+            connection = name,
+            broker = %redact(url),
+            %error,
+            "RabbitMQ is not reachable yet; retrying in {delay:?}"
+        );
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+/// The URL without its password, for logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}{}:***{}", &url[..s + 3], user, &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_password() {
+        assert_eq!(
+            super::redact("amqp://guest:secret@127.0.0.1:5672/%2f"),
+            "amqp://guest:***@127.0.0.1:5672/%2f"
+        );
+        assert_eq!(super::redact("amqp://h/"), "amqp://h/");
+    }
+}

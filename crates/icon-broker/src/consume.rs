@@ -1,0 +1,244 @@
+//! A supervised consumer.
+//!
+//! [`run_consumer`] owns its connection: it connects (waiting while the broker is down),
+//! declares the topology, consumes with a bounded prefetch and manual acks, hands each delivery
+//! to a [`Handler`] in its own task, and acts on the handler's [`Disposition`]. When the
+//! connection drops it reconnects with backoff; unacked deliveries go back to the queue and come
+//! again (handlers are idempotent). On shutdown it cancels the consumer, lets in-flight
+//! deliveries finish within a grace period, and closes the connection, which hands anything
+//! still unacked back to the broker.
+
+use crate::{
+    connect, publish::OutgoingMessage, Publisher, Topology, CHECKOUT_ID_HEADER,
+};
+use futures_util::StreamExt;
+use icon_contracts::topology::dead_letter_queue;
+use icon_runtime::Backoff;
+use lapin::{
+    message::Delivery,
+    options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions},
+    types::{AMQPValue, FieldTable},
+};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+/// What to do with a delivery once handled.
+#[derive(Debug)]
+pub enum Disposition {
+    /// Its effect is committed (or it was a duplicate): remove it from the queue.
+    Ack,
+    /// A transient failure (database down, ...): put it back to be tried again.
+    Retry(String),
+    /// It can never be processed (unparseable, unknown version): move it to the dead-letter
+    /// queue with this reason, and go on.
+    Poison(String),
+}
+
+pub trait Handler: Send + Sync + 'static {
+    fn handle(&self, delivery: &Delivery) -> impl Future<Output = Disposition> + Send;
+}
+
+#[derive(Debug, Clone)]
+pub struct ConsumerSettings {
+    pub amqp_url: String,
+    /// Connection name, shown in RabbitMQ's management UI.
+    pub name: String,
+    pub queue: String,
+    /// Unacked deliveries at once; also the number of deliveries handled concurrently.
+    pub prefetch: u16,
+    /// How long in-flight deliveries may run after shutdown is requested.
+    pub grace: Duration,
+}
+
+/// Consumes `settings.queue` until `shutdown`. `ready` is true while a consumer is attached.
+pub async fn run_consumer<H: Handler>(
+    settings: ConsumerSettings,
+    topology: Topology,
+    handler: Arc<H>,
+    ready: Arc<AtomicBool>,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = Backoff::reconnect();
+    while !shutdown.is_cancelled() {
+        let Some(conn) = connect(&settings.amqp_url, &settings.name, &shutdown).await else {
+            break;
+        };
+        match consume_on(&conn, &settings, &topology, &handler, &ready, &shutdown).await {
+            Ok(()) => {
+                backoff = Backoff::reconnect();
+            }
+            Err(e) => {
+                tracing::warn!(queue = %settings.queue, error = %e, "consumer lost its connection; reconnecting");
+            }
+        }
+        ready.store(false, Ordering::Relaxed);
+        let _ = conn.close(200, "shutdown".into()).await;
+        if shutdown.is_cancelled() {
+            break;
+        }
+        let delay = backoff.next_delay();
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+    tracing::info!(queue = %settings.queue, "consumer stopped");
+}
+
+async fn consume_on<H: Handler>(
+    conn: &lapin::Connection,
+    settings: &ConsumerSettings,
+    topology: &Topology,
+    handler: &Arc<H>,
+    ready: &AtomicBool,
+    shutdown: &CancellationToken,
+) -> Result<(), lapin::Error> {
+    let channel = conn.create_channel().await?;
+    topology.declare(&channel).await?;
+    // Bounded prefetch: never more unacked deliveries than we handle at once.
+    channel
+        .basic_qos(settings.prefetch, BasicQosOptions::default())
+        .await?;
+    // Poison messages are re-published to the dead-letter queue with their reason.
+    let dead_letters = Publisher::open(conn).await?;
+    let tag = format!("{}-{}", settings.name, uuid::Uuid::new_v4().simple());
+    let mut consumer = channel
+        .basic_consume(
+            settings.queue.as_str().into(),
+            tag.as_str().into(),
+            BasicConsumeOptions {
+                // Manual acks: a delivery is removed only once its effect is committed.
+                no_ack: false,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    ready.store(true, Ordering::Relaxed);
+    tracing::info!(queue = %settings.queue, prefetch = settings.prefetch, "consuming");
+
+    let mut in_flight = JoinSet::new();
+    let outcome = loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => {
+                let _ = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await;
+                break Ok(());
+            }
+            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+            next = consumer.next() => match next {
+                Some(Ok(delivery)) => {
+                    let handler = handler.clone();
+                    let dead_letters = dead_letters.clone();
+                    let queue = settings.queue.clone();
+                    let span = delivery_span(&queue, &delivery);
+                    in_flight.spawn(async move {
+                        let disposition = handler.handle(&delivery).await;
+                        settle(delivery, disposition, &queue, &dead_letters).await;
+                    }.instrument(span));
+                }
+                Some(Err(e)) => break Err(e),
+                None => break Err(lapin::Error::from(lapin::ErrorKind::InvalidChannelState(
+                    lapin::ChannelState::Closed, "consumer ended"))),
+            }
+        }
+    };
+    // Let what is in flight finish (or give up after the grace period: unacked work returns to
+    // the queue when the connection closes).
+    let drain = async { while in_flight.join_next().await.is_some() {} };
+    if tokio::time::timeout(settings.grace, drain).await.is_err() {
+        tracing::warn!(queue = %settings.queue, "in-flight deliveries did not finish within {:?}; they go back to the queue", settings.grace);
+        in_flight.abort_all();
+    }
+    outcome
+}
+
+fn delivery_span(queue: &str, d: &Delivery) -> tracing::Span {
+    let header = |name: &str| -> String {
+        d.properties
+            .headers()
+            .as_ref()
+            .and_then(|h| h.inner().get(name))
+            .and_then(|v| match v {
+                AMQPValue::LongString(s) => Some(s.to_string()),
+                AMQPValue::ShortString(s) => Some(s.to_string()),
+                _ => None,
+            })
+            .unwrap_or_default()
+    };
+    let message_id = d
+        .properties
+        .message_id()
+        .as_ref()
+        .map(|m| m.to_string())
+        .unwrap_or_default();
+    tracing::info_span!(
+        "message",
+        queue,
+        message_id,
+        checkout_id = header(CHECKOUT_ID_HEADER),
+        redelivered = d.redelivered
+    )
+}
+
+async fn settle(delivery: Delivery, disposition: Disposition, queue: &str, dead: &Publisher) {
+    let result = match disposition {
+        Disposition::Ack => delivery.acker.ack(BasicAckOptions::default()).await,
+        Disposition::Retry(reason) => {
+            tracing::warn!(%reason, "transient failure; the message goes back to the queue");
+            // A short pause so an outage does not become a hot redelivery loop.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            delivery
+                .acker
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    ..Default::default()
+                })
+                .await
+        }
+        Disposition::Poison(reason) => {
+            tracing::error!(%reason, "poison message moved to the dead-letter queue");
+            let message = OutgoingMessage {
+                exchange: String::new(),
+                routing_key: dead_letter_queue(queue),
+                message_id: delivery
+                    .properties
+                    .message_id()
+                    .as_ref()
+                    .map(|m| m.to_string())
+                    .unwrap_or_default(),
+                message_type: delivery
+                    .properties
+                    .kind()
+                    .as_ref()
+                    .map(|m| m.to_string())
+                    .unwrap_or_default(),
+                checkout_id: String::new(),
+                body: delivery.data.clone(),
+                death_reason: Some(reason),
+            };
+            match dead.publish(message).await {
+                Ok(()) => delivery.acker.ack(BasicAckOptions::default()).await,
+                // Could not park it: reject without requeue so the queue's own dead-letter
+                // exchange takes it (no reason header then, but no redelivery loop either).
+                Err(e) => {
+                    tracing::error!(error = %e, "could not publish to the dead-letter queue");
+                    delivery
+                        .acker
+                        .nack(BasicNackOptions {
+                            requeue: false,
+                            ..Default::default()
+                        })
+                        .await
+                }
+            }
+        }
+    };
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "could not settle the delivery; the broker will redeliver it");
+    }
+}

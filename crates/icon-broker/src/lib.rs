@@ -1,0 +1,24 @@
+//! RabbitMQ plumbing shared by the services, on lapin.
+//!
+//! - [`connect`]: connecting, waiting with backoff while the broker is not reachable.
+//! - [`topology`]: declaring exchanges and queues, idempotently, with every option explained.
+//! - [`publish`]: a publisher-confirms channel that pipelines a batch and awaits every confirm.
+//! - [`consume`]: a supervised consumer: bounded prefetch, manual acks, poison messages to a
+//!   dead-letter queue with the reason, reconnects after a broker restart, graceful shutdown.
+
+pub mod connect;
+pub mod consume;
+pub mod publish;
+pub mod topology;
+
+pub use connect::connect;
+pub use consume::{run_consumer, ConsumerSettings, Disposition, Handler};
+pub use lapin;
+pub use publish::{OutgoingMessage, PublishError, Publisher};
+pub use topology::Topology;
+
+/// The AMQP header that carries the checkout id, so every consumer's span has it before the body
+/// is even parsed.
+pub const CHECKOUT_ID_HEADER: &str = "checkout_id";
+/// The header a dead-lettered message carries: why it could not be processed.
+pub const DEATH_REASON_HEADER: &str = "x-icon-death-reason";

@@ -1,0 +1,37 @@
+//! Broker topology: every exchange and queue name in one place.
+//!
+//! ```text
+//! outbox relay --publish--> [icon.events] --checkout.requested--> (checkout.requested) --> worker
+//!                                          --checkout.finished---> (checkout.finished)  --> notifier
+//! notifier --retry--> [icon.notifier.delay] --tier key--> (checkout.finished.delay.<ms>ms)
+//!     ... TTL expires, dead-lettered via the default exchange ... --> (checkout.finished)
+//! notifier --give up--> (checkout.finished.parked)
+//! consumer --poison--> (<queue>.dead)
+//! ```
+//!
+//! The delay tiers are plain TTL queues without consumers, one per distinct delay of the retry
+//! schedule, so no broker plugin is needed.
+
+use std::time::Duration;
+
+/// Direct exchange every domain event is published to, routed by message type.
+pub const EVENTS_EXCHANGE: &str = "icon.events";
+/// The worker's work queue.
+pub const CHECKOUT_REQUESTED: &str = "checkout.requested";
+/// The notifier's work queue: finished checkouts and, dead-lettered from the delay tiers, due
+/// notification retries.
+pub const CHECKOUT_FINISHED: &str = "checkout.finished";
+/// Direct exchange the notifier publishes retries to; each tier queue is bound by its own name.
+pub const DELAY_EXCHANGE: &str = "icon.notifier.delay";
+/// Notifications given up on: kept for operators to inspect and redeliver.
+pub const PARKED: &str = "checkout.finished.parked";
+
+/// The dead-letter queue of a work queue, for messages that cannot be processed at all.
+pub fn dead_letter_queue(queue: &str) -> String {
+    format!("{queue}.dead")
+}
+
+/// The delay tier queue for one delay.
+pub fn delay_queue(delay: Duration) -> String {
+    format!("{CHECKOUT_FINISHED}.delay.{}ms", delay.as_millis())
+}

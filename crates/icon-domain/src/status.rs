@@ -1,0 +1,136 @@
+//! Life cycles. Stored in PostgreSQL as text; parsing back refuses anything unknown so a bad row
+//! is an error, not a silent default.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+#[derive(Debug, thiserror::Error)]
+#[error("unknown {kind} `{value}`")]
+pub struct UnknownStatus {
+    kind: &'static str,
+    value: String,
+}
+
+macro_rules! text_enum {
+    ($(#[$m:meta])* $name:ident, $kind:literal { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub fn as_str(&self) -> &'static str {
+                match self { $(Self::$variant => $text),+ }
+            }
+            pub fn parse(s: &str) -> Result<Self, UnknownStatus> {
+                match s {
+                    $($text => Ok(Self::$variant),)+
+                    other => Err(UnknownStatus { kind: $kind, value: other.to_owned() }),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+text_enum!(
+    /// A checkout: `queued` until a worker takes it, `processing` while orders are placed, then
+    /// exactly one of the three final states.
+    CheckoutStatus, "checkout status" {
+        Queued => "queued",
+        Processing => "processing",
+        Completed => "completed",
+        PartiallyCompleted => "partially_completed",
+        Failed => "failed",
+    }
+);
+
+impl CheckoutStatus {
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self,
+            Self::Completed | Self::PartiallyCompleted | Self::Failed
+        )
+    }
+
+    /// The final state of a checkout given its orders' outcomes.
+    pub fn from_orders(orders: &[OrderStatus]) -> Self {
+        let confirmed = orders
+            .iter()
+            .filter(|o| **o == OrderStatus::Confirmed)
+            .count();
+        match confirmed {
+            0 => Self::Failed,
+            n if n == orders.len() => Self::Completed,
+            _ => Self::PartiallyCompleted,
+        }
+    }
+}
+
+text_enum!(
+    /// One retailer's order within a checkout.
+    OrderStatus, "order status" {
+        Pending => "pending",
+        Confirmed => "confirmed",
+        Rejected => "rejected",
+        Failed => "failed",
+    }
+);
+
+impl OrderStatus {
+    pub fn is_final(&self) -> bool {
+        !matches!(self, Self::Pending)
+    }
+}
+
+text_enum!(
+    /// A notification (callback or push): `pending` before its first attempt, `retrying` after a
+    /// failed one, then `delivered` or `failed` (given up, or the receiver answered 410 Gone).
+    NotificationState, "notification state" {
+        Pending => "pending",
+        Retrying => "retrying",
+        Delivered => "delivered",
+        Failed => "failed",
+    }
+);
+
+impl NotificationState {
+    pub fn is_final(&self) -> bool {
+        matches!(self, Self::Delivered | Self::Failed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn final_status_from_orders() {
+        use OrderStatus::*;
+        assert_eq!(
+            CheckoutStatus::from_orders(&[Confirmed, Confirmed]),
+            CheckoutStatus::Completed
+        );
+        assert_eq!(
+            CheckoutStatus::from_orders(&[Confirmed, Rejected]),
+            CheckoutStatus::PartiallyCompleted
+        );
+        assert_eq!(
+            CheckoutStatus::from_orders(&[Failed, Rejected]),
+            CheckoutStatus::Failed
+        );
+    }
+
+    #[test]
+    fn round_trip_text() {
+        for s in ["queued", "processing", "completed", "partially_completed", "failed"] {
+            assert_eq!(CheckoutStatus::parse(s).unwrap().as_str(), s);
+        }
+        assert!(CheckoutStatus::parse("done").is_err());
+    }
+}

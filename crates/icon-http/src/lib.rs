@@ -1,0 +1,285 @@
+//! ICON's outbound HTTP client (hyper): callbacks to partners and orders to retailers.
+//!
+//! Why our own: requests go to URLs that outsiders chose, so the client enforces the
+//! [`NetworkPolicy`] on every address *before* connecting: IP literals are checked before the
+//! request starts, host names by a resolver that drops refused addresses, so a refused target
+//! never sees a SYN. It also never follows redirects (a 3xx is just a non-2xx answer), bounds
+//! each request by a timeout, and reads at most [`MAX_BODY`] of a response.
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::{connect::dns::Name, connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use icon_domain::NetworkPolicy;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use url::{Host, Url};
+
+/// The most of a response body ICON reads (enough for any error message or order id).
+pub const MAX_BODY: usize = 64 * 1024;
+const POLICY_MARKER: &str = "refused by ICON's network policy";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The target is not allowed; no connection was attempted.
+    #[error("{0}")]
+    Refused(String),
+    #[error("no response within {0:?}")]
+    Timeout(Duration),
+    #[error("could not connect: {0}")]
+    Connect(String),
+    #[error("request failed: {0}")]
+    Transport(String),
+    #[error("invalid request: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub elapsed: Duration,
+}
+
+impl Response {
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// `Retry-After` in seconds, if present as a number of seconds.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.headers
+            .get(header::RETRY_AFTER)?
+            .to_str()
+            .ok()?
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .map(Duration::from_secs)
+    }
+}
+
+#[derive(Clone)]
+pub struct HttpClient {
+    client: Client<HttpsConnector<HttpConnector<PolicyResolver>>, Full<Bytes>>,
+    policy: Option<NetworkPolicy>,
+    timeout: Duration,
+}
+
+impl HttpClient {
+    /// `policy`: `Some` to enforce it on every target, `None` for operator-configured targets
+    /// (retailers registered by an admin). `timeout` bounds a whole request, body included.
+    pub fn new(policy: Option<NetworkPolicy>, timeout: Duration) -> Result<Self, rustls::Error> {
+        let mut http = HttpConnector::new_with_resolver(PolicyResolver {
+            policy: policy.clone(),
+        });
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(timeout));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())?
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(https);
+        Ok(Self {
+            client,
+            policy,
+            timeout,
+        })
+    }
+
+    /// POSTs a JSON body.
+    pub async fn post_json(
+        &self,
+        url: &Url,
+        headers: &[(HeaderName, String)],
+        body: Vec<u8>,
+    ) -> Result<Response, SendError> {
+        self.check_literal(url)?;
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .uri(url.as_str())
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::USER_AGENT, concat!("ICON/", env!("CARGO_PKG_VERSION")));
+        for (name, value) in headers {
+            let value = HeaderValue::from_str(value)
+                .map_err(|e| SendError::Invalid(format!("header {name}: {e}")))?;
+            req = req.header(name, value);
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| SendError::Invalid(e.to_string()))?;
+        let started = Instant::now();
+        let exchange = async {
+            let resp = self.client.request(req).await.map_err(classify)?;
+            let (parts, body) = resp.into_parts();
+            let body = Limited::new(body, MAX_BODY)
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            Ok::<_, SendError>((parts, body))
+        };
+        let (parts, body) = tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| SendError::Timeout(self.timeout))??;
+        Ok(Response {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+            elapsed: started.elapsed(),
+        })
+    }
+
+    /// hyper's connector skips the resolver for IP literals, so those are checked here.
+    fn check_literal(&self, url: &Url) -> Result<(), SendError> {
+        let Some(policy) = &self.policy else {
+            return Ok(());
+        };
+        let ip = match url.host() {
+            Some(Host::Ipv4(ip)) => IpAddr::V4(ip),
+            Some(Host::Ipv6(ip)) => IpAddr::V6(ip),
+            Some(Host::Domain(_)) => return Ok(()),
+            None => return Err(SendError::Invalid("URL has no host".into())),
+        };
+        if policy.permits(ip) {
+            Ok(())
+        } else {
+            Err(SendError::Refused(format!("{ip} is {POLICY_MARKER}")))
+        }
+    }
+}
+
+fn classify(e: hyper_util::client::legacy::Error) -> SendError {
+    let chain = source_chain(&e);
+    if chain.contains(POLICY_MARKER) {
+        SendError::Refused(chain)
+    } else if e.is_connect() {
+        SendError::Connect(chain)
+    } else {
+        SendError::Transport(chain)
+    }
+}
+
+fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Resolves host names and removes every address the policy refuses; if none is left the
+/// connection fails before any socket is opened.
+#[derive(Clone)]
+pub struct PolicyResolver {
+    policy: Option<NetworkPolicy>,
+}
+
+impl PolicyResolver {
+    pub fn new(policy: Option<NetworkPolicy>) -> Self {
+        Self { policy }
+    }
+
+    /// The addresses of `host` that may be connected to.
+    pub async fn resolve(&self, host: &str) -> std::io::Result<Vec<SocketAddr>> {
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, 0)).await?.collect();
+        let Some(policy) = &self.policy else {
+            return Ok(addrs);
+        };
+        let (allowed, refused): (Vec<_>, Vec<_>) =
+            addrs.into_iter().partition(|a| policy.permits(a.ip()));
+        if allowed.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!(
+                    "{host} resolves to {:?}, which is {POLICY_MARKER}",
+                    refused.iter().map(|a| a.ip()).collect::<Vec<_>>()
+                ),
+            ));
+        }
+        Ok(allowed)
+    }
+}
+
+type Resolving = Pin<Box<dyn Future<Output = std::io::Result<std::vec::IntoIter<SocketAddr>>> + Send>>;
+
+impl tower_service::Service<Name> for PolicyResolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = std::io::Error;
+    type Future = Resolving;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { this.resolve(name.as_str()).await.map(Vec::into_iter) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A loopback listener that never accepts on its own: after a refused request, a
+    /// non-blocking `accept` proves that no connection reached it.
+    fn witness() -> (std::net::TcpListener, u16) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        let port = l.local_addr().unwrap().port();
+        (l, port)
+    }
+
+    fn assert_untouched(l: &std::net::TcpListener) {
+        match l.accept() {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            other => panic!("a connection was attempted: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn ip_literal_refused_before_any_connection() {
+        let (listener, port) = witness();
+        let client = HttpClient::new(Some(NetworkPolicy::default()), Duration::from_secs(5)).unwrap();
+        let url = Url::parse(&format!("http://127.0.0.1:{port}/hook")).unwrap();
+        let err = client.post_json(&url, &[], b"{}".to_vec()).await.unwrap_err();
+        assert!(matches!(err, SendError::Refused(_)), "{err:?}");
+        assert_untouched(&listener);
+    }
+
+    #[tokio::test]
+    async fn host_name_refused_before_any_connection() {
+        let (listener, port) = witness();
+        let client = HttpClient::new(Some(NetworkPolicy::default()), Duration::from_secs(5)).unwrap();
+        let url = Url::parse(&format!("http://localhost:{port}/hook")).unwrap();
+        let err = client.post_json(&url, &[], b"{}".to_vec()).await.unwrap_err();
+        assert!(matches!(err, SendError::Refused(_)), "{err:?}");
+        assert_untouched(&listener);
+    }
+
+    #[tokio::test]
+    async fn allowed_network_is_reached() {
+        let (listener, port) = witness();
+        let policy = NetworkPolicy::new(vec!["127.0.0.0/8".parse().unwrap()]);
+        let client = HttpClient::new(Some(policy), Duration::from_millis(300)).unwrap();
+        let url = Url::parse(&format!("http://127.0.0.1:{port}/hook")).unwrap();
+        // Nobody answers, so the request times out, but the connection was made.
+        let err = client.post_json(&url, &[], b"{}".to_vec()).await.unwrap_err();
+        assert!(matches!(err, SendError::Timeout(_)), "{err:?}");
+        assert!(listener.accept().is_ok());
+    }
+}

@@ -1,0 +1,11 @@
+//! What every ICON binary needs around its real work: settings read from the environment once
+//! ([`settings`]), logging ([`telemetry`]), graceful shutdown ([`shutdown`]) and patient retries
+//! while a dependency is not reachable yet ([`backoff`]).
+
+pub mod backoff;
+pub mod settings;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use backoff::Backoff;
+pub use settings::{Env, SettingsError};

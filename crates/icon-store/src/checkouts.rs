@@ -1,0 +1,204 @@
+//! Checkouts as the gateway creates and shows them.
+
+use crate::{carts, error::corrupt, notifications, outbox, Conn, GenericClient, StoreError};
+use chrono::{DateTime, Utc};
+use icon_contracts::{topology, CheckoutRequested, Envelope};
+use icon_domain::{
+    CallbackUrl, CartId, CheckoutId, CheckoutStatus, NotificationId, OrderStatus, RetailerId,
+    UserId,
+};
+
+#[derive(Debug, Clone)]
+pub struct NewCheckout {
+    pub id: CheckoutId,
+    pub cart_id: CartId,
+    pub owner: UserId,
+    pub callback_url: Option<CallbackUrl>,
+    pub push_notification: bool,
+    pub resource_url: String,
+}
+
+#[derive(Debug)]
+pub enum CreateCheckout {
+    Created(CheckoutView),
+    CartNotFound,
+    EmptyCart,
+    /// The cart already has a live checkout: this one.
+    AlreadyCheckedOut {
+        checkout_id: CheckoutId,
+        status: CheckoutStatus,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct OrderView {
+    pub retailer_id: RetailerId,
+    pub status: OrderStatus,
+    pub retailer_order_id: Option<String>,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CheckoutView {
+    pub id: CheckoutId,
+    pub cart_id: CartId,
+    pub status: CheckoutStatus,
+    pub resource_url: String,
+    pub push_notification: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub orders: Vec<OrderView>,
+    pub callback: Option<notifications::Notification>,
+}
+
+/// Creates the checkout, its pending orders (one per retailer in the cart), its callback
+/// notification and the `checkout.requested` message, all in one transaction: either the
+/// client gets its 202 and the work is certain to be queued, or nothing happened.
+pub async fn create(conn: &mut Conn, new: &NewCheckout) -> Result<CreateCheckout, StoreError> {
+    let tx = conn.transaction().await?;
+    if !carts::lock_owned(&tx, new.cart_id, &new.owner).await? {
+        return Ok(CreateCheckout::CartNotFound);
+    }
+    if let Some((checkout_id, status)) = live_for_cart(&tx, new.cart_id).await? {
+        return Ok(CreateCheckout::AlreadyCheckedOut {
+            checkout_id,
+            status,
+        });
+    }
+    let stmt = tx
+        .prepare_cached(
+            "SELECT DISTINCT i.retailer_id, r.order_url
+             FROM cart_items i JOIN retailers r ON r.id = i.retailer_id
+             WHERE i.cart_id = $1 ORDER BY i.retailer_id",
+        )
+        .await?;
+    let retailers = tx.query(&stmt, &[&new.cart_id.get()]).await?;
+    if retailers.is_empty() {
+        return Ok(CreateCheckout::EmptyCart);
+    }
+
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO checkouts (id, cart_id, owner, status, resource_url, push_notification)
+             VALUES ($1, $2, $3, 'queued', $4, $5) RETURNING created_at, updated_at",
+        )
+        .await?;
+    let row = tx
+        .query_one(
+            &stmt,
+            &[
+                &new.id.as_uuid(),
+                &new.cart_id.get(),
+                &new.owner.as_str(),
+                &new.resource_url,
+                &new.push_notification,
+            ],
+        )
+        .await?;
+    let (created_at, updated_at) = (row.get(0), row.get(1));
+
+    let ids: Vec<String> = retailers.iter().map(|r| r.get(0)).collect();
+    let urls: Vec<String> = retailers.iter().map(|r| r.get(1)).collect();
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO checkout_orders (checkout_id, retailer_id, order_url, status)
+             SELECT $1, r, u, 'pending' FROM unnest($2::text[], $3::text[]) AS t(r, u)",
+        )
+        .await?;
+    tx.execute(&stmt, &[&new.id.as_uuid(), &ids, &urls]).await?;
+
+    let callback = match &new.callback_url {
+        Some(url) => Some(
+            notifications::create(&tx, NotificationId::new(), new.id, "callback", url.as_str())
+                .await?,
+        ),
+        None => None,
+    };
+
+    let message = Envelope::new(CheckoutRequested {
+        checkout_id: new.id,
+        cart_id: new.cart_id,
+    });
+    outbox::enqueue(
+        &tx,
+        topology::EVENTS_EXCHANGE,
+        topology::CHECKOUT_REQUESTED,
+        &message,
+    )
+    .await?;
+    tx.commit().await?;
+
+    let orders = ids
+        .into_iter()
+        .map(|id| {
+            Ok(OrderView {
+                retailer_id: RetailerId::parse(id).map_err(corrupt)?,
+                status: OrderStatus::Pending,
+                retailer_order_id: None,
+                reason: None,
+            })
+        })
+        .collect::<Result<_, StoreError>>()?;
+    Ok(CreateCheckout::Created(CheckoutView {
+        id: new.id,
+        cart_id: new.cart_id,
+        status: CheckoutStatus::Queued,
+        resource_url: new.resource_url.clone(),
+        push_notification: new.push_notification,
+        created_at,
+        updated_at,
+        orders,
+        callback,
+    }))
+}
+
+/// The cart's live (not failed) checkout, if any.
+pub async fn live_for_cart(
+    db: &impl GenericClient,
+    cart: CartId,
+) -> Result<Option<(CheckoutId, CheckoutStatus)>, StoreError> {
+    let stmt = db
+        .prepare_cached("SELECT id, status FROM checkouts WHERE cart_id = $1 AND status <> 'failed'")
+        .await?;
+    db.query_opt(&stmt, &[&cart.get()])
+        .await?
+        .map(|r| {
+            Ok((
+                CheckoutId::from_uuid(r.get(0)),
+                CheckoutStatus::parse(r.get(1)).map_err(corrupt)?,
+            ))
+        })
+        .transpose()
+}
+
+/// The checkout with its orders and callback, if it exists and (when `owner` is given) belongs
+/// to that user.
+pub async fn get(
+    db: &impl GenericClient,
+    id: CheckoutId,
+    owner: Option<&UserId>,
+) -> Result<Option<CheckoutView>, StoreError> {
+    let stmt = db
+        .prepare_cached(
+            "SELECT cart_id, owner, status, resource_url, push_notification, created_at, updated_at
+             FROM checkouts WHERE id = $1",
+        )
+        .await?;
+    let Some(row) = db.query_opt(&stmt, &[&id.as_uuid()]).await? else {
+        return Ok(None);
+    };
+    if owner.is_some_and(|o| o.as_str() != row.get::<_, &str>("owner")) {
+        return Ok(None);
+    }
+    Ok(Some(CheckoutView {
+        id,
+        cart_id: CartId::new(row.get("cart_id")),
+        status: CheckoutStatus::parse(row.get("status")).map_err(corrupt)?,
+        resource_url: row.get("resource_url"),
+        push_notification: row.get("push_notification"),
+        created_at: row.get("created_at"),
+        updated_at: row.get("updated_at"),
+        orders: crate::orders::list(db, id).await?,
+        callback: notifications::for_checkout(db, id, "callback").await?,
+    }))
+}

@@ -1,0 +1,44 @@
+use deadpool_postgres::PoolError;
+
+/// Everything that can go wrong talking to PostgreSQL, split by what the caller should do:
+/// `Unavailable` is worth retrying (503 at the gateway, requeue at a worker); `Database` and
+/// `Corrupt` are bugs or data problems.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("PostgreSQL is not available")]
+    Unavailable(#[source] PoolError),
+    #[error("database error")]
+    Database(#[from] tokio_postgres::Error),
+    #[error("unexpected data in the database: {0}")]
+    Corrupt(String),
+}
+
+impl From<PoolError> for StoreError {
+    fn from(e: PoolError) -> Self {
+        StoreError::Unavailable(e)
+    }
+}
+
+impl StoreError {
+    /// True when the failure is about reaching PostgreSQL rather than what was asked of it, so
+    /// the same request may succeed later.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Unavailable(_) => true,
+            StoreError::Database(e) => {
+                e.is_closed()
+                    || e.code().is_some_and(|c| {
+                        let c = c.code();
+                        // 08: connection exception; 57P01-57P03: admin shutdown / crash / cannot connect now
+                        c.starts_with("08") || c.starts_with("57P")
+                    })
+                    || e.as_db_error().is_none() && e.code().is_none()
+            }
+            StoreError::Corrupt(_) => false,
+        }
+    }
+}
+
+pub(crate) fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}

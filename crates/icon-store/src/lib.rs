@@ -1,0 +1,24 @@
+//! PostgreSQL: the connection pool, the schema migrations and every SQL statement ICON runs.
+//!
+//! SQL lives here and nowhere else, one module per aggregate:
+//! - [`pool`]: connecting (waiting while PostgreSQL is not reachable yet, creating the database if
+//!   it does not exist) and [`migrate`]: bringing the schema up to date, safely from many
+//!   processes at once.
+//! - [`retailers`], [`carts`], [`checkouts`]: what the gateway reads and writes.
+//! - [`orders`]: the worker's progress through a checkout.
+//! - [`notifications`]: the notifier's attempts and schedule.
+//! - [`outbox`]: messages written in the same transaction as the state they announce.
+
+pub mod carts;
+pub mod checkouts;
+mod error;
+pub mod migrate;
+pub mod notifications;
+pub mod orders;
+pub mod outbox;
+pub mod pool;
+pub mod retailers;
+
+pub use deadpool_postgres::{GenericClient, Object as Conn, Pool};
+pub use error::StoreError;
+pub use pool::{connect, PoolSettings};

@@ -1,0 +1,51 @@
+//! Schema migrations: numbered SQL files embedded in the binary, applied in order, each in its
+//! own transaction, under an advisory lock so that services starting together do not race.
+
+use crate::StoreError;
+use deadpool_postgres::Pool;
+
+const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "initial", include_str!("../migrations/0001_initial.sql"))];
+
+/// Arbitrary but fixed: the advisory lock every ICON process takes while migrating.
+const LOCK_KEY: i64 = 0x1c0_4d16;
+
+pub async fn run(pool: &Pool) -> Result<(), StoreError> {
+    let mut client = pool.get().await?;
+    client.execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY]).await?;
+    let result = apply(&mut client).await;
+    // Unlock on the same session whatever happened; the lock also dies with the connection.
+    let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY]).await;
+    result
+}
+
+async fn apply(client: &mut deadpool_postgres::Object) -> Result<(), StoreError> {
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                version integer PRIMARY KEY,
+                name text NOT NULL,
+                applied_at timestamptz NOT NULL DEFAULT now())",
+        )
+        .await?;
+    let applied: Vec<i32> = client
+        .query("SELECT version FROM schema_migrations", &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for (version, name, sql) in MIGRATIONS {
+        if applied.contains(version) {
+            continue;
+        }
+        let tx = client.transaction().await?;
+        tx.batch_execute(sql).await?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+            &[version, name],
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::info!(version, name, "applied migration");
+    }
+    Ok(())
+}

@@ -1,0 +1,129 @@
+//! Connecting to PostgreSQL.
+
+use crate::{migrate, StoreError};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
+use icon_runtime::Backoff;
+use std::str::FromStr;
+use std::time::Duration;
+use tokio_postgres::{Config, NoTls};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    pub url: String,
+    pub max_size: usize,
+    /// How long a request waits for a connection before it is told the database is unavailable.
+    /// Bounded so that a database outage turns into fast 503s, not hanging requests.
+    pub wait_timeout: Duration,
+}
+
+impl PoolSettings {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            max_size: 16,
+            wait_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+/// Builds the pool, waits until PostgreSQL answers (creating the database when it does not exist
+/// yet, so a newcomer needs no `createdb`), and brings the schema up to date. Returns `None` if
+/// `shutdown` fires while waiting.
+pub async fn connect(
+    settings: &PoolSettings,
+    shutdown: &CancellationToken,
+) -> Result<Option<Pool>, StoreError> {
+    let config = Config::from_str(&settings.url)
+        .map_err(|e| StoreError::Corrupt(format!("ICON_DATABASE_URL is not a PostgreSQL URL: {e}")))?;
+    let pool = build_pool(config.clone(), settings)?;
+    let mut backoff = Backoff::reconnect();
+    loop {
+        let error = match pool.get().await {
+            Ok(client) => match client.simple_query("SELECT 1").await {
+                Ok(_) => break,
+                Err(e) => e.to_string(),
+            },
+            Err(e) => {
+                if is_missing_database(&e) {
+                    create_database(&config).await;
+                    continue;
+                }
+                source_chain(&e)
+            }
+        };
+        let delay = backoff.next_delay();
+        tracing::warn!(
+            host = ?config.get_hosts(),
+            port = ?config.get_ports(),
+            %error,
+            "PostgreSQL is not reachable yet; retrying in {delay:?}"
+        );
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(None),
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+    migrate::run(&pool).await?;
+    Ok(Some(pool))
+}
+
+fn build_pool(config: Config, settings: &PoolSettings) -> Result<Pool, StoreError> {
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            // Verified recycling costs a round trip per checkout; a broken connection is instead
+            // detected by the query that uses it, and the pool drops it.
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(settings.max_size)
+        .runtime(Runtime::Tokio1)
+        .timeouts(Timeouts {
+            wait: Some(settings.wait_timeout),
+            create: Some(settings.wait_timeout),
+            recycle: Some(settings.wait_timeout),
+        })
+        .build()
+        .map_err(|e| StoreError::Corrupt(format!("cannot build the PostgreSQL pool: {e}")))
+}
+
+fn is_missing_database(e: &deadpool_postgres::PoolError) -> bool {
+    matches!(e, deadpool_postgres::PoolError::Backend(pg)
+        if pg.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_DATABASE))
+}
+
+async fn create_database(config: &Config) {
+    let Some(name) = config.get_dbname().map(str::to_owned) else {
+        return;
+    };
+    let mut admin = config.clone();
+    admin.dbname("postgres");
+    match admin.connect(NoTls).await {
+        Ok((client, conn)) => {
+            tokio::spawn(conn);
+            let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+            match client.simple_query(&format!("CREATE DATABASE {quoted}")).await {
+                Ok(_) => tracing::info!(database = %name, "created the database"),
+                // 42P04: another service created it at the same moment.
+                Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {}
+                Err(e) => tracing::warn!(database = %name, error = %e, "cannot create the database"),
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot connect to the `postgres` database to create ours"),
+    }
+}
+
+/// An error and its causes on one line, for logs.
+pub fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

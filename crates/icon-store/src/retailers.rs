@@ -1,0 +1,47 @@
+//! Retailers registered by an admin: where their order endpoint is.
+
+use crate::{GenericClient, StoreError};
+use chrono::{DateTime, Utc};
+use icon_domain::RetailerId;
+
+#[derive(Debug, Clone)]
+pub struct Retailer {
+    pub id: RetailerId,
+    pub name: String,
+    pub order_url: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+fn from_row(r: &tokio_postgres::Row) -> Result<Retailer, StoreError> {
+    Ok(Retailer {
+        id: RetailerId::parse(r.get::<_, String>("id")).map_err(crate::error::corrupt)?,
+        name: r.get("name"),
+        order_url: r.get("order_url"),
+        created_at: r.get("created_at"),
+        updated_at: r.get("updated_at"),
+    })
+}
+
+/// Inserts or updates; returns the row and whether it was created.
+pub async fn upsert(
+    db: &impl GenericClient,
+    id: &RetailerId,
+    name: &str,
+    order_url: &str,
+) -> Result<(Retailer, bool), StoreError> {
+    let stmt = db
+        .prepare_cached(
+            "INSERT INTO retailers (id, name, order_url) VALUES ($1, $2, $3)
+             ON CONFLICT (id) DO UPDATE SET name = $2, order_url = $3, updated_at = now()
+             RETURNING *, (xmax = 0) AS created",
+        )
+        .await?;
+    let row = db.query_one(&stmt, &[&id.as_str(), &name, &order_url]).await?;
+    Ok((from_row(&row)?, row.get("created")))
+}
+
+pub async fn list(db: &impl GenericClient) -> Result<Vec<Retailer>, StoreError> {
+    let stmt = db.prepare_cached("SELECT * FROM retailers ORDER BY id").await?;
+    db.query(&stmt, &[]).await?.iter().map(from_row).collect()
+}
