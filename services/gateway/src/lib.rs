@@ -1,0 +1,21 @@
+//! `icon-gateway`: ICON's public HTTP API (actix-web).
+//!
+//! - [`settings`]: the environment it reads.
+//! - [`startup`]: wiring: pool, outbox relay, HTTP server.
+//! - [`auth`]: bearer tokens (HS256 JWT) and the `User` / `Admin` extractors.
+//! - [`routes`]: one module per resource (`carts`, `checkouts`, `retailers`, probes, docs).
+//! - [`problem`]: the one error type, rendered as RFC 9457 problem documents.
+//! - [`openapi`]: the OpenAPI document generated from the code.
+//!
+//! The gateway never talks to RabbitMQ on a request path: a checkout is written with its
+//! `checkout.requested` message in one transaction (the outbox), and the relay publishes it.
+
+pub mod auth;
+pub mod openapi;
+pub mod problem;
+pub mod routes;
+pub mod settings;
+pub mod startup;
+
+pub use settings::GatewaySettings;
+pub use startup::Application;

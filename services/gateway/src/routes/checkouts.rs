@@ -1,0 +1,272 @@
+//! `/cart/checkout`: the asynchronous checkout. Submitting answers 202 at once with where to
+//! poll; the work happens in the checkout worker and the result arrives by callback.
+
+use super::{carts::cart_not_found, State, Validation};
+use crate::auth::User;
+use crate::problem::ApiError;
+use actix_web::{http::header, web, HttpResponse};
+use chrono::{DateTime, Utc};
+use icon_domain::{CallbackUrl, CartId, CheckoutId, CheckoutStatus, NotificationState, OrderStatus};
+use icon_store::checkouts::{self, CheckoutView, CreateCheckout, NewCheckout};
+use icon_store::{notifications, StoreError};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Seconds a client should wait before polling a checkout that is not final yet.
+pub const POLL_AFTER_SECS: u32 = 1;
+
+#[derive(Deserialize, ToSchema)]
+pub struct CheckoutRequest {
+    #[schema(example = 1234)]
+    pub cart_id: i64,
+    /// Where to POST the outcome. Absolute http(s); private and loopback addresses are refused
+    /// unless the operator allowed them.
+    #[schema(example = "https://partner.example.com/hooks/icon")]
+    pub callback_url: Option<String>,
+    /// Push the outcome to the user's registered devices.
+    pub push_notification: Option<bool>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Accepted {
+    pub checkout_id: String,
+    #[schema(example = "queued")]
+    pub status: CheckoutStatus,
+    /// Poll this; also in `Location`.
+    pub resource_url: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct OrderBody {
+    pub retailer_id: String,
+    pub status: OrderStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retailer_order_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CallbackBody {
+    pub url: String,
+    pub state: NotificationState,
+    pub attempts: i32,
+    pub last_attempt_at: Option<DateTime<Utc>>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub last_response_status: Option<i32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CheckoutBody {
+    pub checkout_id: String,
+    pub cart_id: i64,
+    pub status: CheckoutStatus,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub resource_url: String,
+    pub orders: Vec<OrderBody>,
+    /// `null` when no callback_url was given.
+    pub callback: Option<CallbackBody>,
+    pub push_notification: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AttemptBody {
+    /// `callback` (later also `push`).
+    pub channel: String,
+    pub attempt: i32,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: i32,
+    /// The HTTP status the receiver answered, if it answered.
+    pub response_status: Option<i32>,
+    /// The transport error (timeout, connection refused, ...), if it did not.
+    pub error: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AttemptList {
+    pub checkout_id: String,
+    pub attempts: Vec<AttemptBody>,
+}
+
+impl From<CheckoutView> for CheckoutBody {
+    fn from(c: CheckoutView) -> Self {
+        Self {
+            checkout_id: c.id.to_string(),
+            cart_id: c.cart_id.get(),
+            status: c.status,
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+            resource_url: c.resource_url,
+            orders: c
+                .orders
+                .into_iter()
+                .map(|o| OrderBody {
+                    retailer_id: o.retailer_id.to_string(),
+                    status: o.status,
+                    retailer_order_id: o.retailer_order_id,
+                    reason: o.reason,
+                })
+                .collect(),
+            callback: c.callback.map(|n| CallbackBody {
+                url: n.target,
+                state: n.state,
+                attempts: n.attempts,
+                last_attempt_at: n.last_attempt_at,
+                next_attempt_at: n.next_attempt_at,
+                last_response_status: n.last_response_status,
+            }),
+            push_notification: c.push_notification,
+        }
+    }
+}
+
+/// Check out a cart, asynchronously.
+///
+/// Answers 202 as soon as the checkout is stored and its work queued (in one transaction). The
+/// outcome arrives as a POST to `callback_url` and can be polled at `resource_url`.
+#[utoipa::path(
+    post, path = "/cart/checkout/", tag = "checkout",
+    request_body = CheckoutRequest,
+    responses(
+        (status = 202, body = Accepted, headers(
+            ("Location" = String, description = "The resource_url"),
+            ("Retry-After" = u32, description = "Seconds before the first poll is worthwhile"))),
+        (status = 400, body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 401, body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 404, body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The cart already has a live checkout, named in `checkout_id`", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 415, body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Empty cart, or a refused callback_url", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 503, body = crate::problem::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn create_checkout(
+    user: User,
+    state: State,
+    body: web::Json<CheckoutRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let mut v = Validation::default();
+    let callback_url = match &body.callback_url {
+        Some(raw) => v.check("callback_url", CallbackUrl::parse(raw, &state.callback_policy)),
+        None => None,
+    };
+    v.finish()?;
+
+    let id = CheckoutId::new();
+    let cart_id = CartId::new(body.cart_id);
+    let resource_url = format!("{}/cart/checkout/{id}", state.public_url);
+    let new = NewCheckout {
+        id,
+        cart_id,
+        owner: user.id,
+        callback_url,
+        push_notification: body.push_notification.unwrap_or(false),
+        resource_url,
+    };
+    let mut db = state.pool.get().await.map_err(StoreError::from)?;
+    match checkouts::create(&mut db, &new).await? {
+        CreateCheckout::Created(view) => {
+            tracing::info!(checkout_id = %id, %cart_id, "checkout accepted");
+            Ok(HttpResponse::Accepted()
+                .insert_header((header::LOCATION, view.resource_url.clone()))
+                .insert_header((header::RETRY_AFTER, POLL_AFTER_SECS.to_string()))
+                .json(Accepted {
+                    checkout_id: id.to_string(),
+                    status: view.status,
+                    resource_url: view.resource_url,
+                }))
+        }
+        CreateCheckout::CartNotFound => Err(cart_not_found()),
+        CreateCheckout::EmptyCart => Err(ApiError::unprocessable(
+            "empty_cart",
+            format!("cart {cart_id} has no items; add items with POST /carts/{cart_id}/items"),
+            vec![],
+        )),
+        CreateCheckout::AlreadyCheckedOut {
+            checkout_id,
+            status,
+        } => Err(ApiError::conflict(
+            "checkout_exists",
+            format!(
+                "cart {cart_id} already has checkout {checkout_id} ({status}); poll it instead \
+                 of checking out again"
+            ),
+        )
+        .with("checkout_id", checkout_id.to_string())
+        .with(
+            "checkout_url",
+            format!("{}/cart/checkout/{checkout_id}", state.public_url),
+        )),
+    }
+}
+
+fn parse_checkout_id(raw: &str) -> Result<CheckoutId, ApiError> {
+    raw.parse().map_err(|_| checkout_not_found())
+}
+
+fn checkout_not_found() -> ApiError {
+    ApiError::not_found("checkout_not_found", "no checkout with that id belongs to you")
+}
+
+/// Poll a checkout.
+#[utoipa::path(
+    get, path = "/cart/checkout/{checkout_id}", tag = "checkout",
+    params(("checkout_id" = String, Path)),
+    responses(
+        (status = 200, body = CheckoutBody, headers(("Retry-After" = u32, description = "Present while the checkout is not final"))),
+        (status = 401, body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 404, body = crate::problem::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get_checkout(user: User, state: State, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = parse_checkout_id(&path)?;
+    let db = state.pool.get().await.map_err(StoreError::from)?;
+    let view = checkouts::get(&db, id, Some(&user.id))
+        .await?
+        .ok_or_else(checkout_not_found)?;
+    let mut resp = HttpResponse::Ok();
+    if !view.status.is_final() {
+        resp.insert_header((header::RETRY_AFTER, POLL_AFTER_SECS.to_string()));
+    }
+    Ok(resp.json(CheckoutBody::from(view)))
+}
+
+/// Every notification attempt of a checkout, oldest first.
+#[utoipa::path(
+    get, path = "/cart/checkout/{checkout_id}/attempts", tag = "checkout",
+    params(("checkout_id" = String, Path)),
+    responses(
+        (status = 200, body = AttemptList),
+        (status = 401, body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 404, body = crate::problem::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list_attempts(user: User, state: State, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = parse_checkout_id(&path)?;
+    let db = state.pool.get().await.map_err(StoreError::from)?;
+    if checkouts::get(&db, id, Some(&user.id)).await?.is_none() {
+        return Err(checkout_not_found());
+    }
+    let mut attempts = Vec::new();
+    for n in notifications::all_for_checkout(&db, id).await? {
+        for a in notifications::attempts(&db, n.id).await? {
+            attempts.push(AttemptBody {
+                channel: n.channel.clone(),
+                attempt: a.attempt,
+                started_at: a.started_at,
+                duration_ms: a.duration_ms,
+                response_status: a.response_status,
+                error: a.error,
+            });
+        }
+    }
+    attempts.sort_by_key(|a| a.started_at);
+    Ok(HttpResponse::Ok().json(AttemptList {
+        checkout_id: id.to_string(),
+        attempts,
+    }))
+}

@@ -1,0 +1,65 @@
+//! One module per resource. Handlers parse wire DTOs into domain types, call the store, and map
+//! the outcome to a response; they hold no SQL and no broker code.
+
+pub mod carts;
+pub mod checkouts;
+pub mod docs;
+pub mod health;
+pub mod retailers;
+
+use crate::problem::{ApiError, FieldError};
+use actix_web::web;
+use icon_domain::NetworkPolicy;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub pool: icon_store::Pool,
+    /// Base of every `resource_url`, without a trailing slash.
+    pub public_url: String,
+    pub callback_policy: NetworkPolicy,
+    /// Set by the outbox relay while it holds a working broker channel.
+    pub broker_ready: Arc<AtomicBool>,
+}
+
+pub type State = web::Data<AppState>;
+
+/// Collects field errors so a client learns about every bad field in one round trip.
+#[derive(Default)]
+pub(crate) struct Validation(Vec<FieldError>);
+
+impl Validation {
+    pub fn check<T, E: std::fmt::Display>(&mut self, field: &str, r: Result<T, E>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.0.push(FieldError {
+                    field: field.to_owned(),
+                    message: e.to_string(),
+                });
+                None
+            }
+        }
+    }
+
+    pub fn push(&mut self, field: &str, message: impl Into<String>) {
+        self.0.push(FieldError {
+            field: field.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    pub fn finish(self) -> Result<(), ApiError> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        let detail = self
+            .0
+            .iter()
+            .map(|e| format!("{}: {}", e.field, e.message))
+            .collect::<Vec<_>>()
+            .join("; ");
+        Err(ApiError::unprocessable("validation_failed", detail, self.0))
+    }
+}

@@ -1,0 +1,142 @@
+//! The gateway's settings, read once from the environment.
+
+use icon_domain::NetworkPolicy;
+use icon_runtime::settings::{parse_networks, MissingSetting};
+use icon_runtime::{Env, SettingsError};
+use std::fmt;
+
+/// Every variable the gateway reads. See the README's configuration table.
+#[derive(Clone)]
+pub struct GatewaySettings {
+    /// `ICON_DATABASE_URL`: PostgreSQL.
+    pub database_url: String,
+    /// `ICON_AMQP_URL`: RabbitMQ, for the outbox relay.
+    pub amqp_url: String,
+    /// `ICON_HTTP_ADDR`: where to listen; port 0 picks a free port.
+    pub http_addr: String,
+    /// `ICON_PUBLIC_URL`: base of every `resource_url`; when unset, derived from the bound
+    /// address once it is known.
+    pub public_url: Option<String>,
+    /// `ICON_JWT_SECRET`: HS256 key for bearer tokens. Required: a default secret would be a
+    /// backdoor in every deployment that forgot to set it.
+    pub jwt_secret: Secret,
+    /// `ICON_CALLBACK_ALLOW_NETWORKS`: non-public networks callback URLs may point into.
+    pub callback_policy: NetworkPolicy,
+    /// `ICON_LOG`: log filter.
+    pub log: String,
+}
+
+/// A secret that never shows in `Debug` output or logs.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsProblem {
+    #[error(transparent)]
+    Invalid(#[from] SettingsError),
+    #[error(transparent)]
+    Missing(#[from] MissingSetting),
+}
+
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/icon";
+pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+impl GatewaySettings {
+    pub fn from_env(env: &Env) -> Result<Self, SettingsProblem> {
+        let http_addr = env.parse_with("ICON_HTTP_ADDR", "127.0.0.1:8080".to_owned(), |v| {
+            normalise_addr(v)
+        })?;
+        let public_url = match env.raw("ICON_PUBLIC_URL") {
+            None => None,
+            Some(v) => Some(parse_public_url(v).map_err(|reason| SettingsError {
+                var: "ICON_PUBLIC_URL",
+                value: v.to_owned(),
+                reason,
+            })?),
+        };
+        let jwt_secret = env.raw("ICON_JWT_SECRET").ok_or(MissingSetting {
+            var: "ICON_JWT_SECRET",
+            reason: "the gateway signs and checks bearer tokens with it; \
+                     e.g. export ICON_JWT_SECRET=$(openssl rand -hex 32)",
+        })?;
+        let allow = env.parse_with("ICON_CALLBACK_ALLOW_NETWORKS", vec![], parse_networks)?;
+        Ok(Self {
+            database_url: env.string("ICON_DATABASE_URL", DEFAULT_DATABASE_URL),
+            amqp_url: env.string("ICON_AMQP_URL", DEFAULT_AMQP_URL),
+            http_addr,
+            public_url,
+            jwt_secret: Secret::new(jwt_secret),
+            callback_policy: NetworkPolicy::new(allow),
+            log: env.string("ICON_LOG", "info"),
+        })
+    }
+}
+
+/// Accepts `host:port`, `[v6]:port` and `:port` (all interfaces).
+fn normalise_addr(v: &str) -> Result<String, String> {
+    let v = v.trim();
+    let full = if v.starts_with(':') {
+        format!("0.0.0.0{v}")
+    } else {
+        v.to_owned()
+    };
+    full.parse::<std::net::SocketAddr>()
+        .map(|_| full.clone())
+        .map_err(|_| "expected host:port such as 127.0.0.1:8080, 0.0.0.0:8080 or :0".to_owned())
+}
+
+fn parse_public_url(v: &str) -> Result<String, String> {
+    let url = url::Url::parse(v).map_err(|e| format!("not an absolute URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err("must start with http:// or https://".into());
+    }
+    Ok(v.trim_end_matches('/').to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requires_the_jwt_secret() {
+        let err = GatewaySettings::from_env(&Env::default()).err().unwrap();
+        assert!(err.to_string().starts_with("ICON_JWT_SECRET must be set"));
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let env = Env::from_pairs([
+            ("ICON_JWT_SECRET", "s"),
+            ("ICON_CALLBACK_ALLOW_NETWORKS", "nonsense"),
+        ]);
+        let err = GatewaySettings::from_env(&env).err().unwrap().to_string();
+        assert!(err.starts_with("ICON_CALLBACK_ALLOW_NETWORKS="), "{err}");
+        let env = Env::from_pairs([("ICON_JWT_SECRET", "s"), ("ICON_HTTP_ADDR", "localhost")]);
+        let err = GatewaySettings::from_env(&env).err().unwrap().to_string();
+        assert!(err.starts_with("ICON_HTTP_ADDR="), "{err}");
+    }
+
+    #[test]
+    fn defaults_and_port_shorthand() {
+        let env = Env::from_pairs([("ICON_JWT_SECRET", "s"), ("ICON_HTTP_ADDR", ":0")]);
+        let s = GatewaySettings::from_env(&env).unwrap();
+        assert_eq!(s.http_addr, "0.0.0.0:0");
+        assert_eq!(s.database_url, DEFAULT_DATABASE_URL);
+        assert!(s.public_url.is_none());
+    }
+}

@@ -1,0 +1,234 @@
+//! Builds the gateway from its settings: the database pool (schema migrated), the outbox relay,
+//! and the HTTP server with every route. Tests call [`Application::build`] with port 0.
+
+use crate::auth::JwtKeys;
+use crate::problem::ApiError;
+use crate::routes::{self, docs::Docs, AppState};
+use crate::settings::GatewaySettings;
+use actix_web::{dev::Server, error::JsonPayloadError, web, App, HttpRequest, HttpServer};
+use icon_outbox::{run_relay, RelaySettings};
+use icon_store::PoolSettings;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Largest request body accepted.
+pub const MAX_BODY: usize = 64 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on ICON_HTTP_ADDR={addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("cannot prepare the database: {0}")]
+    Store(#[from] icon_store::StoreError),
+}
+
+pub struct Application {
+    address: SocketAddr,
+    public_url: String,
+    server: Server,
+    relay: JoinHandle<()>,
+    shutdown: CancellationToken,
+}
+
+impl Application {
+    /// Connects to PostgreSQL (waiting while it is down), binds the listener and starts the
+    /// relay. `None` if `shutdown` fired while waiting.
+    pub async fn build(
+        settings: GatewaySettings,
+        shutdown: CancellationToken,
+    ) -> Result<Option<Self>, StartError> {
+        let Some(pool) =
+            icon_store::connect(&PoolSettings::new(&settings.database_url), &shutdown).await?
+        else {
+            return Ok(None);
+        };
+        let listener = TcpListener::bind(&settings.http_addr).map_err(|source| StartError::Bind {
+            addr: settings.http_addr.clone(),
+            source,
+        })?;
+        let address = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: settings.http_addr.clone(),
+            source,
+        })?;
+        let public_url = settings.public_url.clone().unwrap_or_else(|| {
+            let host = if address.ip().is_unspecified() {
+                "localhost".to_owned()
+            } else {
+                address.ip().to_string()
+            };
+            format!("http://{host}:{}", address.port())
+        });
+
+        let broker_ready = Arc::new(AtomicBool::new(false));
+        let relay = tokio::spawn(run_relay(
+            pool.clone(),
+            RelaySettings {
+                amqp_url: settings.amqp_url.clone(),
+                database_url: settings.database_url.clone(),
+                name: "icon-gateway-outbox".into(),
+            },
+            broker_ready.clone(),
+            shutdown.clone(),
+        ));
+
+        let state = web::Data::new(AppState {
+            pool,
+            public_url: public_url.clone(),
+            callback_policy: settings.callback_policy.clone(),
+            broker_ready,
+        });
+        let keys = web::Data::new(JwtKeys::new(settings.jwt_secret.expose()));
+        let docs = web::Data::new(Docs::build());
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(keys.clone())
+                .app_data(docs.clone())
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(MAX_BODY)
+                        .error_handler(json_error),
+                )
+                .app_data(web::PathConfig::default().error_handler(|_, _| {
+                    ApiError::not_found("not_found", "no such resource").into()
+                }))
+                .configure(routes_config)
+                .default_service(web::to(not_found))
+        })
+        .listen(listener)
+        .map_err(|source| StartError::Bind {
+            addr: settings.http_addr.clone(),
+            source,
+        })?
+        // main installs its own signal handling and cancels `shutdown`.
+        .disable_signals()
+        .shutdown_timeout(10)
+        .run();
+        tracing::info!(%address, %public_url, "gateway listening");
+        Ok(Some(Self {
+            address,
+            public_url,
+            server,
+            relay,
+            shutdown,
+        }))
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    pub fn port(&self) -> u16 {
+        self.address.port()
+    }
+
+    pub fn public_url(&self) -> &str {
+        &self.public_url
+    }
+
+    /// Serves until `shutdown`; then stops accepting, lets in-flight requests finish (up to 10
+    /// s), and stops the relay.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let shutdown = self.shutdown.clone();
+        let stopper = tokio::spawn(async move {
+            shutdown.cancelled().await;
+            handle.stop(true).await;
+        });
+        let result = self.server.await;
+        self.shutdown.cancel();
+        let _ = stopper.await;
+        let _ = self.relay.await;
+        tracing::info!("gateway stopped");
+        result
+    }
+}
+
+fn routes_config(cfg: &mut web::ServiceConfig) {
+    use routes::{carts, checkouts, docs, health, retailers};
+    cfg.route("/healthz", web::get().to(health::healthz))
+        .route("/readyz", web::get().to(health::readyz))
+        .route("/openapi.json", web::get().to(docs::openapi_json))
+        .route("/docs", web::get().to(docs::docs_page))
+        .service(
+            web::resource(["/cart/checkout", "/cart/checkout/"])
+                .route(web::post().to(checkouts::create_checkout))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/cart/checkout/{checkout_id}")
+                .route(web::get().to(checkouts::get_checkout))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/cart/checkout/{checkout_id}/attempts")
+                .route(web::get().to(checkouts::list_attempts))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/carts")
+                .route(web::post().to(carts::create_cart))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/carts/{cart_id}")
+                .route(web::get().to(carts::get_cart))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/carts/{cart_id}/items")
+                .route(web::post().to(carts::add_item))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/retailers")
+                .route(web::get().to(retailers::list_retailers))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/retailers/{retailer_id}")
+                .route(web::put().to(retailers::put_retailer))
+                .default_service(web::to(method_not_allowed)),
+        );
+}
+
+async fn not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::not_found("not_found", format!("no route for {} {}", req.method(), req.path())))
+}
+
+async fn method_not_allowed(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::new(
+        actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "Method not allowed",
+        format!("{} is not supported on {}; see /docs", req.method(), req.path()),
+    ))
+}
+
+fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    let problem = match &err {
+        JsonPayloadError::ContentType => ApiError::new(
+            actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "Unsupported media type",
+            "send the body as JSON with `Content-Type: application/json`",
+        ),
+        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
+            ApiError::new(
+                actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "Payload too large",
+                format!("the body must be at most {MAX_BODY} bytes"),
+            )
+        }
+        JsonPayloadError::Deserialize(e) => ApiError::bad_request("malformed_json", e.to_string()),
+        other => ApiError::bad_request("malformed_json", other.to_string()),
+    };
+    problem.into()
+}
