@@ -59,3 +59,6 @@ mod tests {
         assert_eq!(super::redact("amqp://h/"), "amqp://h/");
     }
 }
+
+/// `ICON_AMQP_URL`'s default: the local RabbitMQ of a development machine.
+pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";

@@ -14,7 +14,7 @@ pub mod topology;
 pub use connect::connect;
 pub use consume::{run_consumer, ConsumerSettings, Disposition, Handler};
 pub use lapin;
-pub use publish::{OutgoingMessage, PublishError, Publisher};
+pub use publish::{LazyPublisher, OutgoingMessage, PublishError, Publisher};
 pub use topology::Topology;
 
 /// The AMQP header that carries the checkout id, so every consumer's span has it before the body

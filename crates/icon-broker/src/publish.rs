@@ -125,3 +125,53 @@ fn chrono_now_secs() -> u64 {
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
+
+/// A publisher that (re)connects on demand: used by consumers that publish as part of handling
+/// a delivery (the notifier's retries). After a failure the next call reconnects.
+pub struct LazyPublisher {
+    amqp_url: String,
+    name: String,
+    topology: crate::Topology,
+    current: tokio::sync::Mutex<Option<(Connection, Publisher)>>,
+}
+
+impl LazyPublisher {
+    pub fn new(amqp_url: impl Into<String>, name: impl Into<String>, topology: crate::Topology) -> Self {
+        Self {
+            amqp_url: amqp_url.into(),
+            name: name.into(),
+            topology,
+            current: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Publishes with confirms, connecting first if needed.
+    pub async fn publish(&self, message: OutgoingMessage) -> Result<(), PublishError> {
+        let publisher = {
+            let mut current = self.current.lock().await;
+            match current.as_ref() {
+                Some((_, p)) if p.is_connected() => p.clone(),
+                _ => {
+                    let props = lapin::ConnectionProperties::default()
+                        .with_connection_name(self.name.as_str().into());
+                    let conn = Connection::connect(&self.amqp_url, props).await?;
+                    let p = Publisher::open(&conn).await?;
+                    self.topology.declare(p.channel()).await?;
+                    *current = Some((conn, p.clone()));
+                    p
+                }
+            }
+        };
+        let result = publisher.publish(message).await;
+        if result.is_err() {
+            *self.current.lock().await = None;
+        }
+        result
+    }
+
+    pub async fn close(&self) {
+        if let Some((conn, _)) = self.current.lock().await.take() {
+            let _ = conn.close(200, "shutdown".into()).await;
+        }
+    }
+}

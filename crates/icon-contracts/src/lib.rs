@@ -9,6 +9,6 @@ pub mod messages;
 pub mod topology;
 
 pub use messages::{
-    CheckoutFinished, CheckoutRequested, Envelope, Message, NotificationDue, OrderOutcome,
-    ParseError,
+    CheckoutFinished, CheckoutRequested, Envelope, Message, NotificationDue, NotificationParked,
+    OrderOutcome, ParseError,
 };

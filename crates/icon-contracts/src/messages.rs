@@ -159,6 +159,26 @@ impl Message for NotificationDue {
     }
 }
 
+/// A notification ICON gave up on (retries exhausted, 410 Gone, or a refused target), parked in
+/// `checkout.finished.parked` for operators.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotificationParked {
+    pub checkout_id: CheckoutId,
+    pub notification_id: NotificationId,
+    pub channel: String,
+    pub target: String,
+    pub attempts: i32,
+    pub reason: String,
+}
+
+impl Message for NotificationParked {
+    const TYPE: &'static str = "notification.parked";
+    const VERSION: u32 = 1;
+    fn checkout_id(&self) -> CheckoutId {
+        self.checkout_id
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

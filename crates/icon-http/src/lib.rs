@@ -7,7 +7,7 @@
 //! each request by a timeout, and reads at most [`MAX_BODY`] of a response.
 
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request};
+use http::{header, HeaderMap, HeaderValue, Method, Request};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::{connect::dns::Name, connect::HttpConnector, Client};
@@ -18,7 +18,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use url::{Host, Url};
+use url::Host;
+
+pub use http::HeaderName;
+pub use rustls::Error as TlsError;
+pub use url::Url;
 
 /// The most of a response body ICON reads (enough for any error message or order id).
 pub const MAX_BODY: usize = 64 * 1024;

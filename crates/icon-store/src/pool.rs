@@ -127,3 +127,6 @@ pub fn source_chain(e: &dyn std::error::Error) -> String {
     }
     s
 }
+
+/// `ICON_DATABASE_URL`'s default: the local PostgreSQL of a development machine.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/icon";

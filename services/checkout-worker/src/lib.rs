@@ -1,0 +1,71 @@
+//! `icon-checkout-worker`: consumes `checkout.requested`, places one order per retailer in the
+//! cart (concurrently), records each outcome, and makes the checkout's one final transition,
+//! which writes `checkout.finished` to the outbox in the same transaction.
+//!
+//! - [`settings`]: the environment it reads.
+//! - [`retailer`]: the retailer protocol (idempotency key, retries, outcomes).
+//! - [`handler`]: what one `checkout.requested` message does, idempotently.
+//!
+//! Redelivery is safe: a confirmed or rejected order is never placed again, a pending one is
+//! placed again with the same `Idempotency-Key`, and the final transition happens once.
+
+pub mod handler;
+pub mod retailer;
+pub mod settings;
+
+use icon_broker::{run_consumer, ConsumerSettings, Topology};
+use icon_contracts::topology::CHECKOUT_REQUESTED;
+use icon_outbox::{run_relay, RelaySettings};
+use icon_store::PoolSettings;
+pub use settings::WorkerSettings;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot prepare the database: {0}")]
+    Store(#[from] icon_store::StoreError),
+    #[error("cannot build the HTTP client: {0}")]
+    Tls(#[from] icon_http::TlsError),
+}
+
+/// Runs the worker until `shutdown`: waits for PostgreSQL, then consumes and relays.
+pub async fn run(settings: WorkerSettings, shutdown: CancellationToken) -> Result<(), StartError> {
+    let Some(pool) =
+        icon_store::connect(&PoolSettings::new(&settings.database_url), &shutdown).await?
+    else {
+        return Ok(());
+    };
+    let retailers = retailer::RetailerClient::new(&settings)?;
+    let relay = tokio::spawn(run_relay(
+        pool.clone(),
+        RelaySettings {
+            amqp_url: settings.amqp_url.clone(),
+            database_url: settings.database_url.clone(),
+            name: "icon-checkout-worker-outbox".into(),
+        },
+        Arc::new(AtomicBool::new(false)),
+        shutdown.clone(),
+    ));
+    let handler = Arc::new(handler::CheckoutHandler::new(pool, retailers));
+    run_consumer(
+        ConsumerSettings {
+            amqp_url: settings.amqp_url.clone(),
+            name: "icon-checkout-worker".into(),
+            queue: CHECKOUT_REQUESTED.into(),
+            prefetch: settings.prefetch,
+            // Long enough for one retailer call with its retries to finish.
+            grace: settings.retailer_timeout + Duration::from_secs(5),
+        },
+        Topology::new().work_queue(CHECKOUT_REQUESTED),
+        handler,
+        Arc::new(AtomicBool::new(false)),
+        shutdown.clone(),
+    )
+    .await;
+    shutdown.cancel();
+    let _ = relay.await;
+    Ok(())
+}

@@ -53,8 +53,8 @@ pub enum SettingsProblem {
     Missing(#[from] MissingSetting),
 }
 
-pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/icon";
-pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+use icon_broker::connect::DEFAULT_AMQP_URL;
+use icon_store::pool::DEFAULT_DATABASE_URL;
 
 impl GatewaySettings {
     pub fn from_env(env: &Env) -> Result<Self, SettingsProblem> {

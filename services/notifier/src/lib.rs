@@ -1,0 +1,77 @@
+//! `icon-notifier`: closes the loop. Consumes `checkout.finished`, delivers each notification of
+//! the checkout through its channel, and retries failures through delay tiers until a 2xx, a
+//! 410, or the give-up deadline, when the notification is parked and marked `failed`.
+//!
+//! - [`settings`]: the environment it reads.
+//! - [`schedule`]: retry delays, give-up, delay tiers.
+//! - [`channels`]: one module per delivery channel (`callback` now; push joins here).
+//! - [`dispatch`]: the work-queue handler: attempts, retries, parking, crash safety.
+
+pub mod channels;
+pub mod dispatch;
+pub mod schedule;
+pub mod settings;
+
+use channels::{callback::CallbackChannel, Channels};
+use icon_broker::{run_consumer, ConsumerSettings, LazyPublisher, Topology};
+use icon_contracts::topology::{CHECKOUT_FINISHED, PARKED};
+use icon_store::PoolSettings;
+pub use settings::NotifierSettings;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot prepare the database: {0}")]
+    Store(#[from] icon_store::StoreError),
+    #[error("cannot build the HTTP client: {0}")]
+    Tls(#[from] icon_http::TlsError),
+}
+
+/// The notifier's queues: its work queue, one delay tier per distinct delay, and the parked
+/// queue.
+pub fn topology(settings: &NotifierSettings) -> Topology {
+    let mut t = Topology::new()
+        .work_queue(CHECKOUT_FINISHED)
+        .plain_queue(PARKED);
+    for delay in settings.schedule.tiers() {
+        t = t.delay_tier(delay, CHECKOUT_FINISHED);
+    }
+    t
+}
+
+/// Runs the notifier until `shutdown`.
+pub async fn run(settings: NotifierSettings, shutdown: CancellationToken) -> Result<(), StartError> {
+    let Some(pool) =
+        icon_store::connect(&PoolSettings::new(&settings.database_url), &shutdown).await?
+    else {
+        return Ok(());
+    };
+    let callback = CallbackChannel::new(settings.callback_policy.clone(), settings.callback_timeout)?;
+    let channels = Channels::new(vec![Arc::new(callback)]);
+    let topology = topology(&settings);
+    let dispatcher = Arc::new(dispatch::Dispatcher::new(
+        pool,
+        channels,
+        settings.schedule.clone(),
+        LazyPublisher::new(&settings.amqp_url, "icon-notifier-publisher", topology.clone()),
+    ));
+    run_consumer(
+        ConsumerSettings {
+            amqp_url: settings.amqp_url.clone(),
+            name: "icon-notifier".into(),
+            queue: CHECKOUT_FINISHED.into(),
+            prefetch: settings.prefetch,
+            grace: settings.callback_timeout + Duration::from_secs(5),
+        },
+        topology,
+        dispatcher.clone(),
+        Arc::new(AtomicBool::new(false)),
+        shutdown,
+    )
+    .await;
+    dispatcher.close().await;
+    Ok(())
+}

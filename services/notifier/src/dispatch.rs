@@ -1,0 +1,277 @@
+//! The notifier's work queue handler: turns `checkout.finished` and `notification.due` messages
+//! into attempts, and each failed attempt into a scheduled retry, a park, or nothing more.
+//!
+//! Crash safety rests on the attempt counter (see `icon_store::notifications`): every message
+//! names the attempt count it expects (`checkout.finished` expects 0). A copy that finds a
+//! higher count is stale and is dropped. After a failed attempt the next retry is published
+//! (with a confirm) *before* the attempt is recorded, and the delivery is acked last; so a crash
+//! at any point leaves either the old message to be redelivered or the new one in a delay tier,
+//! and never neither. The price is an occasional repeated callback, always with the same
+//! `webhook-id`.
+
+use crate::channels::{Channels, Outcome};
+use crate::schedule::RetrySchedule;
+use chrono::Utc;
+use icon_broker::lapin::message::Delivery;
+use icon_broker::{Disposition, Handler, LazyPublisher, OutgoingMessage, PublishError};
+use icon_contracts::messages::{message_type, parse};
+use icon_contracts::{
+    topology, CheckoutFinished, Envelope, Message, NotificationDue, NotificationParked,
+    OrderOutcome,
+};
+use icon_domain::{CheckoutId, NotificationState};
+use icon_store::notifications::{self, Notification, RecordAttempt};
+use icon_store::{checkouts, Pool, StoreError};
+use std::time::{Duration, Instant};
+
+/// A due message arriving this close to its `not_before` is attempted rather than delayed again.
+const EARLY_TOLERANCE: Duration = Duration::from_millis(20);
+
+#[derive(Debug, thiserror::Error)]
+enum DispatchError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+}
+
+pub struct Dispatcher {
+    pool: Pool,
+    channels: Channels,
+    schedule: RetrySchedule,
+    publisher: LazyPublisher,
+}
+
+impl Dispatcher {
+    pub fn new(pool: Pool, channels: Channels, schedule: RetrySchedule, publisher: LazyPublisher) -> Self {
+        Self {
+            pool,
+            channels,
+            schedule,
+            publisher,
+        }
+    }
+
+    pub async fn close(&self) {
+        self.publisher.close().await;
+    }
+
+    async fn on_finished(&self, msg: Envelope<CheckoutFinished>) -> Result<(), DispatchError> {
+        let list = {
+            let db = self.pool.get().await.map_err(StoreError::from)?;
+            notifications::all_for_checkout(&db, msg.data.checkout_id).await?
+        };
+        for n in list {
+            // Only a notification nobody has attempted yet; otherwise its retry chain owns it.
+            if n.state == NotificationState::Pending && n.attempts == 0 {
+                self.attempt(&n, &msg.data).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_due(&self, due: NotificationDue) -> Result<(), DispatchError> {
+        let n = {
+            let db = self.pool.get().await.map_err(StoreError::from)?;
+            notifications::get(&db, due.notification_id).await?
+        };
+        let Some(n) = n else {
+            tracing::warn!(notification = %due.notification_id, "due notification no longer exists");
+            return Ok(());
+        };
+        if n.state.is_final() || n.attempts != due.after_attempt {
+            tracing::debug!(state = %n.state, attempts = n.attempts, expected = due.after_attempt, "stale due message dropped");
+            return Ok(());
+        }
+        let now = Utc::now();
+        if let Ok(remaining) = (due.not_before - now).to_std() {
+            if remaining > EARLY_TOLERANCE {
+                return Ok(self.defer(due.clone(), remaining).await?);
+            }
+        }
+        let event = {
+            let db = self.pool.get().await.map_err(StoreError::from)?;
+            load_event(&db, n.checkout_id).await?
+        };
+        match event {
+            Some(event) => self.attempt(&n, &event).await,
+            None => {
+                tracing::warn!("checkout of a due notification is not final; dropping");
+                Ok(())
+            }
+        }
+    }
+
+    /// One attempt and what follows from it.
+    async fn attempt(&self, n: &Notification, event: &CheckoutFinished) -> Result<(), DispatchError> {
+        let Some(channel) = self.channels.get(&n.channel) else {
+            tracing::error!(channel = %n.channel, "no such channel in this notifier; leaving it pending");
+            return Ok(());
+        };
+        let started_at = Utc::now();
+        let clock = Instant::now();
+        let outcome = channel.deliver(n, event).await;
+        let duration_ms = clock.elapsed().as_millis().min(i32::MAX as u128) as i32;
+        let attempt_no = n.attempts + 1;
+        let deadline = n.first_attempt_at.unwrap_or(started_at)
+            + chrono::Duration::from_std(self.schedule.give_up_after()).unwrap_or(chrono::Duration::MAX);
+
+        let (status, error, new_state, next) = match outcome {
+            Outcome::Delivered { status } => (status, None, NotificationState::Delivered, None),
+            Outcome::GiveUp { status, error } => {
+                let reason = error.clone().unwrap_or_else(|| "given up".into());
+                self.park(n, attempt_no, &reason).await?;
+                (status, error, NotificationState::Failed, None)
+            }
+            Outcome::Retry { status, error, retry_after } => {
+                if Utc::now() >= deadline {
+                    let reason = format!(
+                        "no 2xx within {:?} ({} attempts); last: {}",
+                        self.schedule.give_up_after(),
+                        attempt_no,
+                        describe(status, error.as_deref())
+                    );
+                    self.park(n, attempt_no, &reason).await?;
+                    (status, error, NotificationState::Failed, None)
+                } else {
+                    let wait = self.schedule.wait_after(attempt_no, retry_after);
+                    let next = (Utc::now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX)).min(deadline);
+                    let due = NotificationDue {
+                        checkout_id: n.checkout_id,
+                        notification_id: n.id,
+                        after_attempt: attempt_no,
+                        not_before: next,
+                    };
+                    let remaining = (next - Utc::now()).to_std().unwrap_or_default();
+                    self.defer(due, remaining).await?;
+                    (status, error, NotificationState::Retrying, Some(next))
+                }
+            }
+        };
+        tracing::info!(
+            channel = %n.channel,
+            attempt = attempt_no,
+            status = ?status,
+            error = ?error,
+            state = %new_state,
+            next_attempt_at = ?next,
+            "notification attempt"
+        );
+        let mut db = self.pool.get().await.map_err(StoreError::from)?;
+        let recorded = notifications::record_attempt(
+            &mut db,
+            &RecordAttempt {
+                id: n.id,
+                after_attempt: n.attempts,
+                started_at,
+                duration_ms,
+                response_status: status.map(i32::from),
+                error,
+                new_state,
+                next_attempt_at: next,
+            },
+        )
+        .await?;
+        if !recorded {
+            tracing::info!("another copy recorded this attempt first");
+        }
+        Ok(())
+    }
+
+    /// Publishes `due` into the delay tier that fits `remaining`.
+    async fn defer(&self, due: NotificationDue, remaining: Duration) -> Result<(), PublishError> {
+        let tier = self.schedule.tier_for(remaining);
+        let envelope = Envelope::new(due);
+        self.publisher
+            .publish(OutgoingMessage {
+                exchange: topology::DELAY_EXCHANGE.into(),
+                routing_key: topology::delay_queue(tier),
+                message_id: envelope.message_id.to_string(),
+                message_type: NotificationDue::TYPE.into(),
+                checkout_id: envelope.checkout_id.to_string(),
+                body: envelope.to_json(),
+                death_reason: None,
+            })
+            .await
+    }
+
+    /// Puts a given-up notification where operators look for them.
+    async fn park(&self, n: &Notification, attempts: i32, reason: &str) -> Result<(), PublishError> {
+        tracing::warn!(target_url = %n.target, attempts, %reason, "notification given up and parked");
+        let envelope = Envelope::new(NotificationParked {
+            checkout_id: n.checkout_id,
+            notification_id: n.id,
+            channel: n.channel.clone(),
+            target: n.target.clone(),
+            attempts,
+            reason: reason.to_owned(),
+        });
+        self.publisher
+            .publish(OutgoingMessage {
+                exchange: String::new(),
+                routing_key: topology::PARKED.into(),
+                message_id: envelope.message_id.to_string(),
+                message_type: NotificationParked::TYPE.into(),
+                checkout_id: envelope.checkout_id.to_string(),
+                body: envelope.to_json(),
+                death_reason: Some(reason.to_owned()),
+            })
+            .await
+    }
+}
+
+fn describe(status: Option<u16>, error: Option<&str>) -> String {
+    match (status, error) {
+        (Some(s), _) => format!("HTTP {s}"),
+        (None, Some(e)) => e.to_owned(),
+        (None, None) => "unknown".into(),
+    }
+}
+
+/// Rebuilds the `checkout.finished` event from the database, for retries.
+async fn load_event(
+    db: &impl icon_store::GenericClient,
+    id: CheckoutId,
+) -> Result<Option<CheckoutFinished>, StoreError> {
+    Ok(checkouts::get(db, id, None).await?.filter(|c| c.status.is_final()).map(|c| CheckoutFinished {
+        checkout_id: c.id,
+        cart_id: c.cart_id,
+        status: c.status,
+        source_url: c.resource_url,
+        orders: c
+            .orders
+            .into_iter()
+            .map(|o| OrderOutcome {
+                retailer_id: o.retailer_id,
+                status: o.status,
+                retailer_order_id: o.retailer_order_id,
+                reason: o.reason,
+            })
+            .collect(),
+    }))
+}
+
+impl Handler for Dispatcher {
+    async fn handle(&self, delivery: &Delivery) -> Disposition {
+        let result = match message_type(&delivery.data).as_deref() {
+            Ok(CheckoutFinished::TYPE) => match parse::<CheckoutFinished>(&delivery.data) {
+                Ok(m) => self.on_finished(m).await,
+                Err(e) => return Disposition::Poison(e.to_string()),
+            },
+            Ok(NotificationDue::TYPE) => match parse::<NotificationDue>(&delivery.data) {
+                Ok(m) => self.on_due(m.data).await,
+                Err(e) => return Disposition::Poison(e.to_string()),
+            },
+            Ok(other) => return Disposition::Poison(format!("unknown message type `{other}`")),
+            Err(e) => return Disposition::Poison(e.to_string()),
+        };
+        match result {
+            Ok(()) => Disposition::Ack,
+            Err(DispatchError::Publish(e)) => Disposition::Retry(e.to_string()),
+            Err(DispatchError::Store(e)) if e.is_unavailable() => {
+                Disposition::Retry(icon_store::pool::source_chain(&e))
+            }
+            Err(DispatchError::Store(e)) => Disposition::Poison(icon_store::pool::source_chain(&e)),
+        }
+    }
+}
