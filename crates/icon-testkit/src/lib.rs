@@ -1,0 +1,273 @@
+//! The test harness. Every test gets:
+//!
+//! - its own PostgreSQL database and its own RabbitMQ vhost ([`TestEnv`]), created fresh and
+//!   dropped afterwards, so tests run in parallel without cross-talk;
+//! - the real gateway, checkout worker and notifier, in-process, on a random port ([`TestApp`]);
+//! - real HTTP parties on 127.0.0.1: retailer simulators and scriptable callback receivers
+//!   ([`Receiver`]).
+//!
+//! Nothing is mocked: the services talk to the real broker and database. Waiting is always on a
+//! condition with a deadline ([`eventually`]), never a bare sleep.
+//!
+//! Where the broker and database are: `ICON_TEST_DATABASE_URL` (an admin connection, default
+//! `postgres://postgres@127.0.0.1:5432/postgres`), `ICON_TEST_AMQP_URL` (default
+//! `amqp://guest:guest@127.0.0.1:5672`), and `ICON_TEST_RABBITMQCTL` (the command that manages
+//! vhosts, default `rabbitmqctl`; `scripts/test.sh` sets it when the broker runs in Docker).
+
+mod api;
+mod env;
+mod receiver;
+
+pub use api::{Api, Reply as ApiReply};
+pub use env::TestEnv;
+pub use receiver::{Receiver, Recorded, Scripted};
+
+use icon_checkout_worker::WorkerSettings;
+use icon_gateway::{auth::JwtKeys, Application, GatewaySettings};
+use icon_notifier::NotifierSettings;
+use icon_runtime::Env;
+use serde_json::{json, Value};
+use std::future::Future;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub const JWT_SECRET: &str = "test-secret-at-least-32-bytes-long!!";
+
+/// Waits until `check` returns `Some`, polling every 20ms, or panics after `deadline` naming
+/// `what`.
+pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let until = tokio::time::Instant::now() + deadline;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if tokio::time::Instant::now() >= until {
+            panic!("timed out after {deadline:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Settings the services get in tests, on top of the database and vhost: quick retries.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub retry_schedule: String,
+    pub give_up_after: String,
+    pub callback_timeout: String,
+    pub retailer_max_attempts: String,
+    pub retailer_backoff: String,
+    pub retailer_timeout: String,
+    /// `ICON_CALLBACK_ALLOW_NETWORKS`: loopback, since every receiver in tests is on 127.0.0.1.
+    pub allow_networks: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            retry_schedule: "100ms,200ms".into(),
+            give_up_after: "1h".into(),
+            callback_timeout: "2s".into(),
+            retailer_max_attempts: "3".into(),
+            retailer_backoff: "20ms".into(),
+            retailer_timeout: "2s".into(),
+            allow_networks: "127.0.0.0/8".into(),
+        }
+    }
+}
+
+/// The whole system, running in-process for one test.
+pub struct TestApp {
+    pub env: TestEnv,
+    pub api: Api,
+    pub public_url: String,
+    keys: JwtKeys,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(Options::default()).await
+    }
+
+    pub async fn spawn_with(opts: Options) -> Self {
+        let env = TestEnv::create().await;
+        let shutdown = CancellationToken::new();
+        let vars = Env::from_pairs([
+            ("ICON_DATABASE_URL", env.database_url.clone()),
+            ("ICON_AMQP_URL", env.amqp_url.clone()),
+            ("ICON_HTTP_ADDR", "127.0.0.1:0".into()),
+            ("ICON_HTTP_WORKERS", "1".into()),
+            ("ICON_JWT_SECRET", JWT_SECRET.into()),
+            ("ICON_CALLBACK_ALLOW_NETWORKS", opts.allow_networks.clone()),
+            ("ICON_CALLBACK_RETRY_SCHEDULE", opts.retry_schedule.clone()),
+            ("ICON_CALLBACK_GIVE_UP_AFTER", opts.give_up_after.clone()),
+            ("ICON_CALLBACK_TIMEOUT", opts.callback_timeout.clone()),
+            ("ICON_RETAILER_MAX_ATTEMPTS", opts.retailer_max_attempts.clone()),
+            ("ICON_RETAILER_RETRY_BACKOFF", opts.retailer_backoff.clone()),
+            ("ICON_RETAILER_TIMEOUT", opts.retailer_timeout.clone()),
+        ]);
+        let gateway = GatewaySettings::from_env(&vars).expect("gateway settings");
+        let worker = WorkerSettings::from_env(&vars).expect("worker settings");
+        let notifier = NotifierSettings::from_env(&vars).expect("notifier settings");
+
+        let app = Application::build(gateway, shutdown.clone())
+            .await
+            .expect("gateway starts")
+            .expect("not cancelled");
+        let public_url = app.public_url().to_owned();
+        let mut tasks = vec![tokio::spawn(async move {
+            let _ = app.run_until_stopped().await;
+        })];
+        let s = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            icon_checkout_worker::run(worker, s).await.expect("worker runs");
+        }));
+        let s = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            icon_notifier::run(notifier, s).await.expect("notifier runs");
+        }));
+        Self {
+            api: Api::new(&public_url),
+            public_url,
+            env,
+            keys: JwtKeys::new(JWT_SECRET),
+            shutdown,
+            tasks,
+        }
+    }
+
+    pub fn token(&self, user: &str) -> String {
+        self.keys
+            .mint(user, false, Duration::from_secs(3600))
+            .expect("mint")
+    }
+
+    pub fn admin_token(&self) -> String {
+        self.keys
+            .mint("ops", true, Duration::from_secs(3600))
+            .expect("mint")
+    }
+
+    /// Registers a retailer and panics unless it worked.
+    pub async fn register_retailer(&self, id: &str, order_url: &str) {
+        let r = self
+            .api
+            .put(
+                &format!("/retailers/{id}"),
+                Some(&self.admin_token()),
+                &json!({"name": id, "order_url": order_url}),
+            )
+            .await;
+        assert!(r.status == 201 || r.status == 200, "register retailer: {r:?}");
+    }
+
+    /// Creates a cart for `user` with one item per `(retailer, sku)` and returns its id.
+    pub async fn cart_with(&self, user: &str, items: &[(&str, &str)]) -> i64 {
+        let token = self.token(user);
+        let r = self.api.post("/carts", Some(&token), &json!({})).await;
+        assert_eq!(r.status, 201, "create cart: {r:?}");
+        let cart = r.json["cart_id"].as_i64().expect("cart_id");
+        for (retailer, sku) in items {
+            let r = self
+                .api
+                .post(
+                    &format!("/carts/{cart}/items"),
+                    Some(&token),
+                    &json!({"retailer_id": retailer, "sku": sku, "quantity": 1,
+                            "unit_price": {"amount_minor": 1999, "currency": "GBP"}}),
+                )
+                .await;
+            assert_eq!(r.status, 201, "add item: {r:?}");
+        }
+        cart
+    }
+
+    /// Submits a checkout and returns the response.
+    pub async fn checkout(&self, user: &str, cart: i64, callback_url: Option<&str>) -> ApiReply {
+        let mut body = json!({"cart_id": cart});
+        if let Some(url) = callback_url {
+            body["callback_url"] = url.into();
+        }
+        self.api
+            .post("/cart/checkout/", Some(&self.token(user)), &body)
+            .await
+    }
+
+    /// Polls the checkout until `pred` holds for its JSON.
+    pub async fn wait_for_checkout(
+        &self,
+        user: &str,
+        checkout_id: &str,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let token = self.token(user);
+        eventually(what, Duration::from_secs(20), || async {
+            let r = self
+                .api
+                .get(&format!("/cart/checkout/{checkout_id}"), Some(&token))
+                .await;
+            (r.status == 200 && pred(&r.json)).then_some(r.json)
+        })
+        .await
+    }
+
+    /// Stops every service and waits for them to finish.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        for t in self.tasks.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(15), t).await;
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A retailer simulator on a random loopback port.
+pub struct Sim {
+    pub base_url: String,
+    shutdown: CancellationToken,
+}
+
+impl Sim {
+    pub async fn start() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind sim");
+        let base_url = format!("http://{}", listener.local_addr().expect("addr"));
+        let shutdown = CancellationToken::new();
+        let settings = icon_retailer_sim::SimSettings {
+            addr: "127.0.0.1:0".into(),
+            slow_delay: Duration::from_millis(300),
+            log: "warn".into(),
+        };
+        let server = icon_retailer_sim::serve(listener, settings, shutdown.clone()).expect("sim");
+        tokio::spawn(server);
+        Self { base_url, shutdown }
+    }
+
+    /// The order URL for a retailer served by this simulator.
+    pub fn order_url(&self, retailer: &str) -> String {
+        format!("{}/{retailer}/orders", self.base_url)
+    }
+
+    /// Every order request the simulator received.
+    pub async fn orders(&self) -> Vec<Value> {
+        let r = Api::new(&self.base_url).get("/orders", None).await;
+        r.json.as_array().cloned().unwrap_or_default()
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}

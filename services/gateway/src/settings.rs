@@ -22,6 +22,8 @@ pub struct GatewaySettings {
     pub jwt_secret: Secret,
     /// `ICON_CALLBACK_ALLOW_NETWORKS`: non-public networks callback URLs may point into.
     pub callback_policy: NetworkPolicy,
+    /// `ICON_HTTP_WORKERS`: HTTP worker threads; defaults to the number of CPUs.
+    pub http_workers: Option<usize>,
     /// `ICON_LOG`: log filter.
     pub log: String,
 }
@@ -82,6 +84,10 @@ impl GatewaySettings {
             public_url,
             jwt_secret: Secret::new(jwt_secret),
             callback_policy: NetworkPolicy::new(allow),
+            http_workers: env.parse_with("ICON_HTTP_WORKERS", None, |v| match v.trim().parse::<usize>() {
+                Ok(n) if (1..=256).contains(&n) => Ok(Some(n)),
+                _ => Err("expected a whole number from 1 to 256".into()),
+            })?,
             log: env.string("ICON_LOG", "info"),
         })
     }

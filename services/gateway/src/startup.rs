@@ -85,7 +85,7 @@ impl Application {
         });
         let keys = web::Data::new(JwtKeys::new(settings.jwt_secret.expose()));
         let docs = web::Data::new(Docs::build());
-        let server = HttpServer::new(move || {
+        let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
                 .app_data(keys.clone())
@@ -100,7 +100,11 @@ impl Application {
                 }))
                 .configure(routes_config)
                 .default_service(web::to(not_found))
-        })
+        });
+        if let Some(n) = settings.http_workers {
+            server = server.workers(n);
+        }
+        let server = server
         .listen(listener)
         .map_err(|source| StartError::Bind {
             addr: settings.http_addr.clone(),

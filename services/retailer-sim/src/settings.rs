@@ -75,7 +75,9 @@ mod tests {
         let err = SimSettings::from_env(&Env::from_pairs([("ICON_SIM_ADDR", "localhost")]))
             .expect_err("not an address");
         assert_eq!(err.var, "ICON_SIM_ADDR");
-        assert!(err.to_string().starts_with("ICON_SIM_ADDR=\"localhost\" is invalid"));
+        assert!(err
+            .to_string()
+            .starts_with("ICON_SIM_ADDR=\"localhost\" is invalid"));
 
         let err = SimSettings::from_env(&Env::from_pairs([("ICON_SIM_SLOW_DELAY", "2")]))
             .expect_err("no unit");

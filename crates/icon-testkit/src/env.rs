@@ -1,0 +1,155 @@
+//! A fresh PostgreSQL database and RabbitMQ vhost for one test, removed when dropped.
+
+use std::process::Command;
+
+pub struct TestEnv {
+    pub name: String,
+    pub database_url: String,
+    pub amqp_url: String,
+    admin_url: String,
+}
+
+fn var(name: &str, default: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_owned())
+}
+
+fn rabbitmqctl(args: &[&str]) {
+    let cmd = var("ICON_TEST_RABBITMQCTL", "rabbitmqctl");
+    let mut parts = cmd.split_whitespace();
+    let program = parts.next().unwrap_or("rabbitmqctl");
+    let out = Command::new(program)
+        .args(parts)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run `{cmd}` (set ICON_TEST_RABBITMQCTL): {e}"));
+    assert!(
+        out.status.success(),
+        "`{cmd} {}` failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl TestEnv {
+    pub async fn create() -> Self {
+        let name = format!("icon_test_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let admin_url = var(
+            "ICON_TEST_DATABASE_URL",
+            "postgres://postgres@127.0.0.1:5432/postgres",
+        );
+        let (client, conn) = tokio_postgres::connect(&admin_url, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {admin_url}: {e}"));
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create test database");
+        let database_url = replace_db(&admin_url, &name);
+
+        let name_for_ctl = name.clone();
+        tokio::task::spawn_blocking(move || {
+            rabbitmqctl(&["-q", "add_vhost", &name_for_ctl]);
+            rabbitmqctl(&["-q", "set_permissions", "-p", &name_for_ctl, "guest", ".*", ".*", ".*"]);
+        })
+        .await
+        .expect("vhost");
+        let amqp_base = var("ICON_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672");
+        let amqp_url = format!("{}/{name}", amqp_base.trim_end_matches('/'));
+        Self {
+            name,
+            database_url,
+            amqp_url,
+            admin_url,
+        }
+    }
+
+    /// A direct connection to this test's database, for assertions on stored state.
+    pub async fn db(&self) -> tokio_postgres::Client {
+        let (client, conn) = tokio_postgres::connect(&self.database_url, tokio_postgres::NoTls)
+            .await
+            .expect("connect test db");
+        tokio::spawn(conn);
+        client
+    }
+
+    /// Counts rows of `table` (a fixed name from the test, never user input).
+    pub async fn count(&self, table: &str) -> i64 {
+        self.db()
+            .await
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .expect("count")
+            .get(0)
+    }
+
+    /// A connection to this test's vhost.
+    pub async fn amqp(&self) -> icon_broker::lapin::Connection {
+        icon_broker::lapin::Connection::connect(
+            &self.amqp_url,
+            icon_broker::lapin::ConnectionProperties::default(),
+        )
+        .await
+        .expect("connect test vhost")
+    }
+
+    /// Takes every message currently in `queue` (acking them) and returns their bodies.
+    pub async fn drain_queue(&self, queue: &str) -> Vec<serde_json::Value> {
+        use icon_broker::lapin::options::{BasicAckOptions, BasicGetOptions};
+        let conn = self.amqp().await;
+        let ch = conn.create_channel().await.expect("channel");
+        let mut out = vec![];
+        while let Some(m) = ch
+            .basic_get(queue.into(), BasicGetOptions::default())
+            .await
+            .expect("basic.get")
+        {
+            out.push(serde_json::from_slice(&m.delivery.data).unwrap_or(serde_json::Value::Null));
+            m.delivery
+                .acker
+                .ack(BasicAckOptions::default())
+                .await
+                .expect("ack");
+        }
+        let _ = conn.close(200, "done".into()).await;
+        out
+    }
+}
+
+fn replace_db(url: &str, db: &str) -> String {
+    match url.rfind('/') {
+        Some(i) if i > url.find("://").map(|p| p + 2).unwrap_or(0) => {
+            let (base, rest) = url.split_at(i);
+            let query = rest.find('?').map(|q| &rest[q..]).unwrap_or("");
+            format!("{base}/{db}{query}")
+        }
+        _ => format!("{url}/{db}"),
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let admin_url = self.admin_url.clone();
+        // Drop runs outside async context guarantees: use a plain thread with its own runtime.
+        let _ = std::thread::spawn(move || {
+            rabbitmqctl(&["-q", "delete_vhost", &name]);
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                rt.block_on(async {
+                    if let Ok((client, conn)) =
+                        tokio_postgres::connect(&admin_url, tokio_postgres::NoTls).await
+                    {
+                        tokio::spawn(conn);
+                        let _ = client
+                            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                            .await;
+                    }
+                });
+            }
+        })
+        .join();
+    }
+}

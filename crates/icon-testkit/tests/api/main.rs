@@ -1,0 +1,9 @@
+//! API tests: the real gateway, worker and notifier against a fresh database and vhost per test,
+//! with retailers and callback receivers as real HTTP servers on 127.0.0.1. One binary, so the
+//! crate graph links once.
+
+mod callbacks;
+mod checkout;
+mod errors;
+mod isolation;
+mod probes;
