@@ -43,8 +43,9 @@ def stages(dockerfile: Path) -> set[str]:
 
 
 def schema_errors(doc, schema) -> list[str]:
-    validator_cls = jsonschema.validators.validator_for(schema)
-    validator = validator_cls(schema)
+    # The schema is draft-07 but spells its `$schema` without the trailing `#`, which
+    # jsonschema does not recognise; name the draft instead of letting it guess.
+    validator = jsonschema.Draft7Validator(schema)
     out = []
     for err in sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path))):
         where = ".".join(str(p) for p in err.absolute_path) or "(top level)"

@@ -4,6 +4,9 @@ use icon_runtime::Backoff;
 use lapin::{Connection, ConnectionProperties};
 use tokio_util::sync::CancellationToken;
 
+/// `ICON_AMQP_URL`'s default: the local RabbitMQ of a development machine.
+pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
 /// Connects, retrying with backoff and saying so in the log, until it succeeds or `shutdown`
 /// fires (then `None`). `name` shows in the management UI's connection list.
 pub async fn connect(url: &str, name: &str, shutdown: &CancellationToken) -> Option<Connection> {
@@ -59,6 +62,3 @@ mod tests {
         assert_eq!(super::redact("amqp://h/"), "amqp://h/");
     }
 }
-
-/// `ICON_AMQP_URL`'s default: the local RabbitMQ of a development machine.
-pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";

@@ -8,15 +8,15 @@
 //! deliveries finish within a grace period, and closes the connection, which hands anything
 //! still unacked back to the broker.
 
-use crate::{
-    connect, publish::OutgoingMessage, Publisher, Topology, CHECKOUT_ID_HEADER,
-};
+use crate::{connect, publish::OutgoingMessage, Publisher, Topology, CHECKOUT_ID_HEADER};
 use futures_util::StreamExt;
 use icon_contracts::topology::dead_letter_queue;
 use icon_runtime::Backoff;
 use lapin::{
     message::Delivery,
-    options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions},
+    options::{
+        BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+    },
     types::{AMQPValue, FieldTable},
 };
 use std::future::Future;

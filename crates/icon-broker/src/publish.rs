@@ -8,9 +8,8 @@ use crate::{CHECKOUT_ID_HEADER, DEATH_REASON_HEADER};
 use futures_util::future::join_all;
 use lapin::{
     options::{BasicPublishOptions, ConfirmSelectOptions},
-    Confirmation,
     types::{AMQPValue, FieldTable},
-    BasicProperties, Channel, Connection,
+    BasicProperties, Channel, Confirmation, Connection,
 };
 
 /// One message to publish.
@@ -136,7 +135,11 @@ pub struct LazyPublisher {
 }
 
 impl LazyPublisher {
-    pub fn new(amqp_url: impl Into<String>, name: impl Into<String>, topology: crate::Topology) -> Self {
+    pub fn new(
+        amqp_url: impl Into<String>,
+        name: impl Into<String>,
+        topology: crate::Topology,
+    ) -> Self {
         Self {
             amqp_url: amqp_url.into(),
             name: name.into(),

@@ -12,8 +12,15 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 enum Item {
     Exchange(String),
-    Queue { name: String, args: FieldTable },
-    Bind { queue: String, exchange: String, key: String },
+    Queue {
+        name: String,
+        args: FieldTable,
+    },
+    Bind {
+        queue: String,
+        exchange: String,
+        key: String,
+    },
 }
 
 /// A list of declarations, built with the methods below and applied with [`Topology::declare`].
@@ -39,7 +46,10 @@ impl Topology {
         let dead = names::dead_letter_queue(name);
         self = self.plain_queue(&dead);
         let mut args = FieldTable::default();
-        args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString("".into()));
+        args.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString("".into()),
+        );
         args.insert(
             "x-dead-letter-routing-key".into(),
             AMQPValue::LongString(dead.as_str().into()),
@@ -70,7 +80,10 @@ impl Topology {
             "x-message-ttl".into(),
             AMQPValue::LongLongInt(delay.as_millis() as i64),
         );
-        args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString("".into()));
+        args.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString("".into()),
+        );
         args.insert(
             "x-dead-letter-routing-key".into(),
             AMQPValue::LongString(back_to.into()),

@@ -185,7 +185,10 @@ mod tests {
             "http://100.64.0.1/",
         ] {
             assert!(
-                matches!(CallbackUrl::parse(url, &p), Err(CallbackUrlError::Refused(_))),
+                matches!(
+                    CallbackUrl::parse(url, &p),
+                    Err(CallbackUrlError::Refused(_))
+                ),
                 "{url} should be refused"
             );
         }

@@ -109,7 +109,8 @@ impl RetailerId {
     pub fn parse(s: impl Into<String>) -> Result<Self, IdError> {
         let s = s.into();
         let ok = (1..=64).contains(&s.len())
-            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if ok {
             Ok(Self(s))
         } else {

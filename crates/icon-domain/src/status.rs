@@ -128,7 +128,13 @@ mod tests {
 
     #[test]
     fn round_trip_text() {
-        for s in ["queued", "processing", "completed", "partially_completed", "failed"] {
+        for s in [
+            "queued",
+            "processing",
+            "completed",
+            "partially_completed",
+            "failed",
+        ] {
             assert_eq!(CheckoutStatus::parse(s).unwrap().as_str(), s);
         }
         assert!(CheckoutStatus::parse("done").is_err());

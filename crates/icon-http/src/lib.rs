@@ -113,7 +113,10 @@ impl HttpClient {
             .method(Method::POST)
             .uri(url.as_str())
             .header(header::CONTENT_TYPE, "application/json")
-            .header(header::USER_AGENT, concat!("ICON/", env!("CARGO_PKG_VERSION")));
+            .header(
+                header::USER_AGENT,
+                concat!("ICON/", env!("CARGO_PKG_VERSION")),
+            );
         for (name, value) in headers {
             let value = HeaderValue::from_str(value)
                 .map_err(|e| SendError::Invalid(format!("header {name}: {e}")))?;
@@ -218,7 +221,8 @@ impl PolicyResolver {
     }
 }
 
-type Resolving = Pin<Box<dyn Future<Output = std::io::Result<std::vec::IntoIter<SocketAddr>>> + Send>>;
+type Resolving =
+    Pin<Box<dyn Future<Output = std::io::Result<std::vec::IntoIter<SocketAddr>>> + Send>>;
 
 impl tower_service::Service<Name> for PolicyResolver {
     type Response = std::vec::IntoIter<SocketAddr>;
@@ -258,9 +262,13 @@ mod tests {
     #[tokio::test]
     async fn ip_literal_refused_before_any_connection() {
         let (listener, port) = witness();
-        let client = HttpClient::new(Some(NetworkPolicy::default()), Duration::from_secs(5)).unwrap();
+        let client =
+            HttpClient::new(Some(NetworkPolicy::default()), Duration::from_secs(5)).unwrap();
         let url = Url::parse(&format!("http://127.0.0.1:{port}/hook")).unwrap();
-        let err = client.post_json(&url, &[], b"{}".to_vec()).await.unwrap_err();
+        let err = client
+            .post_json(&url, &[], b"{}".to_vec())
+            .await
+            .unwrap_err();
         assert!(matches!(err, SendError::Refused(_)), "{err:?}");
         assert_untouched(&listener);
     }
@@ -268,9 +276,13 @@ mod tests {
     #[tokio::test]
     async fn host_name_refused_before_any_connection() {
         let (listener, port) = witness();
-        let client = HttpClient::new(Some(NetworkPolicy::default()), Duration::from_secs(5)).unwrap();
+        let client =
+            HttpClient::new(Some(NetworkPolicy::default()), Duration::from_secs(5)).unwrap();
         let url = Url::parse(&format!("http://localhost:{port}/hook")).unwrap();
-        let err = client.post_json(&url, &[], b"{}".to_vec()).await.unwrap_err();
+        let err = client
+            .post_json(&url, &[], b"{}".to_vec())
+            .await
+            .unwrap_err();
         assert!(matches!(err, SendError::Refused(_)), "{err:?}");
         assert_untouched(&listener);
     }
@@ -282,7 +294,10 @@ mod tests {
         let client = HttpClient::new(Some(policy), Duration::from_millis(300)).unwrap();
         let url = Url::parse(&format!("http://127.0.0.1:{port}/hook")).unwrap();
         // Nobody answers, so the request times out, but the connection was made.
-        let err = client.post_json(&url, &[], b"{}".to_vec()).await.unwrap_err();
+        let err = client
+            .post_json(&url, &[], b"{}".to_vec())
+            .await
+            .unwrap_err();
         assert!(matches!(err, SendError::Timeout(_)), "{err:?}");
         assert!(listener.accept().is_ok());
     }

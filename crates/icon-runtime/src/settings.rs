@@ -53,7 +53,10 @@ impl Env {
     /// The raw value, if set and not empty (an empty variable means "use the default", as most
     /// operators expect from `FOO= cmd`).
     pub fn raw(&self, var: &str) -> Option<&str> {
-        self.0.get(var).map(String::as_str).filter(|v| !v.is_empty())
+        self.0
+            .get(var)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 
     pub fn string(&self, var: &'static str, default: &str) -> String {
@@ -87,7 +90,11 @@ impl Env {
         })
     }
 
-    pub fn duration(&self, var: &'static str, default: Duration) -> Result<Duration, SettingsError> {
+    pub fn duration(
+        &self,
+        var: &'static str,
+        default: Duration,
+    ) -> Result<Duration, SettingsError> {
         self.parse_with(var, default, parse_duration)
     }
 }
@@ -175,7 +182,10 @@ mod tests {
             .duration("ICON_CALLBACK_TIMEOUT", Duration::from_secs(10))
             .unwrap_err();
         let line = err.to_string();
-        assert!(line.starts_with("ICON_CALLBACK_TIMEOUT=\"soon\" is invalid"), "{line}");
+        assert!(
+            line.starts_with("ICON_CALLBACK_TIMEOUT=\"soon\" is invalid"),
+            "{line}"
+        );
     }
 
     #[test]

@@ -105,7 +105,10 @@ pub(crate) async fn lock_owned(
     let stmt = db
         .prepare_cached("SELECT 1 FROM carts WHERE id = $1 AND owner = $2 FOR UPDATE")
         .await?;
-    Ok(db.query_opt(&stmt, &[&id.get(), &owner.as_str()]).await?.is_some())
+    Ok(db
+        .query_opt(&stmt, &[&id.get(), &owner.as_str()])
+        .await?
+        .is_some())
 }
 
 pub async fn add_item(

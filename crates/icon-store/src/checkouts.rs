@@ -20,7 +20,7 @@ pub struct NewCheckout {
 
 #[derive(Debug)]
 pub enum CreateCheckout {
-    Created(CheckoutView),
+    Created(Box<CheckoutView>),
     CartNotFound,
     EmptyCart,
     /// The cart already has a live checkout: this one.
@@ -139,7 +139,7 @@ pub async fn create(conn: &mut Conn, new: &NewCheckout) -> Result<CreateCheckout
             })
         })
         .collect::<Result<_, StoreError>>()?;
-    Ok(CreateCheckout::Created(CheckoutView {
+    Ok(CreateCheckout::Created(Box::new(CheckoutView {
         id: new.id,
         cart_id: new.cart_id,
         status: CheckoutStatus::Queued,
@@ -149,7 +149,7 @@ pub async fn create(conn: &mut Conn, new: &NewCheckout) -> Result<CreateCheckout
         updated_at,
         orders,
         callback,
-    }))
+    })))
 }
 
 /// The cart's live (not failed) checkout, if any.
@@ -158,7 +158,9 @@ pub async fn live_for_cart(
     cart: CartId,
 ) -> Result<Option<(CheckoutId, CheckoutStatus)>, StoreError> {
     let stmt = db
-        .prepare_cached("SELECT id, status FROM checkouts WHERE cart_id = $1 AND status <> 'failed'")
+        .prepare_cached(
+            "SELECT id, status FROM checkouts WHERE cart_id = $1 AND status <> 'failed'",
+        )
         .await?;
     db.query_opt(&stmt, &[&cart.get()])
         .await?

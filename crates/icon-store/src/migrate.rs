@@ -4,17 +4,22 @@
 use crate::StoreError;
 use deadpool_postgres::Pool;
 
-const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "initial", include_str!("../migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i32, &str, &str)] =
+    &[(1, "initial", include_str!("../migrations/0001_initial.sql"))];
 
 /// Arbitrary but fixed: the advisory lock every ICON process takes while migrating.
 const LOCK_KEY: i64 = 0x1c0_4d16;
 
 pub async fn run(pool: &Pool) -> Result<(), StoreError> {
     let mut client = pool.get().await?;
-    client.execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY]).await?;
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
+        .await?;
     let result = apply(&mut client).await;
     // Unlock on the same session whatever happened; the lock also dies with the connection.
-    let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY]).await;
+    let _ = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY])
+        .await;
     result
 }
 

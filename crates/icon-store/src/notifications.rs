@@ -78,8 +78,11 @@ pub async fn create(
         )
         .await?;
     from_row(
-        &tx.query_one(&stmt, &[&id.as_uuid(), &checkout.as_uuid(), &channel, &target])
-            .await?,
+        &tx.query_one(
+            &stmt,
+            &[&id.as_uuid(), &checkout.as_uuid(), &channel, &target],
+        )
+        .await?,
     )
 }
 

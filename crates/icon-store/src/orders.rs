@@ -2,10 +2,7 @@
 //! final transition, which writes `checkout.finished` to the outbox in the same transaction.
 
 use crate::{
-    carts::CartItem,
-    checkouts::OrderView,
-    error::corrupt,
-    outbox, Conn, GenericClient, StoreError,
+    carts::CartItem, checkouts::OrderView, error::corrupt, outbox, Conn, GenericClient, StoreError,
 };
 use icon_contracts::{topology, CheckoutFinished, Envelope, OrderOutcome};
 use icon_domain::{CartId, CheckoutId, CheckoutStatus, OrderStatus, RetailerId};
@@ -68,7 +65,10 @@ pub async fn already_processed(
     let stmt = db
         .prepare_cached("SELECT 1 FROM processed_messages WHERE consumer = $1 AND message_id = $2")
         .await?;
-    Ok(db.query_opt(&stmt, &[&consumer, &message_id]).await?.is_some())
+    Ok(db
+        .query_opt(&stmt, &[&consumer, &message_id])
+        .await?
+        .is_some())
 }
 
 /// Everything the worker needs to place a checkout's orders, and marks it `processing` if it
@@ -162,7 +162,9 @@ pub async fn finish(
 ) -> Result<Option<CheckoutFinished>, StoreError> {
     let tx = conn.transaction().await?;
     let stmt = tx
-        .prepare_cached("SELECT status, cart_id, resource_url FROM checkouts WHERE id = $1 FOR UPDATE")
+        .prepare_cached(
+            "SELECT status, cart_id, resource_url FROM checkouts WHERE id = $1 FOR UPDATE",
+        )
         .await?;
     let row = tx.query_one(&stmt, &[&id.as_uuid()]).await?;
     let status = CheckoutStatus::parse(row.get(0)).map_err(corrupt)?;

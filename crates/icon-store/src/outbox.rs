@@ -57,10 +57,7 @@ pub async fn enqueue<T: Message>(
 
 /// The oldest pending messages, locked for this transaction; rows another relay holds are
 /// skipped, so several relays (gateway replicas) share the work without publishing twice.
-pub async fn lock_batch(
-    tx: &impl GenericClient,
-    limit: i64,
-) -> Result<Vec<OutboxRow>, StoreError> {
+pub async fn lock_batch(tx: &impl GenericClient, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
     let stmt = tx
         .prepare_cached(
             "SELECT id, exchange, routing_key, message_id, message_type, checkout_id, body

@@ -34,8 +34,9 @@ pub async fn connect(
     settings: &PoolSettings,
     shutdown: &CancellationToken,
 ) -> Result<Option<Pool>, StoreError> {
-    let config = Config::from_str(&settings.url)
-        .map_err(|e| StoreError::Corrupt(format!("ICON_DATABASE_URL is not a PostgreSQL URL: {e}")))?;
+    let config = Config::from_str(&settings.url).map_err(|e| {
+        StoreError::Corrupt(format!("ICON_DATABASE_URL is not a PostgreSQL URL: {e}"))
+    })?;
     let pool = build_pool(config.clone(), settings)?;
     let mut backoff = Backoff::reconnect();
     loop {
@@ -105,14 +106,22 @@ async fn create_database(config: &Config) {
         Ok((client, conn)) => {
             tokio::spawn(conn);
             let quoted = format!("\"{}\"", name.replace('"', "\"\""));
-            match client.simple_query(&format!("CREATE DATABASE {quoted}")).await {
+            match client
+                .simple_query(&format!("CREATE DATABASE {quoted}"))
+                .await
+            {
                 Ok(_) => tracing::info!(database = %name, "created the database"),
                 // 42P04: another service created it at the same moment.
-                Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {}
-                Err(e) => tracing::warn!(database = %name, error = %e, "cannot create the database"),
+                Err(e)
+                    if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {}
+                Err(e) => {
+                    tracing::warn!(database = %name, error = %e, "cannot create the database")
+                }
             }
         }
-        Err(e) => tracing::warn!(error = %e, "cannot connect to the `postgres` database to create ours"),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot connect to the `postgres` database to create ours")
+        }
     }
 }
 

@@ -37,11 +37,15 @@ pub async fn upsert(
              RETURNING *, (xmax = 0) AS created",
         )
         .await?;
-    let row = db.query_one(&stmt, &[&id.as_str(), &name, &order_url]).await?;
+    let row = db
+        .query_one(&stmt, &[&id.as_str(), &name, &order_url])
+        .await?;
     Ok((from_row(&row)?, row.get("created")))
 }
 
 pub async fn list(db: &impl GenericClient) -> Result<Vec<Retailer>, StoreError> {
-    let stmt = db.prepare_cached("SELECT * FROM retailers ORDER BY id").await?;
+    let stmt = db
+        .prepare_cached("SELECT * FROM retailers ORDER BY id")
+        .await?;
     db.query(&stmt, &[]).await?.iter().map(from_row).collect()
 }

@@ -35,7 +35,10 @@ fn rabbitmqctl(args: &[&str]) {
 
 impl TestEnv {
     pub async fn create() -> Self {
-        let name = format!("icon_test_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let name = format!(
+            "icon_test_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        );
         let admin_url = var(
             "ICON_TEST_DATABASE_URL",
             "postgres://postgres@127.0.0.1:5432/postgres",
@@ -53,7 +56,16 @@ impl TestEnv {
         let name_for_ctl = name.clone();
         tokio::task::spawn_blocking(move || {
             rabbitmqctl(&["-q", "add_vhost", &name_for_ctl]);
-            rabbitmqctl(&["-q", "set_permissions", "-p", &name_for_ctl, "guest", ".*", ".*", ".*"]);
+            rabbitmqctl(&[
+                "-q",
+                "set_permissions",
+                "-p",
+                &name_for_ctl,
+                "guest",
+                ".*",
+                ".*",
+                ".*",
+            ]);
         })
         .await
         .expect("vhost");
@@ -137,7 +149,10 @@ impl Drop for TestEnv {
         // Drop runs outside async context guarantees: use a plain thread with its own runtime.
         let _ = std::thread::spawn(move || {
             rabbitmqctl(&["-q", "delete_vhost", &name]);
-            if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
                 rt.block_on(async {
                     if let Ok((client, conn)) =
                         tokio_postgres::connect(&admin_url, tokio_postgres::NoTls).await

@@ -108,7 +108,10 @@ impl TestApp {
             ("ICON_CALLBACK_RETRY_SCHEDULE", opts.retry_schedule.clone()),
             ("ICON_CALLBACK_GIVE_UP_AFTER", opts.give_up_after.clone()),
             ("ICON_CALLBACK_TIMEOUT", opts.callback_timeout.clone()),
-            ("ICON_RETAILER_MAX_ATTEMPTS", opts.retailer_max_attempts.clone()),
+            (
+                "ICON_RETAILER_MAX_ATTEMPTS",
+                opts.retailer_max_attempts.clone(),
+            ),
             ("ICON_RETAILER_RETRY_BACKOFF", opts.retailer_backoff.clone()),
             ("ICON_RETAILER_TIMEOUT", opts.retailer_timeout.clone()),
         ]);
@@ -126,11 +129,15 @@ impl TestApp {
         })];
         let s = shutdown.clone();
         tasks.push(tokio::spawn(async move {
-            icon_checkout_worker::run(worker, s).await.expect("worker runs");
+            icon_checkout_worker::run(worker, s)
+                .await
+                .expect("worker runs");
         }));
         let s = shutdown.clone();
         tasks.push(tokio::spawn(async move {
-            icon_notifier::run(notifier, s).await.expect("notifier runs");
+            icon_notifier::run(notifier, s)
+                .await
+                .expect("notifier runs");
         }));
         Self {
             api: Api::new(&public_url),
@@ -164,7 +171,10 @@ impl TestApp {
                 &json!({"name": id, "order_url": order_url}),
             )
             .await;
-        assert!(r.status == 201 || r.status == 200, "register retailer: {r:?}");
+        assert!(
+            r.status == 201 || r.status == 200,
+            "register retailer: {r:?}"
+        );
     }
 
     /// Creates a cart for `user` with one item per `(retailer, sku)` and returns its id.

@@ -47,7 +47,11 @@ pub struct Receiver {
     shutdown: CancellationToken,
 }
 
-async fn receive(req: HttpRequest, body: web::Bytes, inner: web::Data<Mutex<Inner>>) -> HttpResponse {
+async fn receive(
+    req: HttpRequest,
+    body: web::Bytes,
+    inner: web::Data<Mutex<Inner>>,
+) -> HttpResponse {
     let header = |n: &str| {
         req.headers()
             .get(n)
@@ -72,7 +76,8 @@ async fn receive(req: HttpRequest, body: web::Bytes, inner: web::Data<Mutex<Inne
         answered: reply.status,
     });
     let mut resp = HttpResponse::build(
-        actix_web::http::StatusCode::from_u16(reply.status).unwrap_or(actix_web::http::StatusCode::OK),
+        actix_web::http::StatusCode::from_u16(reply.status)
+            .unwrap_or(actix_web::http::StatusCode::OK),
     );
     if let Some(s) = reply.retry_after {
         resp.insert_header(("Retry-After", s.to_string()));
@@ -126,10 +131,14 @@ impl Receiver {
 
     /// Waits until at least `n` requests arrived.
     pub async fn wait_for(&self, n: usize, deadline: Duration) -> Vec<Recorded> {
-        crate::eventually(&format!("{n} callback(s) at {}", self.url), deadline, || async {
-            let seen = self.seen();
-            (seen.len() >= n).then_some(seen)
-        })
+        crate::eventually(
+            &format!("{n} callback(s) at {}", self.url),
+            deadline,
+            || async {
+                let seen = self.seen();
+                (seen.len() >= n).then_some(seen)
+            },
+        )
         .await
     }
 }

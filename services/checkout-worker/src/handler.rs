@@ -38,8 +38,16 @@ impl CheckoutHandler {
             tracing::info!(status = %work.status, "checkout already final; nothing to do");
             return Ok(Disposition::Ack);
         }
-        let pending: Vec<_> = work.orders.iter().filter(|o| !o.status.is_final()).collect();
-        tracing::info!(retailers = work.orders.len(), pending = pending.len(), "placing orders");
+        let pending: Vec<_> = work
+            .orders
+            .iter()
+            .filter(|o| !o.status.is_final())
+            .collect();
+        tracing::info!(
+            retailers = work.orders.len(),
+            pending = pending.len(),
+            "placing orders"
+        );
         let results = join_all(pending.into_iter().map(|order| async move {
             let result = self.retailers.place(id, order).await;
             tracing::info!(retailer = %order.retailer_id, status = %result.status, "order outcome");

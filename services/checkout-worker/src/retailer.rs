@@ -92,14 +92,20 @@ impl RetailerClient {
         let mut backoff = self.backoff;
         let mut last = String::new();
         for attempt in 1..=self.max_attempts {
-            let step = classify(self.http.post_json(&url, &headers, body.clone()).await, attempt);
+            let step = classify(
+                self.http.post_json(&url, &headers, body.clone()).await,
+                attempt,
+            );
             match step {
                 Step::Done(result) => return result,
                 Step::Retry { why, wait } => {
                     tracing::warn!(attempt, max = self.max_attempts, %why, "retailer call failed");
                     last = why;
                     if attempt < self.max_attempts {
-                        let wait = wait.map(|w| w.min(MAX_RETRY_AFTER)).unwrap_or(backoff).max(backoff);
+                        let wait = wait
+                            .map(|w| w.min(MAX_RETRY_AFTER))
+                            .unwrap_or(backoff)
+                            .max(backoff);
                         tokio::time::sleep(wait).await;
                         backoff *= 2;
                     }
@@ -107,7 +113,10 @@ impl RetailerClient {
             }
         }
         failed(
-            format!("retailer unavailable after {} attempts: {last}", self.max_attempts),
+            format!(
+                "retailer unavailable after {} attempts: {last}",
+                self.max_attempts
+            ),
             self.max_attempts as i32,
         )
     }

@@ -27,16 +27,20 @@ impl WorkerSettings {
             database_url: env.string("ICON_DATABASE_URL", icon_store::pool::DEFAULT_DATABASE_URL),
             amqp_url: env.string("ICON_AMQP_URL", icon_broker::connect::DEFAULT_AMQP_URL),
             retailer_timeout: env.duration("ICON_RETAILER_TIMEOUT", Duration::from_secs(10))?,
-            retailer_max_attempts: env.parse_with("ICON_RETAILER_MAX_ATTEMPTS", 5, |v| {
-                match v.trim().parse::<u32>() {
-                    Ok(n) if (1..=20).contains(&n) => Ok(n),
-                    _ => Err("expected a whole number from 1 to 20".into()),
-                }
+            retailer_max_attempts: env.parse_with("ICON_RETAILER_MAX_ATTEMPTS", 5, |v| match v
+                .trim()
+                .parse::<u32>()
+            {
+                Ok(n) if (1..=20).contains(&n) => Ok(n),
+                _ => Err("expected a whole number from 1 to 20".into()),
             })?,
-            retailer_backoff: env.duration("ICON_RETAILER_RETRY_BACKOFF", Duration::from_millis(250))?,
-            prefetch: env.parse_with("ICON_WORKER_PREFETCH", 32, |v| match v.trim().parse::<u16>() {
-                Ok(n) if n >= 1 => Ok(n),
-                _ => Err("expected a whole number from 1 to 65535".into()),
+            retailer_backoff: env
+                .duration("ICON_RETAILER_RETRY_BACKOFF", Duration::from_millis(250))?,
+            prefetch: env.parse_with("ICON_WORKER_PREFETCH", 32, |v| {
+                match v.trim().parse::<u16>() {
+                    Ok(n) if n >= 1 => Ok(n),
+                    _ => Err("expected a whole number from 1 to 65535".into()),
+                }
             })?,
             log: env.string("ICON_LOG", "info"),
         })

@@ -40,7 +40,12 @@ impl JwtKeys {
     }
 
     /// Mints a token for `sub`, valid for `ttl`, with `admin` scope if asked.
-    pub fn mint(&self, sub: &str, admin: bool, ttl: Duration) -> Result<String, jsonwebtoken::errors::Error> {
+    pub fn mint(
+        &self,
+        sub: &str,
+        admin: bool,
+        ttl: Duration,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
         let exp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -93,8 +98,13 @@ fn authenticate(req: &HttpRequest) -> Result<User, ApiError> {
     let token = value
         .to_str()
         .ok()
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <token>`"))?;
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .ok_or_else(|| {
+            ApiError::unauthorized("the Authorization header must be `Bearer <token>`")
+        })?;
     let claims = keys.verify(token.trim())?;
     let id = UserId::parse(claims.sub)
         .map_err(|_| ApiError::unauthorized("the token's `sub` must be 1 to 255 characters"))?;
@@ -121,7 +131,9 @@ impl FromRequest for Admin {
             if u.admin {
                 Ok(Admin(u))
             } else {
-                Err(ApiError::forbidden("this endpoint needs a token whose `scope` includes `admin`"))
+                Err(ApiError::forbidden(
+                    "this endpoint needs a token whose `scope` includes `admin`",
+                ))
             }
         }))
     }

@@ -19,8 +19,12 @@ pub struct FieldError {
     pub message: String,
 }
 
+/// Boxed so that `Result<T, ApiError>` stays small on the happy path.
 #[derive(Debug)]
-pub struct ApiError {
+pub struct ApiError(Box<ProblemDetails>);
+
+#[derive(Debug)]
+pub struct ProblemDetails {
     pub status: StatusCode,
     pub code: &'static str,
     pub title: &'static str,
@@ -51,8 +55,13 @@ pub struct Problem {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
-        Self {
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self(Box::new(ProblemDetails {
             status,
             code,
             title,
@@ -61,7 +70,7 @@ impl ApiError {
             retry_after: None,
             bearer_challenge: None,
             source: None,
-        }
+        }))
     }
 
     pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
@@ -70,7 +79,12 @@ impl ApiError {
     }
 
     pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, code, "The request is malformed", detail)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            code,
+            "The request is malformed",
+            detail,
+        )
     }
 
     pub fn unauthorized(detail: impl Into<String>) -> Self {
@@ -85,7 +99,12 @@ impl ApiError {
     }
 
     pub fn forbidden(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", "The token lacks the required scope", detail)
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "The token lacks the required scope",
+            detail,
+        )
     }
 
     pub fn not_found(code: &'static str, detail: impl Into<String>) -> Self {
@@ -93,10 +112,19 @@ impl ApiError {
     }
 
     pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, code, "Conflict with the current state", detail)
+        Self::new(
+            StatusCode::CONFLICT,
+            code,
+            "Conflict with the current state",
+            detail,
+        )
     }
 
-    pub fn unprocessable(code: &'static str, detail: impl Into<String>, errors: Vec<FieldError>) -> Self {
+    pub fn unprocessable(
+        code: &'static str,
+        detail: impl Into<String>,
+        errors: Vec<FieldError>,
+    ) -> Self {
         let e = Self::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             code,
@@ -133,6 +161,19 @@ impl ApiError {
         );
         e.source = Some(source.to_string());
         e
+    }
+}
+
+impl std::ops::Deref for ApiError {
+    type Target = ProblemDetails;
+    fn deref(&self) -> &ProblemDetails {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ApiError {
+    fn deref_mut(&mut self) -> &mut ProblemDetails {
+        &mut self.0
     }
 }
 
@@ -190,18 +231,62 @@ impl ResponseError for ApiError {
 
 /// Every problem code the API can answer with, for the docs page.
 pub const CODES: &[(&str, u16, &str)] = &[
-    ("malformed_json", 400, "The body is not valid JSON or a field has the wrong type."),
-    ("unauthorized", 401, "No bearer token, or it is invalid or expired. Get a new token."),
-    ("forbidden", 403, "The token is valid but lacks the `admin` scope this endpoint needs."),
+    (
+        "malformed_json",
+        400,
+        "The body is not valid JSON or a field has the wrong type.",
+    ),
+    (
+        "unauthorized",
+        401,
+        "No bearer token, or it is invalid or expired. Get a new token.",
+    ),
+    (
+        "forbidden",
+        403,
+        "The token is valid but lacks the `admin` scope this endpoint needs.",
+    ),
     ("not_found", 404, "No such route or resource."),
-    ("cart_not_found", 404, "No cart with that id belongs to you."),
-    ("checkout_not_found", 404, "No checkout with that id belongs to you."),
-    ("checkout_exists", 409, "The cart already has a live checkout (named in `checkout_id`); poll it instead."),
-    ("cart_frozen", 409, "The cart is being checked out or was bought; start a new cart."),
+    (
+        "cart_not_found",
+        404,
+        "No cart with that id belongs to you.",
+    ),
+    (
+        "checkout_not_found",
+        404,
+        "No checkout with that id belongs to you.",
+    ),
+    (
+        "checkout_exists",
+        409,
+        "The cart already has a live checkout (named in `checkout_id`); poll it instead.",
+    ),
+    (
+        "cart_frozen",
+        409,
+        "The cart is being checked out or was bought; start a new cart.",
+    ),
     ("payload_too_large", 413, "The body exceeds 64 KiB."),
-    ("unsupported_media_type", 415, "Send `Content-Type: application/json`."),
-    ("validation_failed", 422, "A field has an invalid value; see `errors` for each one."),
-    ("empty_cart", 422, "The cart has no items; add some before checking out."),
-    ("unavailable", 503, "A dependency is down; nothing changed. Retry after `Retry-After` seconds."),
+    (
+        "unsupported_media_type",
+        415,
+        "Send `Content-Type: application/json`.",
+    ),
+    (
+        "validation_failed",
+        422,
+        "A field has an invalid value; see `errors` for each one.",
+    ),
+    (
+        "empty_cart",
+        422,
+        "The cart has no items; add some before checking out.",
+    ),
+    (
+        "unavailable",
+        503,
+        "A dependency is down; nothing changed. Retry after `Retry-After` seconds.",
+    ),
     ("internal", 500, "An unexpected error; it was logged."),
 ];

@@ -84,9 +84,11 @@ impl GatewaySettings {
             public_url,
             jwt_secret: Secret::new(jwt_secret),
             callback_policy: NetworkPolicy::new(allow),
-            http_workers: env.parse_with("ICON_HTTP_WORKERS", None, |v| match v.trim().parse::<usize>() {
-                Ok(n) if (1..=256).contains(&n) => Ok(Some(n)),
-                _ => Err("expected a whole number from 1 to 256".into()),
+            http_workers: env.parse_with("ICON_HTTP_WORKERS", None, |v| {
+                match v.trim().parse::<usize>() {
+                    Ok(n) if (1..=256).contains(&n) => Ok(Some(n)),
+                    _ => Err("expected a whole number from 1 to 256".into()),
+                }
             })?,
             log: env.string("ICON_LOG", "info"),
         })

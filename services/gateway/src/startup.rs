@@ -48,10 +48,11 @@ impl Application {
         else {
             return Ok(None);
         };
-        let listener = TcpListener::bind(&settings.http_addr).map_err(|source| StartError::Bind {
-            addr: settings.http_addr.clone(),
-            source,
-        })?;
+        let listener =
+            TcpListener::bind(&settings.http_addr).map_err(|source| StartError::Bind {
+                addr: settings.http_addr.clone(),
+                source,
+            })?;
         let address = listener.local_addr().map_err(|source| StartError::Bind {
             addr: settings.http_addr.clone(),
             source,
@@ -105,15 +106,15 @@ impl Application {
             server = server.workers(n);
         }
         let server = server
-        .listen(listener)
-        .map_err(|source| StartError::Bind {
-            addr: settings.http_addr.clone(),
-            source,
-        })?
-        // main installs its own signal handling and cancels `shutdown`.
-        .disable_signals()
-        .shutdown_timeout(10)
-        .run();
+            .listen(listener)
+            .map_err(|source| StartError::Bind {
+                addr: settings.http_addr.clone(),
+                source,
+            })?
+            // main installs its own signal handling and cancels `shutdown`.
+            .disable_signals()
+            .shutdown_timeout(10)
+            .run();
         tracing::info!(%address, %public_url, "gateway listening");
         Ok(Some(Self {
             address,
@@ -203,7 +204,10 @@ fn routes_config(cfg: &mut web::ServiceConfig) {
 }
 
 async fn not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::not_found("not_found", format!("no route for {} {}", req.method(), req.path())))
+    Err(ApiError::not_found(
+        "not_found",
+        format!("no route for {} {}", req.method(), req.path()),
+    ))
 }
 
 async fn method_not_allowed(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
@@ -211,7 +215,11 @@ async fn method_not_allowed(req: HttpRequest) -> Result<actix_web::HttpResponse,
         actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
         "Method not allowed",
-        format!("{} is not supported on {}; see /docs", req.method(), req.path()),
+        format!(
+            "{} is not supported on {}; see /docs",
+            req.method(),
+            req.path()
+        ),
     ))
 }
 

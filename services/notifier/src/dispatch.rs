@@ -43,7 +43,12 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn new(pool: Pool, channels: Channels, schedule: RetrySchedule, publisher: LazyPublisher) -> Self {
+    pub fn new(
+        pool: Pool,
+        channels: Channels,
+        schedule: RetrySchedule,
+        publisher: LazyPublisher,
+    ) -> Self {
         Self {
             pool,
             channels,
@@ -103,7 +108,11 @@ impl Dispatcher {
     }
 
     /// One attempt and what follows from it.
-    async fn attempt(&self, n: &Notification, event: &CheckoutFinished) -> Result<(), DispatchError> {
+    async fn attempt(
+        &self,
+        n: &Notification,
+        event: &CheckoutFinished,
+    ) -> Result<(), DispatchError> {
         let Some(channel) = self.channels.get(&n.channel) else {
             tracing::error!(channel = %n.channel, "no such channel in this notifier; leaving it pending");
             return Ok(());
@@ -114,7 +123,8 @@ impl Dispatcher {
         let duration_ms = clock.elapsed().as_millis().min(i32::MAX as u128) as i32;
         let attempt_no = n.attempts + 1;
         let deadline = n.first_attempt_at.unwrap_or(started_at)
-            + chrono::Duration::from_std(self.schedule.give_up_after()).unwrap_or(chrono::Duration::MAX);
+            + chrono::Duration::from_std(self.schedule.give_up_after())
+                .unwrap_or(chrono::Duration::MAX);
 
         let (status, error, new_state, next) = match outcome {
             Outcome::Delivered { status } => (status, None, NotificationState::Delivered, None),
@@ -123,7 +133,11 @@ impl Dispatcher {
                 self.park(n, attempt_no, &reason).await?;
                 (status, error, NotificationState::Failed, None)
             }
-            Outcome::Retry { status, error, retry_after } => {
+            Outcome::Retry {
+                status,
+                error,
+                retry_after,
+            } => {
                 if Utc::now() >= deadline {
                     let reason = format!(
                         "no 2xx within {:?} ({} attempts); last: {}",
@@ -135,7 +149,9 @@ impl Dispatcher {
                     (status, error, NotificationState::Failed, None)
                 } else {
                     let wait = self.schedule.wait_after(attempt_no, retry_after);
-                    let next = (Utc::now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX)).min(deadline);
+                    let next = (Utc::now()
+                        + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX))
+                    .min(deadline);
                     let due = NotificationDue {
                         checkout_id: n.checkout_id,
                         notification_id: n.id,
@@ -196,7 +212,12 @@ impl Dispatcher {
     }
 
     /// Puts a given-up notification where operators look for them.
-    async fn park(&self, n: &Notification, attempts: i32, reason: &str) -> Result<(), PublishError> {
+    async fn park(
+        &self,
+        n: &Notification,
+        attempts: i32,
+        reason: &str,
+    ) -> Result<(), PublishError> {
         tracing::warn!(target_url = %n.target, attempts, %reason, "notification given up and parked");
         let envelope = Envelope::new(NotificationParked {
             checkout_id: n.checkout_id,
@@ -233,22 +254,25 @@ async fn load_event(
     db: &impl icon_store::GenericClient,
     id: CheckoutId,
 ) -> Result<Option<CheckoutFinished>, StoreError> {
-    Ok(checkouts::get(db, id, None).await?.filter(|c| c.status.is_final()).map(|c| CheckoutFinished {
-        checkout_id: c.id,
-        cart_id: c.cart_id,
-        status: c.status,
-        source_url: c.resource_url,
-        orders: c
-            .orders
-            .into_iter()
-            .map(|o| OrderOutcome {
-                retailer_id: o.retailer_id,
-                status: o.status,
-                retailer_order_id: o.retailer_order_id,
-                reason: o.reason,
-            })
-            .collect(),
-    }))
+    Ok(checkouts::get(db, id, None)
+        .await?
+        .filter(|c| c.status.is_final())
+        .map(|c| CheckoutFinished {
+            checkout_id: c.id,
+            cart_id: c.cart_id,
+            status: c.status,
+            source_url: c.resource_url,
+            orders: c
+                .orders
+                .into_iter()
+                .map(|o| OrderOutcome {
+                    retailer_id: o.retailer_id,
+                    status: o.status,
+                    retailer_order_id: o.retailer_order_id,
+                    reason: o.reason,
+                })
+                .collect(),
+        }))
 }
 
 impl Handler for Dispatcher {

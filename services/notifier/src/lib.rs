@@ -43,20 +43,28 @@ pub fn topology(settings: &NotifierSettings) -> Topology {
 }
 
 /// Runs the notifier until `shutdown`.
-pub async fn run(settings: NotifierSettings, shutdown: CancellationToken) -> Result<(), StartError> {
+pub async fn run(
+    settings: NotifierSettings,
+    shutdown: CancellationToken,
+) -> Result<(), StartError> {
     let Some(pool) =
         icon_store::connect(&PoolSettings::new(&settings.database_url), &shutdown).await?
     else {
         return Ok(());
     };
-    let callback = CallbackChannel::new(settings.callback_policy.clone(), settings.callback_timeout)?;
+    let callback =
+        CallbackChannel::new(settings.callback_policy.clone(), settings.callback_timeout)?;
     let channels = Channels::new(vec![Arc::new(callback)]);
     let topology = topology(&settings);
     let dispatcher = Arc::new(dispatch::Dispatcher::new(
         pool,
         channels,
         settings.schedule.clone(),
-        LazyPublisher::new(&settings.amqp_url, "icon-notifier-publisher", topology.clone()),
+        LazyPublisher::new(
+            &settings.amqp_url,
+            "icon-notifier-publisher",
+            topology.clone(),
+        ),
     ));
     run_consumer(
         ConsumerSettings {

@@ -97,9 +97,18 @@ mod tests {
     #[test]
     fn retry_after_stretches_within_bounds() {
         let sch = s(&[10]);
-        assert_eq!(sch.wait_after(1, Some(Duration::from_secs(30))), Duration::from_secs(30));
-        assert_eq!(sch.wait_after(1, Some(Duration::from_secs(1))), Duration::from_secs(10));
-        assert_eq!(sch.wait_after(1, Some(Duration::from_secs(99_999))), MAX_RETRY_AFTER);
+        assert_eq!(
+            sch.wait_after(1, Some(Duration::from_secs(30))),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            sch.wait_after(1, Some(Duration::from_secs(1))),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            sch.wait_after(1, Some(Duration::from_secs(99_999))),
+            MAX_RETRY_AFTER
+        );
     }
 
     #[test]
@@ -107,11 +116,27 @@ mod tests {
         let sch = s(&[60, 10, 60, 600]);
         assert_eq!(
             sch.tiers(),
-            vec![Duration::from_secs(10), Duration::from_secs(60), Duration::from_secs(600)]
+            vec![
+                Duration::from_secs(10),
+                Duration::from_secs(60),
+                Duration::from_secs(600)
+            ]
         );
-        assert_eq!(sch.tier_for(Duration::from_secs(30)), Duration::from_secs(10));
-        assert_eq!(sch.tier_for(Duration::from_secs(60)), Duration::from_secs(60));
-        assert_eq!(sch.tier_for(Duration::from_secs(5)), Duration::from_secs(10));
-        assert_eq!(sch.tier_for(Duration::from_secs(7200)), Duration::from_secs(600));
+        assert_eq!(
+            sch.tier_for(Duration::from_secs(30)),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            sch.tier_for(Duration::from_secs(60)),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            sch.tier_for(Duration::from_secs(5)),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            sch.tier_for(Duration::from_secs(7200)),
+            Duration::from_secs(600)
+        );
     }
 }

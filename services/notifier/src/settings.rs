@@ -35,7 +35,10 @@ impl NotifierSettings {
             ],
             parse_duration_list,
         )?;
-        let give_up_after = env.duration("ICON_CALLBACK_GIVE_UP_AFTER", Duration::from_secs(72 * 3600))?;
+        let give_up_after = env.duration(
+            "ICON_CALLBACK_GIVE_UP_AFTER",
+            Duration::from_secs(72 * 3600),
+        )?;
         Ok(Self {
             database_url: env.string("ICON_DATABASE_URL", icon_store::pool::DEFAULT_DATABASE_URL),
             amqp_url: env.string("ICON_AMQP_URL", icon_broker::connect::DEFAULT_AMQP_URL),
@@ -46,9 +49,11 @@ impl NotifierSettings {
                 vec![],
                 parse_networks,
             )?),
-            prefetch: env.parse_with("ICON_NOTIFIER_PREFETCH", 64, |v| match v.trim().parse::<u16>() {
-                Ok(n) if n >= 1 => Ok(n),
-                _ => Err("expected a whole number from 1 to 65535".into()),
+            prefetch: env.parse_with("ICON_NOTIFIER_PREFETCH", 64, |v| {
+                match v.trim().parse::<u16>() {
+                    Ok(n) if n >= 1 => Ok(n),
+                    _ => Err("expected a whole number from 1 to 65535".into()),
+                }
             })?,
             log: env.string("ICON_LOG", "info"),
         })

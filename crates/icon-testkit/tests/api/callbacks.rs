@@ -20,19 +20,33 @@ async fn failed_callbacks_are_retried_with_the_same_webhook_id() {
     let r = app.checkout("alice", cart, Some(&receiver.url)).await;
     let id = r.json["checkout_id"].as_str().unwrap().to_owned();
     let seen = receiver.wait_for(3, Duration::from_secs(20)).await;
-    assert_eq!(seen.iter().map(|s| s.answered).collect::<Vec<_>>(), vec![500, 502, 200]);
+    assert_eq!(
+        seen.iter().map(|s| s.answered).collect::<Vec<_>>(),
+        vec![500, 502, 200]
+    );
     let ids: Vec<_> = seen.iter().map(|s| s.webhook_id.clone().unwrap()).collect();
-    assert!(ids.iter().all(|i| *i == ids[0]), "one webhook-id across retries: {ids:?}");
-    assert!(seen.iter().all(|s| s.body == seen[0].body), "same payload on every attempt");
+    assert!(
+        ids.iter().all(|i| *i == ids[0]),
+        "one webhook-id across retries: {ids:?}"
+    );
+    assert!(
+        seen.iter().all(|s| s.body == seen[0].body),
+        "same payload on every attempt"
+    );
 
     let view = app
-        .wait_for_checkout("alice", &id, "delivered", |c| c["callback"]["state"] == "delivered")
+        .wait_for_checkout("alice", &id, "delivered", |c| {
+            c["callback"]["state"] == "delivered"
+        })
         .await;
     assert_eq!(view["callback"]["attempts"], 3);
     assert!(view["callback"]["next_attempt_at"].is_null());
     let attempts = app
         .api
-        .get(&format!("/cart/checkout/{id}/attempts"), Some(&app.token("alice")))
+        .get(
+            &format!("/cart/checkout/{id}/attempts"),
+            Some(&app.token("alice")),
+        )
         .await;
     let statuses: Vec<_> = attempts.json["attempts"]
         .as_array()
@@ -57,13 +71,20 @@ async fn retry_state_is_visible_while_waiting() {
     let r = app.checkout("alice", cart, Some(&receiver.url)).await;
     let id = r.json["checkout_id"].as_str().unwrap();
     let view = app
-        .wait_for_checkout("alice", id, "retrying", |c| c["callback"]["state"] == "retrying")
+        .wait_for_checkout("alice", id, "retrying", |c| {
+            c["callback"]["state"] == "retrying"
+        })
         .await;
     assert_eq!(view["callback"]["attempts"], 1);
     assert_eq!(view["callback"]["last_response_status"], 500);
-    let next = chrono::DateTime::parse_from_rfc3339(view["callback"]["next_attempt_at"].as_str().unwrap()).unwrap();
+    let next =
+        chrono::DateTime::parse_from_rfc3339(view["callback"]["next_attempt_at"].as_str().unwrap())
+            .unwrap();
     let wait = next.signed_duration_since(chrono::Utc::now());
-    assert!(wait > chrono::Duration::minutes(55), "next attempt about an hour out: {wait}");
+    assert!(
+        wait > chrono::Duration::minutes(55),
+        "next attempt about an hour out: {wait}"
+    );
     app.stop().await;
 }
 
@@ -97,14 +118,19 @@ async fn gone_stops_at_once_and_parks() {
     let r = app.checkout("alice", cart, Some(&receiver.url)).await;
     let id = r.json["checkout_id"].as_str().unwrap().to_owned();
     let view = app
-        .wait_for_checkout("alice", &id, "failed", |c| c["callback"]["state"] == "failed")
+        .wait_for_checkout("alice", &id, "failed", |c| {
+            c["callback"]["state"] == "failed"
+        })
         .await;
     assert_eq!(view["callback"]["attempts"], 1);
     assert_eq!(view["callback"]["last_response_status"], 410);
     let parked = app.env.drain_queue(PARKED).await;
     assert_eq!(parked.len(), 1);
     assert_eq!(parked[0]["data"]["checkout_id"], id.as_str());
-    assert!(parked[0]["data"]["reason"].as_str().unwrap().contains("410"));
+    assert!(parked[0]["data"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("410"));
     assert_eq!(receiver.seen().len(), 1, "410 is never retried");
     app.stop().await;
 }
@@ -125,19 +151,29 @@ async fn gives_up_after_the_deadline_and_parks() {
     let r = app.checkout("alice", cart, Some(&closed)).await;
     let id = r.json["checkout_id"].as_str().unwrap().to_owned();
     let view = app
-        .wait_for_checkout("alice", &id, "given up", |c| c["callback"]["state"] == "failed")
+        .wait_for_checkout("alice", &id, "given up", |c| {
+            c["callback"]["state"] == "failed"
+        })
         .await;
     let attempts = view["callback"]["attempts"].as_i64().unwrap();
     assert!(attempts >= 3, "retried until the deadline: {attempts}");
     let listed = app
         .api
-        .get(&format!("/cart/checkout/{id}/attempts"), Some(&app.token("alice")))
+        .get(
+            &format!("/cart/checkout/{id}/attempts"),
+            Some(&app.token("alice")),
+        )
         .await;
     let list = listed.json["attempts"].as_array().unwrap();
     assert_eq!(list.len() as i64, attempts);
-    assert!(list.iter().all(|a| a["response_status"].is_null() && a["error"].as_str().is_some()));
+    assert!(list
+        .iter()
+        .all(|a| a["response_status"].is_null() && a["error"].as_str().is_some()));
     let parked = app.env.drain_queue(PARKED).await;
     assert_eq!(parked.len(), 1);
-    assert!(parked[0]["data"]["reason"].as_str().unwrap().contains("no 2xx within"));
+    assert!(parked[0]["data"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("no 2xx within"));
     app.stop().await;
 }

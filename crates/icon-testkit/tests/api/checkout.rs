@@ -8,20 +8,39 @@ async fn happy_path_over_two_retailers_closes_the_loop() {
     let app = TestApp::spawn().await;
     let (acme, globex) = (Sim::start().await, Sim::start().await);
     app.register_retailer("acme", &acme.order_url("acme")).await;
-    app.register_retailer("globex", &globex.order_url("globex")).await;
+    app.register_retailer("globex", &globex.order_url("globex"))
+        .await;
     let cart = app
-        .cart_with("alice", &[("acme", "dress-1"), ("acme", "belt-2"), ("globex", "shoe-3")])
+        .cart_with(
+            "alice",
+            &[
+                ("acme", "dress-1"),
+                ("acme", "belt-2"),
+                ("globex", "shoe-3"),
+            ],
+        )
         .await;
     let receiver = Receiver::start(vec![], None).await;
 
     let r = app.checkout("alice", cart, Some(&receiver.url)).await;
     assert_eq!(r.status, 202, "{r:?}");
-    let checkout_id = r.json["checkout_id"].as_str().expect("checkout_id").to_owned();
-    let resource_url = r.json["resource_url"].as_str().expect("resource_url").to_owned();
+    let checkout_id = r.json["checkout_id"]
+        .as_str()
+        .expect("checkout_id")
+        .to_owned();
+    let resource_url = r.json["resource_url"]
+        .as_str()
+        .expect("resource_url")
+        .to_owned();
     assert_eq!(r.json["status"], "queued");
-    assert_eq!(resource_url, format!("{}/cart/checkout/{checkout_id}", app.public_url));
+    assert_eq!(
+        resource_url,
+        format!("{}/cart/checkout/{checkout_id}", app.public_url)
+    );
     assert_eq!(r.header("location"), Some(resource_url.as_str()));
-    assert!(r.header("retry-after").is_some_and(|v| v.parse::<u32>().is_ok()));
+    assert!(r
+        .header("retry-after")
+        .is_some_and(|v| v.parse::<u32>().is_ok()));
 
     let seen = receiver.wait_for(1, Duration::from_secs(20)).await;
     let cb = &seen[0];
@@ -35,7 +54,10 @@ async fn happy_path_over_two_retailers_closes_the_loop() {
         assert_eq!(o["status"], "confirmed");
         assert!(o["retailer_order_id"].as_str().unwrap().starts_with("sim-"));
     }
-    assert!(cb.webhook_id.as_deref().is_some_and(|id| id.starts_with("msg_")));
+    assert!(cb
+        .webhook_id
+        .as_deref()
+        .is_some_and(|id| id.starts_with("msg_")));
     let ts: i64 = cb.webhook_timestamp.as_deref().unwrap().parse().unwrap();
     assert!((chrono::Utc::now().timestamp() - ts).abs() < 60);
     assert_eq!(cb.content_type.as_deref(), Some("application/json"));
@@ -63,7 +85,10 @@ async fn happy_path_over_two_retailers_closes_the_loop() {
 
     let attempts = app
         .api
-        .get(&format!("/cart/checkout/{checkout_id}/attempts"), Some(&app.token("alice")))
+        .get(
+            &format!("/cart/checkout/{checkout_id}/attempts"),
+            Some(&app.token("alice")),
+        )
         .await;
     assert_eq!(attempts.status, 200);
     assert_eq!(attempts.json["attempts"].as_array().unwrap().len(), 1);
@@ -79,7 +104,8 @@ async fn some_rejected_is_partially_completed_with_reasons() {
     let app = TestApp::spawn().await;
     let sim = Sim::start().await;
     app.register_retailer("acme", &sim.order_url("acme")).await;
-    app.register_retailer("globex", &sim.order_url("globex")).await;
+    app.register_retailer("globex", &sim.order_url("globex"))
+        .await;
     let cart = app
         .cart_with("alice", &[("acme", "dress-1"), ("globex", "reject-shoe")])
         .await;
@@ -90,10 +116,15 @@ async fn some_rejected_is_partially_completed_with_reasons() {
     assert_eq!(seen[0].body["status"], "partially_completed");
     let id = r.json["checkout_id"].as_str().unwrap();
     let view = app
-        .wait_for_checkout("alice", id, "final", |c| c["status"] == "partially_completed")
+        .wait_for_checkout("alice", id, "final", |c| {
+            c["status"] == "partially_completed"
+        })
         .await;
     let orders = view["orders"].as_array().unwrap();
-    let globex = orders.iter().find(|o| o["retailer_id"] == "globex").unwrap();
+    let globex = orders
+        .iter()
+        .find(|o| o["retailer_id"] == "globex")
+        .unwrap();
     assert_eq!(globex["status"], "rejected");
     assert!(globex["reason"].as_str().unwrap().contains("reject-shoe"));
     let acme = orders.iter().find(|o| o["retailer_id"] == "acme").unwrap();
@@ -106,9 +137,13 @@ async fn nothing_confirmed_is_failed_after_bounded_retries() {
     let app = TestApp::spawn().await;
     let sim = Sim::start().await;
     app.register_retailer("acme", &sim.order_url("acme")).await;
-    app.register_retailer("globex", &sim.order_url("globex")).await;
+    app.register_retailer("globex", &sim.order_url("globex"))
+        .await;
     let cart = app
-        .cart_with("alice", &[("acme", "reject-dress"), ("globex", "down-shoe")])
+        .cart_with(
+            "alice",
+            &[("acme", "reject-dress"), ("globex", "down-shoe")],
+        )
         .await;
     let receiver = Receiver::start(vec![], None).await;
     let r = app.checkout("alice", cart, Some(&receiver.url)).await;
@@ -116,7 +151,9 @@ async fn nothing_confirmed_is_failed_after_bounded_retries() {
     let seen = receiver.wait_for(1, Duration::from_secs(20)).await;
     assert_eq!(seen[0].body["status"], "failed");
     let id = r.json["checkout_id"].as_str().unwrap();
-    let view = app.wait_for_checkout("alice", id, "failed", |c| c["status"] == "failed").await;
+    let view = app
+        .wait_for_checkout("alice", id, "failed", |c| c["status"] == "failed")
+        .await;
     let globex = view["orders"]
         .as_array()
         .unwrap()
@@ -125,13 +162,21 @@ async fn nothing_confirmed_is_failed_after_bounded_retries() {
         .cloned()
         .unwrap();
     assert_eq!(globex["status"], "failed");
-    assert!(globex["reason"].as_str().unwrap().contains("after 3 attempts"));
+    assert!(globex["reason"]
+        .as_str()
+        .unwrap()
+        .contains("after 3 attempts"));
     // The retailer that was down was called exactly ICON_RETAILER_MAX_ATTEMPTS (3) times, all
     // with the same idempotency key; the rejecting one once.
     let orders = sim.orders().await;
-    let down: Vec<_> = orders.iter().filter(|o| o["retailer"] == "globex").collect();
+    let down: Vec<_> = orders
+        .iter()
+        .filter(|o| o["retailer"] == "globex")
+        .collect();
     assert_eq!(down.len(), 3);
-    assert!(down.iter().all(|o| o["idempotency_key"] == format!("{id}:globex")));
+    assert!(down
+        .iter()
+        .all(|o| o["idempotency_key"] == format!("{id}:globex")));
     assert_eq!(orders.iter().filter(|o| o["retailer"] == "acme").count(), 1);
 
     // A failed checkout frees the cart: it may be checked out again.
@@ -149,13 +194,18 @@ async fn flaky_retailer_is_retried_with_the_same_idempotency_key() {
     let r = app.checkout("alice", cart, None).await;
     assert_eq!(r.status, 202);
     let id = r.json["checkout_id"].as_str().unwrap();
-    let view = app.wait_for_checkout("alice", id, "completed", |c| c["status"] == "completed").await;
+    let view = app
+        .wait_for_checkout("alice", id, "completed", |c| c["status"] == "completed")
+        .await;
     assert!(view["callback"].is_null());
     let orders = sim.orders().await;
     assert_eq!(orders.len(), 2);
     assert_eq!(orders[0]["response_status"], 503);
     assert_eq!(orders[1]["response_status"], 201);
     assert_eq!(orders[0]["idempotency_key"], orders[1]["idempotency_key"]);
-    assert_eq!(view["orders"][0]["retailer_order_id"], orders[1]["order_id"]);
+    assert_eq!(
+        view["orders"][0]["retailer_order_id"],
+        orders[1]["order_id"]
+    );
     app.stop().await;
 }

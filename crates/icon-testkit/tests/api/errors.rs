@@ -18,7 +18,10 @@ fn assert_problem(r: &ApiReply, status: u16, code: &str) {
 async fn assert_nothing_queued(app: &TestApp, checkouts: i64) {
     assert_eq!(app.env.count("checkouts").await, checkouts);
     assert_eq!(app.env.count("outbox").await, 0);
-    assert_eq!(app.env.count("checkout_orders").await, if checkouts == 0 { 0 } else { 1 });
+    assert_eq!(
+        app.env.count("checkout_orders").await,
+        if checkouts == 0 { 0 } else { 1 }
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -31,8 +34,14 @@ async fn checkout_errors_are_problems_and_change_nothing() {
     let post = |body: String, ct: Option<&'static str>, tok: Option<String>| {
         let api = app.api.clone();
         async move {
-            api.send(Method::POST, "/cart/checkout/", tok.as_deref(), ct, Some(body))
-                .await
+            api.send(
+                Method::POST,
+                "/cart/checkout/",
+                tok.as_deref(),
+                ct,
+                Some(body),
+            )
+            .await
         }
     };
     let json_ct = Some("application/json");
@@ -40,9 +49,19 @@ async fn checkout_errors_are_problems_and_change_nothing() {
     // 400: malformed JSON, wrong types, missing cart_id.
     let r = post("{not json".into(), json_ct, Some(token.clone())).await;
     assert_problem(&r, 400, "malformed_json");
-    let r = post(json!({"cart_id": "abc"}).to_string(), json_ct, Some(token.clone())).await;
+    let r = post(
+        json!({"cart_id": "abc"}).to_string(),
+        json_ct,
+        Some(token.clone()),
+    )
+    .await;
     assert_problem(&r, 400, "malformed_json");
-    let r = post(json!({"callback_url": "https://x.example"}).to_string(), json_ct, Some(token.clone())).await;
+    let r = post(
+        json!({"callback_url": "https://x.example"}).to_string(),
+        json_ct,
+        Some(token.clone()),
+    )
+    .await;
     assert_problem(&r, 400, "malformed_json");
 
     // 401: no token, wrong secret, expired; each with a Bearer challenge.
@@ -60,13 +79,28 @@ async fn checkout_errors_are_problems_and_change_nothing() {
     assert!(r.json["detail"].as_str().unwrap().contains("expired"));
 
     // 404: unknown cart, and someone else's cart.
-    let r = post(json!({"cart_id": 999_999}).to_string(), json_ct, Some(token.clone())).await;
+    let r = post(
+        json!({"cart_id": 999_999}).to_string(),
+        json_ct,
+        Some(token.clone()),
+    )
+    .await;
     assert_problem(&r, 404, "cart_not_found");
-    let r = post(json!({"cart_id": cart}).to_string(), json_ct, Some(app.token("bob"))).await;
+    let r = post(
+        json!({"cart_id": cart}).to_string(),
+        json_ct,
+        Some(app.token("bob")),
+    )
+    .await;
     assert_problem(&r, 404, "cart_not_found");
 
     // 415: not JSON.
-    let r = post(format!("cart_id={cart}"), Some("application/x-www-form-urlencoded"), Some(token.clone())).await;
+    let r = post(
+        format!("cart_id={cart}"),
+        Some("application/x-www-form-urlencoded"),
+        Some(token.clone()),
+    )
+    .await;
     assert_problem(&r, 415, "unsupported_media_type");
 
     // 422: callback URLs that are not absolute http(s), or point where the policy refuses
@@ -82,7 +116,12 @@ async fn checkout_errors_are_problems_and_change_nothing() {
         "http://[::1]:9000/hook",
         "https://user:pw@partner.example.com/hook",
     ] {
-        let r = post(json!({"cart_id": cart, "callback_url": bad}).to_string(), json_ct, Some(token.clone())).await;
+        let r = post(
+            json!({"cart_id": cart, "callback_url": bad}).to_string(),
+            json_ct,
+            Some(token.clone()),
+        )
+        .await;
         assert_problem(&r, 422, "validation_failed");
         assert_eq!(r.json["errors"][0]["field"], "callback_url", "{bad}");
     }
@@ -90,7 +129,12 @@ async fn checkout_errors_are_problems_and_change_nothing() {
 
     // 422: an empty cart.
     let empty = app.cart_with("alice", &[]).await;
-    let r = post(json!({"cart_id": empty}).to_string(), json_ct, Some(token.clone())).await;
+    let r = post(
+        json!({"cart_id": empty}).to_string(),
+        json_ct,
+        Some(token.clone()),
+    )
+    .await;
     assert_problem(&r, 422, "empty_cart");
     assert_nothing_queued(&app, 0).await;
 
@@ -120,7 +164,12 @@ async fn checkout_errors_are_problems_and_change_nothing() {
 fn expired_token() -> String {
     use jsonwebtoken::{encode, EncodingKey, Header};
     let claims = json!({"sub": "alice", "exp": chrono::Utc::now().timestamp() - 3600});
-    encode(&Header::default(), &claims, &EncodingKey::from_secret(JWT_SECRET.as_bytes())).unwrap()
+    encode(
+        &Header::default(),
+        &claims,
+        &EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    )
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -133,24 +182,44 @@ async fn cart_and_retailer_validation() {
     // Admin scope is required to register a retailer.
     let r = app
         .api
-        .put("/retailers/acme", Some(&alice), &json!({"name": "Acme", "order_url": sim.order_url("acme")}))
+        .put(
+            "/retailers/acme",
+            Some(&alice),
+            &json!({"name": "Acme", "order_url": sim.order_url("acme")}),
+        )
         .await;
     assert_problem(&r, 403, "forbidden");
     let r = app
         .api
-        .put("/retailers/Bad_Slug", Some(&admin), &json!({"name": "", "order_url": "ftp://x"}))
+        .put(
+            "/retailers/Bad_Slug",
+            Some(&admin),
+            &json!({"name": "", "order_url": "ftp://x"}),
+        )
         .await;
     assert_problem(&r, 422, "validation_failed");
-    assert_eq!(r.json["errors"].as_array().unwrap().len(), 3, "every bad field at once");
+    assert_eq!(
+        r.json["errors"].as_array().unwrap().len(),
+        3,
+        "every bad field at once"
+    );
     let r = app
         .api
-        .put("/retailers/acme", Some(&admin), &json!({"name": "Acme", "order_url": sim.order_url("acme")}))
+        .put(
+            "/retailers/acme",
+            Some(&admin),
+            &json!({"name": "Acme", "order_url": sim.order_url("acme")}),
+        )
         .await;
     assert_eq!(r.status, 201);
     assert_eq!(r.header("location"), Some("/retailers/acme"));
     let r = app
         .api
-        .put("/retailers/acme", Some(&admin), &json!({"name": "Acme Ltd", "order_url": sim.order_url("acme")}))
+        .put(
+            "/retailers/acme",
+            Some(&admin),
+            &json!({"name": "Acme Ltd", "order_url": sim.order_url("acme")}),
+        )
         .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json["name"], "Acme Ltd");
@@ -160,26 +229,44 @@ async fn cart_and_retailer_validation() {
     let r = app.api.post("/carts", Some(&alice), &json!({})).await;
     assert_eq!(r.status, 201);
     let cart = r.json["cart_id"].as_i64().unwrap();
-    assert_eq!(r.header("location"), Some(format!("/carts/{cart}").as_str()));
+    assert_eq!(
+        r.header("location"),
+        Some(format!("/carts/{cart}").as_str())
+    );
     let item = |retailer: &str, qty: i64, currency: &str| {
         json!({"retailer_id": retailer, "sku": "dress", "quantity": qty,
                "unit_price": {"amount_minor": 1999, "currency": currency}})
     };
     let path = format!("/carts/{cart}/items");
-    let r = app.api.post(&path, Some(&alice), &item("nobody", 1, "GBP")).await;
+    let r = app
+        .api
+        .post(&path, Some(&alice), &item("nobody", 1, "GBP"))
+        .await;
     assert_problem(&r, 422, "validation_failed");
     assert_eq!(r.json["errors"][0]["field"], "retailer_id");
-    let r = app.api.post(&path, Some(&alice), &item("acme", 0, "GBP")).await;
+    let r = app
+        .api
+        .post(&path, Some(&alice), &item("acme", 0, "GBP"))
+        .await;
     assert_problem(&r, 422, "validation_failed");
     assert_eq!(r.json["errors"][0]["field"], "quantity");
-    let r = app.api.post(&path, Some(&alice), &item("acme", 1, "XYZ")).await;
+    let r = app
+        .api
+        .post(&path, Some(&alice), &item("acme", 1, "XYZ"))
+        .await;
     assert_problem(&r, 422, "validation_failed");
     assert_eq!(r.json["errors"][0]["field"], "unit_price.currency");
-    let r = app.api.post(&path, Some(&alice), &json!({"retailer_id": "acme"})).await;
+    let r = app
+        .api
+        .post(&path, Some(&alice), &json!({"retailer_id": "acme"}))
+        .await;
     assert_problem(&r, 400, "malformed_json");
     assert_eq!(app.env.count("cart_items").await, 0);
 
-    let r = app.api.post(&path, Some(&alice), &item("acme", 2, "EUR")).await;
+    let r = app
+        .api
+        .post(&path, Some(&alice), &item("acme", 2, "EUR"))
+        .await;
     assert_eq!(r.status, 201, "{r:?}");
     let r = app.api.get(&format!("/carts/{cart}"), Some(&alice)).await;
     assert_eq!(r.json["items"][0]["quantity"], 2);

@@ -36,7 +36,10 @@ async fn users_cannot_see_or_touch_each_others_carts_and_checkouts() {
     assert_eq!(r.status, 404);
 
     // Alice still sees hers.
-    let r = app.api.get(&format!("/cart/checkout/{id}"), Some(&app.token("alice"))).await;
+    let r = app
+        .api
+        .get(&format!("/cart/checkout/{id}"), Some(&app.token("alice")))
+        .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json["cart_id"], cart);
     app.stop().await;

@@ -21,15 +21,26 @@ async fn probes_spec_and_docs() {
     let spec = app.api.get("/openapi.json", None).await;
     assert_eq!(spec.status, 200);
     assert!(spec.json["openapi"].as_str().unwrap().starts_with("3.1"));
-    for path in ["/cart/checkout/", "/cart/checkout/{checkout_id}", "/carts/{cart_id}/items", "/retailers/{retailer_id}"] {
-        assert!(spec.json["paths"][path].is_object(), "{path} missing from the spec");
+    for path in [
+        "/cart/checkout/",
+        "/cart/checkout/{checkout_id}",
+        "/carts/{cart_id}/items",
+        "/retailers/{retailer_id}",
+    ] {
+        assert!(
+            spec.json["paths"][path].is_object(),
+            "{path} missing from the spec"
+        );
     }
     let docs = app.api.get("/docs", None).await;
     assert_eq!(docs.status, 200);
     assert!(docs.content_type().starts_with("text/html"));
     assert!(docs.text.contains("/cart/checkout/"));
     assert!(docs.text.contains("problem-checkout_exists"));
-    assert!(!docs.text.contains("<script src"), "the docs page must work offline");
+    assert!(
+        !docs.text.contains("<script src"),
+        "the docs page must work offline"
+    );
     app.stop().await;
 }
 
@@ -49,7 +60,9 @@ async fn push_notification_flag_is_stored_and_shown() {
         .await;
     assert_eq!(r.status, 202, "without the trailing slash too: {r:?}");
     let id = r.json["checkout_id"].as_str().unwrap();
-    let view = app.wait_for_checkout("alice", id, "completed", |c| c["status"] == "completed").await;
+    let view = app
+        .wait_for_checkout("alice", id, "completed", |c| c["status"] == "completed")
+        .await;
     assert_eq!(view["push_notification"], true);
     app.stop().await;
 }

@@ -102,7 +102,11 @@ pub async fn create_cart(user: User, state: State) -> Result<HttpResponse, ApiEr
     ),
     security(("bearer" = []))
 )]
-pub async fn get_cart(user: User, state: State, path: web::Path<i64>) -> Result<HttpResponse, ApiError> {
+pub async fn get_cart(
+    user: User,
+    state: State,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
     let db = state.pool.get().await.map_err(StoreError::from)?;
     match carts::get(&db, CartId::new(path.into_inner()), &user.id).await? {
         Some(cart) => Ok(HttpResponse::Ok().json(CartBody::from(cart))),
@@ -143,10 +147,19 @@ pub async fn add_item(
         v.push("sku", "must be 1 to 128 characters");
     }
     let quantity = v.check("quantity", Quantity::new(body.quantity));
-    let currency = v.check("unit_price.currency", Currency::parse(&body.unit_price.currency));
-    let price = currency.and_then(|c| v.check("unit_price.amount_minor", Money::new(body.unit_price.amount_minor, c)));
+    let currency = v.check(
+        "unit_price.currency",
+        Currency::parse(&body.unit_price.currency),
+    );
+    let price = currency.and_then(|c| {
+        v.check(
+            "unit_price.amount_minor",
+            Money::new(body.unit_price.amount_minor, c),
+        )
+    });
     v.finish()?;
-    let (Some(retailer_id), Some(quantity), Some(unit_price)) = (retailer_id, quantity, price) else {
+    let (Some(retailer_id), Some(quantity), Some(unit_price)) = (retailer_id, quantity, price)
+    else {
         return Err(ApiError::internal("validated fields missing"));
     };
     let item = NewItem {
@@ -163,9 +176,13 @@ pub async fn add_item(
             let mut v = Validation::default();
             v.push(
                 "retailer_id",
-                format!("no retailer `{}` is registered; see GET /retailers", item.retailer_id),
+                format!(
+                    "no retailer `{}` is registered; see GET /retailers",
+                    item.retailer_id
+                ),
             );
-            v.finish().map(|_| HttpResponse::InternalServerError().finish())
+            v.finish()
+                .map(|_| HttpResponse::InternalServerError().finish())
         }
         AddItem::Frozen(checkout) => Err(ApiError::conflict(
             "cart_frozen",

@@ -6,7 +6,9 @@ use crate::auth::User;
 use crate::problem::ApiError;
 use actix_web::{http::header, web, HttpResponse};
 use chrono::{DateTime, Utc};
-use icon_domain::{CallbackUrl, CartId, CheckoutId, CheckoutStatus, NotificationState, OrderStatus};
+use icon_domain::{
+    CallbackUrl, CartId, CheckoutId, CheckoutStatus, NotificationState, OrderStatus,
+};
 use icon_store::checkouts::{self, CheckoutView, CreateCheckout, NewCheckout};
 use icon_store::{notifications, StoreError};
 use serde::{Deserialize, Serialize};
@@ -149,7 +151,10 @@ pub async fn create_checkout(
 ) -> Result<HttpResponse, ApiError> {
     let mut v = Validation::default();
     let callback_url = match &body.callback_url {
-        Some(raw) => v.check("callback_url", CallbackUrl::parse(raw, &state.callback_policy)),
+        Some(raw) => v.check(
+            "callback_url",
+            CallbackUrl::parse(raw, &state.callback_policy),
+        ),
         None => None,
     };
     v.finish()?;
@@ -207,7 +212,10 @@ fn parse_checkout_id(raw: &str) -> Result<CheckoutId, ApiError> {
 }
 
 fn checkout_not_found() -> ApiError {
-    ApiError::not_found("checkout_not_found", "no checkout with that id belongs to you")
+    ApiError::not_found(
+        "checkout_not_found",
+        "no checkout with that id belongs to you",
+    )
 }
 
 /// Poll a checkout.
@@ -221,7 +229,11 @@ fn checkout_not_found() -> ApiError {
     ),
     security(("bearer" = []))
 )]
-pub async fn get_checkout(user: User, state: State, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn get_checkout(
+    user: User,
+    state: State,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = parse_checkout_id(&path)?;
     let db = state.pool.get().await.map_err(StoreError::from)?;
     let view = checkouts::get(&db, id, Some(&user.id))
@@ -245,7 +257,11 @@ pub async fn get_checkout(user: User, state: State, path: web::Path<String>) -> 
     ),
     security(("bearer" = []))
 )]
-pub async fn list_attempts(user: User, state: State, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn list_attempts(
+    user: User,
+    state: State,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = parse_checkout_id(&path)?;
     let db = state.pool.get().await.map_err(StoreError::from)?;
     if checkouts::get(&db, id, Some(&user.id)).await?.is_none() {

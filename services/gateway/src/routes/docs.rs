@@ -76,7 +76,9 @@ fn render(spec: &Value) -> String {
                 if let Some(s) = op["description"].as_str() {
                     out.push_str(&format!("<p>{}</p>", esc(s)));
                 }
-                if let Some(r) = op["requestBody"]["content"]["application/json"]["schema"]["$ref"].as_str() {
+                if let Some(r) =
+                    op["requestBody"]["content"]["application/json"]["schema"]["$ref"].as_str()
+                {
                     let name = r.rsplit('/').next().unwrap_or(r);
                     out.push_str(&format!(
                         "<p>Request body: <a href=\"#schema-{n}\"><code>{n}</code></a></p>",

@@ -47,7 +47,11 @@ pub async fn readyz(state: State) -> HttpResponse {
     let broker_up = state.broker_ready.load(Ordering::Relaxed);
     let up = |b: bool| if b { "up" } else { "down" };
     let body = Readiness {
-        status: if db_up && broker_up { "ready" } else { "not_ready" },
+        status: if db_up && broker_up {
+            "ready"
+        } else {
+            "not_ready"
+        },
         database: up(db_up),
         broker: up(broker_up),
     };

@@ -81,7 +81,11 @@ pub async fn put_retailer(
     let Some(id) = id else {
         return Err(ApiError::internal("validated id missing"));
     };
-    let db = state.pool.get().await.map_err(icon_store::StoreError::from)?;
+    let db = state
+        .pool
+        .get()
+        .await
+        .map_err(icon_store::StoreError::from)?;
     let (retailer, created) = retailers::upsert(&db, &id, name, &body.order_url).await?;
     let mut resp = if created {
         HttpResponse::Created()
@@ -103,7 +107,11 @@ pub async fn put_retailer(
     security(("bearer" = []))
 )]
 pub async fn list_retailers(_user: User, state: State) -> Result<HttpResponse, ApiError> {
-    let db = state.pool.get().await.map_err(icon_store::StoreError::from)?;
+    let db = state
+        .pool
+        .get()
+        .await
+        .map_err(icon_store::StoreError::from)?;
     let list = retailers::list(&db).await?;
     Ok(HttpResponse::Ok().json(RetailerList {
         retailers: list.into_iter().map(Into::into).collect(),

@@ -36,7 +36,11 @@ pub type Attempting<'a> = Pin<Box<dyn Future<Output = Outcome> + Send + 'a>>;
 pub trait Channel: Send + Sync {
     /// The `channel` value of this channel's notification rows.
     fn name(&self) -> &'static str;
-    fn deliver<'a>(&'a self, notification: &'a Notification, event: &'a CheckoutFinished) -> Attempting<'a>;
+    fn deliver<'a>(
+        &'a self,
+        notification: &'a Notification,
+        event: &'a CheckoutFinished,
+    ) -> Attempting<'a>;
 }
 
 /// The channels this notifier can deliver, by name.

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace against a real PostgreSQL and RabbitMQ.
+#
+# With PostgreSQL on 127.0.0.1:5432 (user postgres, trust) and RabbitMQ on 127.0.0.1:5672
+# (guest/guest, `rabbitmqctl` on PATH) it uses them. Otherwise, with Docker, it starts the two
+# from docker-compose.yml (on 127.0.0.1:55432 and :55672) and manages RabbitMQ vhosts through the container. Each test creates
+# and drops its own database and vhost. Extra arguments go to `cargo test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+if local_services && command -v rabbitmqctl >/dev/null 2>&1; then
+  say "test: using PostgreSQL and RabbitMQ on 127.0.0.1"
+elif command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
+  say "test: starting PostgreSQL and RabbitMQ with docker compose"
+  docker compose up -d --wait postgres rabbitmq
+  export ICON_TEST_DATABASE_URL="postgres://postgres:icon@127.0.0.1:55432/postgres"
+  export ICON_TEST_AMQP_URL="amqp://guest:guest@127.0.0.1:55672"
+  export ICON_TEST_RABBITMQCTL="docker compose exec -T rabbitmq rabbitmqctl"
+else
+  say "test: needs PostgreSQL on 127.0.0.1:5432 and RabbitMQ on 127.0.0.1:5672 with rabbitmqctl, or a running Docker engine"
+  exit 1
+fi
+
+say "test: cargo test --workspace (first build takes a few minutes)"
+exec cargo test --workspace --locked "$@"
