@@ -154,6 +154,9 @@ async fn consume_on<H: Handler>(
         tracing::warn!(queue = %settings.queue, "in-flight deliveries did not finish within {:?}; they go back to the queue", settings.grace);
         in_flight.abort_all();
     }
+    // Channels first, so the connection closes cleanly.
+    let _ = channel.close(200, "shutdown".into()).await;
+    let _ = dead_letters.channel().close(200, "shutdown".into()).await;
     outcome
 }
 

@@ -111,11 +111,14 @@ async fn create_database(config: &Config) {
                 .await
             {
                 Ok(_) => tracing::info!(database = %name, "created the database"),
-                // 42P04: another service created it at the same moment.
+                // Another service created it at the same moment: 42P04, or 23505 when both
+                // inserted into pg_database concurrently.
                 Err(e)
-                    if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {}
+                    if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE)
+                        || e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
+                }
                 Err(e) => {
-                    tracing::warn!(database = %name, error = %e, "cannot create the database")
+                    tracing::warn!(database = %name, error = %source_chain(&e), "cannot create the database")
                 }
             }
         }
