@@ -1,5 +1,6 @@
 //! Checkouts as the gateway creates and shows them.
 
+use crate::idempotency::{self, Claim, IdempotentRequest, StoredResponse};
 use crate::{carts, error::corrupt, notifications, outbox, Conn, GenericClient, StoreError};
 use chrono::{DateTime, Utc};
 use icon_contracts::{topology, CheckoutRequested, Envelope};
@@ -16,6 +17,8 @@ pub struct NewCheckout {
     pub callback_url: Option<CallbackUrl>,
     pub push_notification: bool,
     pub resource_url: String,
+    /// Set when the client sent an `Idempotency-Key`.
+    pub idempotency: Option<IdempotentRequest>,
 }
 
 #[derive(Debug)]
@@ -28,6 +31,12 @@ pub enum CreateCheckout {
         checkout_id: CheckoutId,
         status: CheckoutStatus,
     },
+    /// The same request with the same idempotency key was answered before: this answer.
+    Replayed(StoredResponse),
+    /// The idempotency key was used with a different body.
+    KeyReused,
+    /// A request with this idempotency key is still being processed.
+    KeyInProgress,
 }
 
 #[derive(Debug, Clone)]
@@ -56,6 +65,14 @@ pub struct CheckoutView {
 /// client gets its 202 and the work is certain to be queued, or nothing happened.
 pub async fn create(conn: &mut Conn, new: &NewCheckout) -> Result<CreateCheckout, StoreError> {
     let tx = conn.transaction().await?;
+    if let Some(idem) = &new.idempotency {
+        match idempotency::claim(&tx, new.owner.as_str(), idem).await? {
+            Claim::Fresh => {}
+            Claim::Replay(stored) => return Ok(CreateCheckout::Replayed(stored)),
+            Claim::Mismatch => return Ok(CreateCheckout::KeyReused),
+            Claim::InProgress => return Ok(CreateCheckout::KeyInProgress),
+        }
+    }
     if !carts::lock_owned(&tx, new.cart_id, &new.owner).await? {
         return Ok(CreateCheckout::CartNotFound);
     }
@@ -126,6 +143,9 @@ pub async fn create(conn: &mut Conn, new: &NewCheckout) -> Result<CreateCheckout
         &message,
     )
     .await?;
+    if let Some(idem) = &new.idempotency {
+        idempotency::save(&tx, new.owner.as_str(), new.id.as_uuid(), idem).await?;
+    }
     tx.commit().await?;
 
     let orders = ids

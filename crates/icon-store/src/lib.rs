@@ -7,11 +7,13 @@
 //! - [`retailers`], [`carts`], [`checkouts`]: what the gateway reads and writes.
 //! - [`orders`]: the worker's progress through a checkout.
 //! - [`notifications`]: the notifier's attempts and schedule.
+//! - [`idempotency`]: `Idempotency-Key`s of checkout submissions.
 //! - [`outbox`]: messages written in the same transaction as the state they announce.
 
 pub mod carts;
 pub mod checkouts;
 mod error;
+pub mod idempotency;
 pub mod migrate;
 pub mod notifications;
 pub mod orders;

@@ -4,7 +4,8 @@
 //! the counter still has the value the notifier saw before sending, so two copies of one due
 //! message (after a crash and redelivery) can both send, but only one moves the schedule on.
 
-use crate::{error::corrupt, Conn, GenericClient, StoreError};
+use crate::{error::corrupt, outbox, Conn, GenericClient, StoreError};
+use icon_contracts::{topology, Envelope, NotificationDue};
 use chrono::{DateTime, Utc};
 use icon_domain::{CheckoutId, NotificationId, NotificationState};
 
@@ -220,4 +221,91 @@ pub async fn attempts(
             error: r.get(4),
         })
         .collect())
+}
+
+#[derive(Debug)]
+pub enum Redeliver {
+    /// Reset and queued again: this is the notification as it is now.
+    Queued(Notification),
+    /// The checkout has no notification on that channel.
+    NotFound,
+    /// Only a `failed` notification can be redelivered; this one is in that state.
+    NotFailed(NotificationState),
+}
+
+/// Re-queues a given-up notification: resets its schedule (the give-up deadline counts again
+/// from its next attempt), keeps its attempt count so new attempts are listed after the old
+/// ones, and writes the due message to the outbox in the same transaction.
+pub async fn redeliver(
+    conn: &mut Conn,
+    checkout: CheckoutId,
+    channel: &str,
+) -> Result<Redeliver, StoreError> {
+    let tx = conn.transaction().await?;
+    let stmt = tx
+        .prepare_cached(
+            "UPDATE notifications
+             SET state = 'pending', first_attempt_at = NULL, next_attempt_at = now(),
+                 updated_at = now()
+             WHERE checkout_id = $1 AND channel = $2 AND state = 'failed'
+             RETURNING *",
+        )
+        .await?;
+    let Some(row) = tx
+        .query_opt(&stmt, &[&checkout.as_uuid(), &channel])
+        .await?
+    else {
+        return Ok(match for_checkout(&tx, checkout, channel).await? {
+            Some(n) => Redeliver::NotFailed(n.state),
+            None => Redeliver::NotFound,
+        });
+    };
+    let n = from_row(&row)?;
+    enqueue_due(&tx, &n).await?;
+    tx.commit().await?;
+    Ok(Redeliver::Queued(n))
+}
+
+/// Writes a due message for `n`'s next attempt to the outbox, straight into the notifier's
+/// work queue.
+async fn enqueue_due(tx: &impl GenericClient, n: &Notification) -> Result<(), StoreError> {
+    let due = Envelope::new(NotificationDue {
+        checkout_id: n.checkout_id,
+        notification_id: n.id,
+        after_attempt: n.attempts,
+        not_before: Utc::now(),
+    });
+    outbox::enqueue(tx, "", topology::CHECKOUT_FINISHED, &due).await
+}
+
+/// Notifications that should have been attempted long ago but were not (their message was lost
+/// or dead-lettered): open, their checkout final, and nothing due since `older_than`. Each gets
+/// a fresh due message through the outbox; the attempt counter makes any duplicate harmless.
+pub async fn requeue_stuck(
+    conn: &mut Conn,
+    older_than: std::time::Duration,
+) -> Result<usize, StoreError> {
+    let tx = conn.transaction().await?;
+    let stmt = tx
+        .prepare_cached(
+            "SELECT n.* FROM notifications n JOIN checkouts c ON c.id = n.checkout_id
+             WHERE n.state IN ('pending', 'retrying')
+               AND c.status IN ('completed', 'partially_completed', 'failed')
+               AND coalesce(n.next_attempt_at, n.updated_at) < now() - make_interval(secs => $1)
+             ORDER BY n.updated_at LIMIT 100
+             FOR UPDATE OF n SKIP LOCKED",
+        )
+        .await?;
+    let rows = tx.query(&stmt, &[&older_than.as_secs_f64()]).await?;
+    let touch = tx
+        .prepare_cached("UPDATE notifications SET next_attempt_at = now(), updated_at = now() WHERE id = $1")
+        .await?;
+    for row in &rows {
+        let n = from_row(row)?;
+        tracing::warn!(checkout_id = %n.checkout_id, notification = %n.id, "notification was stuck; queued again");
+        enqueue_due(&tx, &n).await?;
+        tx.execute(&touch, &[&n.id.as_uuid()]).await?;
+    }
+    tx.commit().await?;
+    Ok(rows.len())
 }

@@ -221,3 +221,38 @@ pub async fn finish(
     tx.commit().await?;
     Ok(Some(finished))
 }
+
+/// Checkouts left `queued` or `processing` for longer than `older_than` (their worker died with
+/// the message lost, or the message was dead-lettered): each gets a fresh `checkout.requested`
+/// through the outbox. Processing is idempotent, so a checkout that was merely slow is safe.
+pub async fn requeue_stuck(
+    conn: &mut Conn,
+    older_than: std::time::Duration,
+) -> Result<usize, StoreError> {
+    let tx = conn.transaction().await?;
+    let stmt = tx
+        .prepare_cached(
+            "SELECT id, cart_id FROM checkouts
+             WHERE status IN ('queued', 'processing')
+               AND updated_at < now() - make_interval(secs => $1)
+             ORDER BY updated_at LIMIT 100
+             FOR UPDATE SKIP LOCKED",
+        )
+        .await?;
+    let rows = tx.query(&stmt, &[&older_than.as_secs_f64()]).await?;
+    let touch = tx
+        .prepare_cached("UPDATE checkouts SET updated_at = now() WHERE id = $1")
+        .await?;
+    for row in &rows {
+        let id = CheckoutId::from_uuid(row.get(0));
+        tracing::warn!(checkout_id = %id, "checkout was stuck; queued again");
+        let message = Envelope::new(icon_contracts::CheckoutRequested {
+            checkout_id: id,
+            cart_id: CartId::new(row.get(1)),
+        });
+        outbox::enqueue(&tx, topology::EVENTS_EXCHANGE, topology::CHECKOUT_REQUESTED, &message).await?;
+        tx.execute(&touch, &[&id.as_uuid()]).await?;
+    }
+    tx.commit().await?;
+    Ok(rows.len())
+}

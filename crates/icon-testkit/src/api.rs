@@ -75,14 +75,31 @@ impl Api {
         content_type: Option<&str>,
         body: Option<String>,
     ) -> Reply {
+        let headers: Vec<(&str, &str)> = content_type.map(|ct| ("content-type", ct)).into_iter().collect();
+        self.send_with(method, path, token, &headers, body).await
+    }
+
+    /// A JSON request with extra headers.
+    pub async fn send_with(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<String>,
+    ) -> Reply {
         let mut req = Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base));
+        let has_ct = headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
+        if body.is_some() && !has_ct {
+            req = req.header(header::CONTENT_TYPE, "application/json");
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
         if let Some(t) = token {
             req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
-        }
-        if let Some(ct) = content_type {
-            req = req.header(header::CONTENT_TYPE, ct);
         }
         let req = req
             .body(Full::new(Bytes::from(body.unwrap_or_default())))

@@ -110,6 +110,52 @@ impl TestEnv {
 
     /// Takes every message currently in `queue` (acking them) and returns their bodies.
     pub async fn drain_queue(&self, queue: &str) -> Vec<serde_json::Value> {
+        self.drain_queue_raw(queue)
+            .await
+            .into_iter()
+            .map(|(body, _)| serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null))
+            .collect()
+    }
+
+    /// Publishes `body` straight into `queue` (persistent), as an operator or a bug could.
+    pub async fn publish_raw(&self, queue: &str, body: &[u8]) {
+        use icon_broker::lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+        let conn = self.amqp().await;
+        let ch = conn.create_channel().await.expect("channel");
+        ch.confirm_select(ConfirmSelectOptions::default()).await.expect("confirms");
+        ch.basic_publish(
+            "".into(),
+            queue.into(),
+            BasicPublishOptions::default(),
+            body,
+            icon_broker::lapin::BasicProperties::default().with_delivery_mode(2),
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("confirm");
+        let _ = conn.close(200, "done".into()).await;
+    }
+
+    /// Messages ready in `queue`.
+    pub async fn queue_len(&self, queue: &str) -> u32 {
+        use icon_broker::lapin::options::QueueDeclareOptions;
+        let conn = self.amqp().await;
+        let ch = conn.create_channel().await.expect("channel");
+        let q = ch
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions { passive: true, ..Default::default() },
+                Default::default(),
+            )
+            .await
+            .expect("queue exists");
+        let _ = conn.close(200, "done".into()).await;
+        q.message_count()
+    }
+
+    /// Takes every message in `queue` (acking them): bodies and the `x-icon-death-reason` header.
+    pub async fn drain_queue_raw(&self, queue: &str) -> Vec<(Vec<u8>, Option<String>)> {
         use icon_broker::lapin::options::{BasicAckOptions, BasicGetOptions};
         let conn = self.amqp().await;
         let ch = conn.create_channel().await.expect("channel");
@@ -119,7 +165,17 @@ impl TestEnv {
             .await
             .expect("basic.get")
         {
-            out.push(serde_json::from_slice(&m.delivery.data).unwrap_or(serde_json::Value::Null));
+            let reason = m
+                .delivery
+                .properties
+                .headers()
+                .as_ref()
+                .and_then(|h| h.inner().get(icon_broker::DEATH_REASON_HEADER).cloned())
+                .map(|v| match v {
+                    icon_broker::lapin::types::AMQPValue::LongString(s) => s.to_string(),
+                    other => format!("{other:?}"),
+                });
+            out.push((m.delivery.data.clone(), reason));
             m.delivery
                 .acker
                 .ack(BasicAckOptions::default())

@@ -64,6 +64,12 @@ pub struct Options {
     pub retailer_timeout: String,
     /// `ICON_CALLBACK_ALLOW_NETWORKS`: loopback, since every receiver in tests is on 127.0.0.1.
     pub allow_networks: String,
+    /// `ICON_WORKER_STUCK_AFTER` and `ICON_NOTIFIER_STUCK_AFTER`.
+    pub stuck_after: String,
+    /// Start the worker and the notifier with the gateway (else: [`TestApp::start_worker`],
+    /// [`TestApp::start_notifier`]).
+    pub start_worker: bool,
+    pub start_notifier: bool,
 }
 
 impl Default for Options {
@@ -76,6 +82,9 @@ impl Default for Options {
             retailer_backoff: "20ms".into(),
             retailer_timeout: "2s".into(),
             allow_networks: "127.0.0.0/8".into(),
+            stuck_after: "5m".into(),
+            start_worker: true,
+            start_notifier: true,
         }
     }
 }
@@ -88,6 +97,7 @@ pub struct TestApp {
     keys: JwtKeys,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
+    vars: Env,
 }
 
 impl TestApp {
@@ -114,39 +124,53 @@ impl TestApp {
             ),
             ("ICON_RETAILER_RETRY_BACKOFF", opts.retailer_backoff.clone()),
             ("ICON_RETAILER_TIMEOUT", opts.retailer_timeout.clone()),
+            ("ICON_WORKER_STUCK_AFTER", opts.stuck_after.clone()),
+            ("ICON_NOTIFIER_STUCK_AFTER", opts.stuck_after.clone()),
         ]);
         let gateway = GatewaySettings::from_env(&vars).expect("gateway settings");
-        let worker = WorkerSettings::from_env(&vars).expect("worker settings");
-        let notifier = NotifierSettings::from_env(&vars).expect("notifier settings");
 
         let app = Application::build(gateway, shutdown.clone())
             .await
             .expect("gateway starts")
             .expect("not cancelled");
         let public_url = app.public_url().to_owned();
-        let mut tasks = vec![tokio::spawn(async move {
+        let tasks = vec![tokio::spawn(async move {
             let _ = app.run_until_stopped().await;
         })];
-        let s = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            icon_checkout_worker::run(worker, s)
-                .await
-                .expect("worker runs");
-        }));
-        let s = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            icon_notifier::run(notifier, s)
-                .await
-                .expect("notifier runs");
-        }));
-        Self {
+        let mut this = Self {
             api: Api::new(&public_url),
             public_url,
             env,
             keys: JwtKeys::new(JWT_SECRET),
             shutdown,
             tasks,
+            vars,
+        };
+        if opts.start_worker {
+            this.start_worker();
         }
+        if opts.start_notifier {
+            this.start_notifier();
+        }
+        this
+    }
+
+    /// Starts the checkout worker (when the options held it back).
+    pub fn start_worker(&mut self) {
+        let settings = WorkerSettings::from_env(&self.vars).expect("worker settings");
+        let s = self.shutdown.clone();
+        self.tasks.push(tokio::spawn(async move {
+            icon_checkout_worker::run(settings, s).await.expect("worker runs");
+        }));
+    }
+
+    /// Starts the notifier (when the options held it back).
+    pub fn start_notifier(&mut self) {
+        let settings = NotifierSettings::from_env(&self.vars).expect("notifier settings");
+        let s = self.shutdown.clone();
+        self.tasks.push(tokio::spawn(async move {
+            icon_notifier::run(settings, s).await.expect("notifier runs");
+        }));
     }
 
     pub fn token(&self, user: &str) -> String {
@@ -196,6 +220,19 @@ impl TestApp {
             assert_eq!(r.status, 201, "add item: {r:?}");
         }
         cart
+    }
+
+    /// Submits a checkout with an `Idempotency-Key` and returns the response.
+    pub async fn checkout_with_key(&self, user: &str, body: &Value, key: &str) -> ApiReply {
+        self.api
+            .send_with(
+                http::Method::POST,
+                "/cart/checkout/",
+                Some(&self.token(user)),
+                &[("idempotency-key", key)],
+                Some(body.to_string()),
+            )
+            .await
     }
 
     /// Submits a checkout and returns the response.

@@ -49,6 +49,7 @@ pub async fn run(settings: WorkerSettings, shutdown: CancellationToken) -> Resul
         Arc::new(AtomicBool::new(false)),
         shutdown.clone(),
     ));
+    let sweeper = tokio::spawn(sweep_stuck(pool.clone(), settings.stuck_after, shutdown.clone()));
     let handler = Arc::new(handler::CheckoutHandler::new(pool, retailers));
     run_consumer(
         ConsumerSettings {
@@ -67,5 +68,27 @@ pub async fn run(settings: WorkerSettings, shutdown: CancellationToken) -> Resul
     .await;
     shutdown.cancel();
     let _ = relay.await;
+    let _ = sweeper.await;
     Ok(())
+}
+
+/// The safety net for stuck checkouts: every quarter of `stuck_after` (1 s to 60 s), queue again
+/// those that made no progress for `stuck_after`.
+async fn sweep_stuck(pool: icon_store::Pool, stuck_after: Duration, shutdown: CancellationToken) {
+    let period = (stuck_after / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(period) => {}
+        }
+        let result = match pool.get().await {
+            Ok(mut db) => icon_store::orders::requeue_stuck(&mut db, stuck_after).await,
+            Err(e) => Err(e.into()),
+        };
+        match result {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(count = n, "queued stuck checkouts again"),
+            Err(e) => tracing::debug!(error = %e, "stuck-checkout sweep failed; will retry"),
+        }
+    }
 }

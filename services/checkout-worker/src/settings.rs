@@ -17,6 +17,10 @@ pub struct WorkerSettings {
     pub retailer_backoff: Duration,
     /// `ICON_WORKER_PREFETCH`: checkouts processed at once by this process.
     pub prefetch: u16,
+    /// `ICON_WORKER_STUCK_AFTER`: a checkout `queued` or `processing` this long without
+    /// progress is queued again (its worker died and its message was lost or dead-lettered).
+    /// Must exceed the longest legitimate processing time (attempts x timeout + backoff).
+    pub stuck_after: Duration,
     /// `ICON_LOG`
     pub log: String,
 }
@@ -42,6 +46,7 @@ impl WorkerSettings {
                     _ => Err("expected a whole number from 1 to 65535".into()),
                 }
             })?,
+            stuck_after: env.duration("ICON_WORKER_STUCK_AFTER", Duration::from_secs(300))?,
             log: env.string("ICON_LOG", "info"),
         })
     }

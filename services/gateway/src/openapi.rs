@@ -16,6 +16,7 @@ use utoipa::{Modify, OpenApi};
         checkouts::create_checkout,
         checkouts::get_checkout,
         checkouts::list_attempts,
+        checkouts::redeliver_callback,
         carts::create_cart,
         carts::get_cart,
         carts::add_item,

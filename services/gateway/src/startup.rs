@@ -78,6 +78,8 @@ impl Application {
             shutdown.clone(),
         ));
 
+        tokio::spawn(purge_idempotency_keys(pool.clone(), shutdown.clone()));
+
         let state = web::Data::new(AppState {
             pool,
             public_url: public_url.clone(),
@@ -177,6 +179,11 @@ fn routes_config(cfg: &mut web::ServiceConfig) {
                 .default_service(web::to(method_not_allowed)),
         )
         .service(
+            web::resource("/cart/checkout/{checkout_id}/callback/redeliver")
+                .route(web::post().to(checkouts::redeliver_callback))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
             web::resource("/carts")
                 .route(web::post().to(carts::create_cart))
                 .default_service(web::to(method_not_allowed)),
@@ -243,4 +250,24 @@ fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
         other => ApiError::bad_request("malformed_json", other.to_string()),
     };
     problem.into()
+}
+
+/// Deletes expired idempotency keys once an hour.
+async fn purge_idempotency_keys(pool: icon_store::Pool, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let purged = match pool.get().await {
+            Ok(db) => icon_store::idempotency::purge(&db).await,
+            Err(e) => Err(e.into()),
+        };
+        match purged {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(count = n, "purged expired idempotency keys"),
+            Err(e) => tracing::warn!(error = %e, "cannot purge idempotency keys; will retry"),
+        }
+    }
 }

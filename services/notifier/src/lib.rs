@@ -15,6 +15,7 @@ pub mod settings;
 use channels::{callback::CallbackChannel, Channels};
 use icon_broker::{run_consumer, ConsumerSettings, LazyPublisher, Topology};
 use icon_contracts::topology::{CHECKOUT_FINISHED, PARKED};
+use icon_outbox::{run_relay, RelaySettings};
 use icon_store::PoolSettings;
 pub use settings::NotifierSettings;
 use std::sync::atomic::AtomicBool;
@@ -52,6 +53,22 @@ pub async fn run(
     else {
         return Ok(());
     };
+    // Redeliveries and the stuck-notification sweep write due messages to the outbox.
+    let relay = tokio::spawn(run_relay(
+        pool.clone(),
+        RelaySettings {
+            amqp_url: settings.amqp_url.clone(),
+            database_url: settings.database_url.clone(),
+            name: "icon-notifier-outbox".into(),
+        },
+        Arc::new(AtomicBool::new(false)),
+        shutdown.clone(),
+    ));
+    let sweeper = tokio::spawn(sweep_stuck(
+        pool.clone(),
+        settings.stuck_after,
+        shutdown.clone(),
+    ));
     let callback =
         CallbackChannel::new(settings.callback_policy.clone(), settings.callback_timeout)?;
     let channels = Channels::new(vec![Arc::new(callback)]);
@@ -77,9 +94,32 @@ pub async fn run(
         topology,
         dispatcher.clone(),
         Arc::new(AtomicBool::new(false)),
-        shutdown,
+        shutdown.clone(),
     )
     .await;
+    shutdown.cancel();
     dispatcher.close().await;
+    let _ = relay.await;
+    let _ = sweeper.await;
     Ok(())
+}
+
+/// The safety net for stuck notifications: every quarter of `stuck_after` (1 s to 60 s).
+async fn sweep_stuck(pool: icon_store::Pool, stuck_after: Duration, shutdown: CancellationToken) {
+    let period = (stuck_after / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(period) => {}
+        }
+        let result = match pool.get().await {
+            Ok(mut db) => icon_store::notifications::requeue_stuck(&mut db, stuck_after).await,
+            Err(e) => Err(e.into()),
+        };
+        match result {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(count = n, "queued stuck notifications again"),
+            Err(e) => tracing::debug!(error = %e, "stuck-notification sweep failed; will retry"),
+        }
+    }
 }

@@ -20,6 +20,9 @@ pub struct NotifierSettings {
     pub callback_policy: NetworkPolicy,
     /// `ICON_NOTIFIER_PREFETCH`: notifications attempted at once by this process.
     pub prefetch: u16,
+    /// `ICON_NOTIFIER_STUCK_AFTER`: an open notification of a finished checkout with nothing
+    /// due for this long is queued again (its message was lost or dead-lettered).
+    pub stuck_after: Duration,
     /// `ICON_LOG`
     pub log: String,
 }
@@ -55,6 +58,7 @@ impl NotifierSettings {
                     _ => Err("expected a whole number from 1 to 65535".into()),
                 }
             })?,
+            stuck_after: env.duration("ICON_NOTIFIER_STUCK_AFTER", Duration::from_secs(300))?,
             log: env.string("ICON_LOG", "info"),
         })
     }

@@ -4,6 +4,7 @@
 
 mod callbacks;
 mod checkout;
+mod delivery;
 mod errors;
 mod isolation;
 mod probes;

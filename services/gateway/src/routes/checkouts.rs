@@ -4,12 +4,14 @@
 use super::{carts::cart_not_found, State, Validation};
 use crate::auth::User;
 use crate::problem::ApiError;
-use actix_web::{http::header, web, HttpResponse};
+use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use icon_domain::{
     CallbackUrl, CartId, CheckoutId, CheckoutStatus, NotificationState, OrderStatus,
 };
 use icon_store::checkouts::{self, CheckoutView, CreateCheckout, NewCheckout};
+use icon_store::idempotency::IdempotentRequest;
+use icon_store::notifications::Redeliver;
 use icon_store::{notifications, StoreError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -17,7 +19,7 @@ use utoipa::ToSchema;
 /// Seconds a client should wait before polling a checkout that is not final yet.
 pub const POLL_AFTER_SECS: u32 = 1;
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Deserialize, Serialize, ToSchema)]
 pub struct CheckoutRequest {
     #[schema(example = 1234)]
     pub cart_id: i64,
@@ -129,6 +131,7 @@ impl From<CheckoutView> for CheckoutBody {
 /// outcome arrives as a POST to `callback_url` and can be polled at `resource_url`.
 #[utoipa::path(
     post, path = "/cart/checkout/", tag = "checkout",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the same key with the same body returns the first 202 again (with `Idempotent-Replayed: true`); with a different body 422; while the first is still processed 409. Keys are kept 24 hours.")),
     request_body = CheckoutRequest,
     responses(
         (status = 202, body = Accepted, headers(
@@ -137,7 +140,7 @@ impl From<CheckoutView> for CheckoutBody {
         (status = 400, body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 401, body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 404, body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The cart already has a live checkout, named in `checkout_id`", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The cart already has a live checkout, named in `checkout_id`; or a request with the same Idempotency-Key is in progress", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 415, body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Empty cart, or a refused callback_url", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 503, body = crate::problem::Problem, content_type = "application/problem+json"),
@@ -145,10 +148,12 @@ impl From<CheckoutView> for CheckoutBody {
     security(("bearer" = []))
 )]
 pub async fn create_checkout(
+    req: HttpRequest,
     user: User,
     state: State,
     body: web::Json<CheckoutRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    let key = idempotency_key(&req)?;
     let mut v = Validation::default();
     let callback_url = match &body.callback_url {
         Some(raw) => v.check(
@@ -162,26 +167,59 @@ pub async fn create_checkout(
     let id = CheckoutId::new();
     let cart_id = CartId::new(body.cart_id);
     let resource_url = format!("{}/cart/checkout/{id}", state.public_url);
+    let accepted_body = serde_json::to_string(&Accepted {
+        checkout_id: id.to_string(),
+        status: CheckoutStatus::Queued,
+        resource_url: resource_url.clone(),
+    })
+    .map_err(ApiError::internal)?;
+    let push_notification = body.push_notification.unwrap_or(false);
+    let idempotency = key.map(|key| IdempotentRequest {
+        key,
+        // The effective request, so that an omitted `push_notification` and `false` match.
+        request: serde_json::json!({
+            "cart_id": body.cart_id,
+            "callback_url": body.callback_url,
+            "push_notification": push_notification,
+        })
+        .to_string(),
+        response_status: 202,
+        response_body: accepted_body.clone(),
+    });
     let new = NewCheckout {
         id,
         cart_id,
         owner: user.id,
         callback_url,
-        push_notification: body.push_notification.unwrap_or(false),
-        resource_url,
+        push_notification,
+        resource_url: resource_url.clone(),
+        idempotency,
     };
     let mut db = state.pool.get().await.map_err(StoreError::from)?;
     match checkouts::create(&mut db, &new).await? {
-        CreateCheckout::Created(view) => {
+        CreateCheckout::Created(_) => {
             tracing::info!(checkout_id = %id, %cart_id, "checkout accepted");
-            Ok(HttpResponse::Accepted()
-                .insert_header((header::LOCATION, view.resource_url.clone()))
-                .insert_header((header::RETRY_AFTER, POLL_AFTER_SECS.to_string()))
-                .json(Accepted {
-                    checkout_id: id.to_string(),
-                    status: view.status,
-                    resource_url: view.resource_url,
-                }))
+            Ok(accepted_response(&resource_url, accepted_body, false))
+        }
+        CreateCheckout::Replayed(stored) => {
+            let location = format!("{}/cart/checkout/{}", state.public_url, stored.checkout_id);
+            tracing::info!(checkout_id = %stored.checkout_id, "idempotent replay");
+            Ok(accepted_response(&location, stored.body, true))
+        }
+        CreateCheckout::KeyReused => Err(ApiError::unprocessable(
+            "idempotency_key_reused",
+            "this Idempotency-Key was already used with a different request body; use a new \
+             key for a new request",
+            vec![],
+        )),
+        CreateCheckout::KeyInProgress => {
+            let mut e = ApiError::conflict(
+                "idempotency_key_in_progress",
+                "a request with this Idempotency-Key is still being processed; retry after \
+                 Retry-After seconds to get its response",
+            );
+            e.retry_after = Some(POLL_AFTER_SECS);
+            Err(e)
         }
         CreateCheckout::CartNotFound => Err(cart_not_found()),
         CreateCheckout::EmptyCart => Err(ApiError::unprocessable(
@@ -205,6 +243,38 @@ pub async fn create_checkout(
             format!("{}/cart/checkout/{checkout_id}", state.public_url),
         )),
     }
+}
+
+/// The 202 for a created (or replayed) checkout.
+fn accepted_response(location: &str, body: String, replayed: bool) -> HttpResponse {
+    let mut resp = HttpResponse::Accepted();
+    resp.insert_header((header::LOCATION, location.to_owned()))
+        .insert_header((header::RETRY_AFTER, POLL_AFTER_SECS.to_string()))
+        .content_type("application/json");
+    if replayed {
+        resp.insert_header(("Idempotent-Replayed", "true"));
+    }
+    resp.body(body)
+}
+
+/// The `Idempotency-Key` header (draft-ietf-httpapi-idempotency-key-header), if sent: a
+/// structured-field string, so surrounding quotes are dropped.
+fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(value) = req.headers().get("idempotency-key") else {
+        return Ok(None);
+    };
+    let raw = value.to_str().unwrap_or("").trim();
+    let key = raw
+        .strip_prefix('"')
+        .and_then(|k| k.strip_suffix('"'))
+        .unwrap_or(raw);
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+        return Err(ApiError::bad_request(
+            "invalid_idempotency_key",
+            "Idempotency-Key must be 1 to 255 printable ASCII characters, e.g. a UUID",
+        ));
+    }
+    Ok(Some(key.to_owned()))
 }
 
 fn parse_checkout_id(raw: &str) -> Result<CheckoutId, ApiError> {
@@ -285,4 +355,64 @@ pub async fn list_attempts(
         checkout_id: id.to_string(),
         attempts,
     }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Redelivery {
+    pub checkout_id: String,
+    pub callback: CallbackBody,
+}
+
+/// Send a given-up callback again.
+///
+/// Re-queues a callback in state `failed`: its retry schedule and give-up deadline start over,
+/// and the new attempts are listed after the old ones. A callback that is still pending,
+/// retrying or delivered is not duplicated (409).
+#[utoipa::path(
+    post, path = "/cart/checkout/{checkout_id}/callback/redeliver", tag = "checkout",
+    params(("checkout_id" = String, Path)),
+    responses(
+        (status = 202, body = Redelivery, headers(("Location" = String, description = "The checkout's resource_url"))),
+        (status = 401, body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such checkout, or it has no callback", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The callback is not `failed`", body = crate::problem::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn redeliver_callback(
+    user: User,
+    state: State,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_checkout_id(&path)?;
+    let mut db = state.pool.get().await.map_err(StoreError::from)?;
+    let view = checkouts::get(&db, id, Some(&user.id))
+        .await?
+        .ok_or_else(checkout_not_found)?;
+    match notifications::redeliver(&mut db, id, "callback").await? {
+        Redeliver::Queued(n) => {
+            tracing::info!(checkout_id = %id, "callback redelivery requested");
+            Ok(HttpResponse::Accepted()
+                .insert_header((header::LOCATION, view.resource_url))
+                .json(Redelivery {
+                    checkout_id: id.to_string(),
+                    callback: CallbackBody {
+                        url: n.target,
+                        state: n.state,
+                        attempts: n.attempts,
+                        last_attempt_at: n.last_attempt_at,
+                        next_attempt_at: n.next_attempt_at,
+                        last_response_status: n.last_response_status,
+                    },
+                }))
+        }
+        Redeliver::NotFound => Err(ApiError::not_found(
+            "callback_not_found",
+            "this checkout was submitted without a callback_url",
+        )),
+        Redeliver::NotFailed(s) => Err(ApiError::conflict(
+            "callback_not_failed",
+            format!("the callback is {s}; only a failed callback can be redelivered"),
+        )),
+    }
 }
