@@ -22,5 +22,7 @@ else
   exit 1
 fi
 
-say "test: cargo test --workspace (first build takes a few minutes)"
+say "test: building the binaries the fault suite runs as processes (first build takes a few minutes)"
+cargo build --workspace --locked --bins
+say "test: cargo test --workspace"
 exec cargo test --workspace --locked "$@"

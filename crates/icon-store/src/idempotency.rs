@@ -50,7 +50,9 @@ pub async fn claim(
     req: &IdempotentRequest,
 ) -> Result<Claim, StoreError> {
     let stmt = tx
-        .prepare_cached("SELECT pg_try_advisory_xact_lock(hashtextextended($1 || chr(31) || $2, 0))")
+        .prepare_cached(
+            "SELECT pg_try_advisory_xact_lock(hashtextextended($1 || chr(31) || $2, 0))",
+        )
         .await?;
     let locked: bool = tx.query_one(&stmt, &[&owner, &req.key]).await?.get(0);
     if !locked {

@@ -6,7 +6,11 @@ use deadpool_postgres::Pool;
 
 const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "initial", include_str!("../migrations/0001_initial.sql")),
-    (2, "idempotency", include_str!("../migrations/0002_idempotency.sql")),
+    (
+        2,
+        "idempotency",
+        include_str!("../migrations/0002_idempotency.sql"),
+    ),
 ];
 
 /// Arbitrary but fixed: the advisory lock every ICON process takes while migrating.

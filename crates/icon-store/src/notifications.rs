@@ -5,8 +5,8 @@
 //! message (after a crash and redelivery) can both send, but only one moves the schedule on.
 
 use crate::{error::corrupt, outbox, Conn, GenericClient, StoreError};
-use icon_contracts::{topology, Envelope, NotificationDue};
 use chrono::{DateTime, Utc};
+use icon_contracts::{topology, Envelope, NotificationDue};
 use icon_domain::{CheckoutId, NotificationId, NotificationState};
 
 #[derive(Debug, Clone)]
@@ -298,7 +298,9 @@ pub async fn requeue_stuck(
         .await?;
     let rows = tx.query(&stmt, &[&older_than.as_secs_f64()]).await?;
     let touch = tx
-        .prepare_cached("UPDATE notifications SET next_attempt_at = now(), updated_at = now() WHERE id = $1")
+        .prepare_cached(
+            "UPDATE notifications SET next_attempt_at = now(), updated_at = now() WHERE id = $1",
+        )
         .await?;
     for row in &rows {
         let n = from_row(row)?;

@@ -250,7 +250,13 @@ pub async fn requeue_stuck(
             checkout_id: id,
             cart_id: CartId::new(row.get(1)),
         });
-        outbox::enqueue(&tx, topology::EVENTS_EXCHANGE, topology::CHECKOUT_REQUESTED, &message).await?;
+        outbox::enqueue(
+            &tx,
+            topology::EVENTS_EXCHANGE,
+            topology::CHECKOUT_REQUESTED,
+            &message,
+        )
+        .await?;
         tx.execute(&touch, &[&id.as_uuid()]).await?;
     }
     tx.commit().await?;

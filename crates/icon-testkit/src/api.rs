@@ -75,7 +75,10 @@ impl Api {
         content_type: Option<&str>,
         body: Option<String>,
     ) -> Reply {
-        let headers: Vec<(&str, &str)> = content_type.map(|ct| ("content-type", ct)).into_iter().collect();
+        let headers: Vec<(&str, &str)> = content_type
+            .map(|ct| ("content-type", ct))
+            .into_iter()
+            .collect();
         self.send_with(method, path, token, &headers, body).await
     }
 
@@ -91,7 +94,9 @@ impl Api {
         let mut req = Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base));
-        let has_ct = headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
+        let has_ct = headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
         if body.is_some() && !has_ct {
             req = req.header(header::CONTENT_TYPE, "application/json");
         }
@@ -104,15 +109,48 @@ impl Api {
         let req = req
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .expect("request");
-        let resp = self.client.request(req).await.expect("HTTP request");
+        self.exchange(req).await.expect("HTTP request")
+    }
+
+    /// Like [`Api::send_with`], but a transport error (the server is down) is an `Err` rather
+    /// than a panic: for fault tests that keep a client going through outages.
+    pub async fn try_send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<String>,
+    ) -> Result<Reply, String> {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header(header::CONTENT_TYPE, "application/json");
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| e.to_string())?;
+        match tokio::time::timeout(std::time::Duration::from_secs(10), self.exchange(req)).await {
+            Ok(r) => r,
+            Err(_) => Err("timed out".into()),
+        }
+    }
+
+    async fn exchange(&self, req: Request<Full<Bytes>>) -> Result<Reply, String> {
+        let resp = self.client.request(req).await.map_err(|e| e.to_string())?;
         let (parts, body) = resp.into_parts();
-        let bytes = body.collect().await.expect("body").to_bytes();
+        let bytes = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
         let text = String::from_utf8_lossy(&bytes).into_owned();
-        Reply {
+        Ok(Reply {
             status: parts.status.as_u16(),
             headers: parts.headers,
             json: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
             text,
-        }
+        })
     }
 }

@@ -122,7 +122,9 @@ impl TestEnv {
         use icon_broker::lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
         let conn = self.amqp().await;
         let ch = conn.create_channel().await.expect("channel");
-        ch.confirm_select(ConfirmSelectOptions::default()).await.expect("confirms");
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .expect("confirms");
         ch.basic_publish(
             "".into(),
             queue.into(),
@@ -145,7 +147,10 @@ impl TestEnv {
         let q = ch
             .queue_declare(
                 queue.into(),
-                QueueDeclareOptions { passive: true, ..Default::default() },
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
                 Default::default(),
             )
             .await

@@ -15,7 +15,10 @@
 //! vhosts, default `rabbitmqctl`; `scripts/test.sh` sets it when the broker runs in Docker).
 
 mod api;
+pub mod disposable;
 mod env;
+pub mod fleet;
+pub mod process;
 mod receiver;
 
 pub use api::{Api, Reply as ApiReply};
@@ -160,7 +163,9 @@ impl TestApp {
         let settings = WorkerSettings::from_env(&self.vars).expect("worker settings");
         let s = self.shutdown.clone();
         self.tasks.push(tokio::spawn(async move {
-            icon_checkout_worker::run(settings, s).await.expect("worker runs");
+            icon_checkout_worker::run(settings, s)
+                .await
+                .expect("worker runs");
         }));
     }
 
@@ -169,7 +174,9 @@ impl TestApp {
         let settings = NotifierSettings::from_env(&self.vars).expect("notifier settings");
         let s = self.shutdown.clone();
         self.tasks.push(tokio::spawn(async move {
-            icon_notifier::run(settings, s).await.expect("notifier runs");
+            icon_notifier::run(settings, s)
+                .await
+                .expect("notifier runs");
         }));
     }
 

@@ -39,6 +39,8 @@ struct Inner {
     script: VecDeque<Scripted>,
     default: Option<Scripted>,
     seen: Vec<Recorded>,
+    /// How long each answer takes, so tests can kill a notifier mid-request.
+    delay: Duration,
 }
 
 pub struct Receiver {
@@ -58,6 +60,13 @@ async fn receive(
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
+    let delay = match inner.lock() {
+        Ok(g) => g.delay,
+        Err(p) => p.into_inner().delay,
+    };
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let mut inner = match inner.lock() {
         Ok(g) => g,
         Err(p) => p.into_inner(),
@@ -88,12 +97,23 @@ async fn receive(
 impl Receiver {
     /// Starts a receiver that answers `script` in order, then `then` (200 if `None`) forever.
     pub async fn start(script: Vec<Scripted>, then: Option<Scripted>) -> Self {
+        Self::start_on(0, script, then, Duration::ZERO).await
+    }
+
+    /// Starts on a given loopback port (0: any), answering each request after `delay`.
+    pub async fn start_on(
+        port: u16,
+        script: Vec<Scripted>,
+        then: Option<Scripted>,
+        delay: Duration,
+    ) -> Self {
         let inner = Arc::new(Mutex::new(Inner {
             script: script.into(),
             default: then,
             seen: vec![],
+            delay,
         }));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind receiver");
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind receiver");
         let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
         let data = web::Data::from(inner.clone());
         let server = HttpServer::new(move || {
@@ -102,6 +122,7 @@ impl Receiver {
                 .default_service(web::to(receive))
         })
         .workers(1)
+        .max_connection_rate(1024)
         .disable_signals()
         .listen(listener)
         .expect("listen")

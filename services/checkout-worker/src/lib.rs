@@ -49,7 +49,11 @@ pub async fn run(settings: WorkerSettings, shutdown: CancellationToken) -> Resul
         Arc::new(AtomicBool::new(false)),
         shutdown.clone(),
     ));
-    let sweeper = tokio::spawn(sweep_stuck(pool.clone(), settings.stuck_after, shutdown.clone()));
+    let sweeper = tokio::spawn(sweep_stuck(
+        pool.clone(),
+        settings.stuck_after,
+        shutdown.clone(),
+    ));
     let handler = Arc::new(handler::CheckoutHandler::new(pool, retailers));
     run_consumer(
         ConsumerSettings {

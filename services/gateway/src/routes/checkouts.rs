@@ -268,7 +268,8 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
         .strip_prefix('"')
         .and_then(|k| k.strip_suffix('"'))
         .unwrap_or(raw);
-    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+    {
         return Err(ApiError::bad_request(
             "invalid_idempotency_key",
             "Idempotency-Key must be 1 to 255 printable ASCII characters, e.g. a UUID",
