@@ -25,4 +25,11 @@ fi
 say "test: building the binaries the fault suite runs as processes (first build takes a few minutes)"
 cargo build --workspace --locked --bins
 say "test: cargo test --workspace"
-exec cargo test --workspace --locked "$@"
+rm -f target/fault-report.txt
+status=0
+cargo test --workspace --locked "$@" || status=$?
+if [ -s target/fault-report.txt ]; then
+  say "test: fault suite figures (lost and double_orders must be 0)"
+  cat target/fault-report.txt
+fi
+exit "$status"

@@ -251,6 +251,8 @@ pub struct Tally {
     pub duplicates: usize,
     pub lost: usize,
     pub double_orders: usize,
+    /// Retailer orders requested more than once (same key): redone after a crash or retry.
+    pub resent_orders: usize,
     pub unavailable: usize,
     pub unavailable_with_retry_after: usize,
     pub transport_errors: usize,
@@ -304,8 +306,12 @@ impl Tally {
             }
         }
         let mut orders: HashMap<String, HashSet<String>> = HashMap::new();
+        let mut requests: HashMap<String, usize> = HashMap::new();
         for sim in sims {
             for o in sim.orders().await {
+                if let Some(k) = o["idempotency_key"].as_str() {
+                    *requests.entry(k.to_owned()).or_default() += 1;
+                }
                 if let (Some(k), Some(id)) = (o["idempotency_key"].as_str(), o["order_id"].as_str())
                 {
                     orders
@@ -316,18 +322,20 @@ impl Tally {
             }
         }
         self.double_orders = orders.values().filter(|ids| ids.len() > 1).count();
+        self.resent_orders = requests.values().filter(|n| **n > 1).count();
     }
 
     /// One line for the log and the issue note.
     pub fn report(&self, name: &str) -> String {
         format!(
-            "FAULT {name}: accepted={} completed={} callbacks={} duplicates={} lost={} double_orders={} (503s={}, with Retry-After={}, transport errors={})",
+            "FAULT {name}: accepted={} completed={} callbacks={} duplicates={} lost={} double_orders={} (orders re-sent with the same key={}, 503s={}, with Retry-After={}, transport errors={})",
             self.accepted,
             self.completed,
             self.callbacks,
             self.duplicates,
             self.lost,
             self.double_orders,
+            self.resent_orders,
             self.unavailable,
             self.unavailable_with_retry_after,
             self.transport_errors
@@ -338,10 +346,30 @@ impl Tally {
     pub fn assert_nothing_lost(&self, name: &str, fleet: &Fleet) {
         let line = self.report(name);
         println!("{line}");
+        record(&line);
         assert!(
             self.lost == 0 && self.double_orders == 0 && self.completed == self.accepted,
             "{line}\n{}",
             fleet.logs()
         );
+    }
+}
+
+/// Appends a report line to `target/fault-report.txt`, which `scripts/test.sh` prints at the
+/// end, so the figures of a run show even though test output is captured.
+fn record(line: &str) {
+    use std::io::Write;
+    let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent()?.parent()?.parent().map(|p| p.to_path_buf()))
+    else {
+        return;
+    };
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("fault-report.txt"))
+    {
+        let _ = writeln!(f, "{line}");
     }
 }

@@ -209,3 +209,43 @@ async fn flaky_retailer_is_retried_with_the_same_idempotency_key() {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retailer_that_never_answers_cannot_hold_a_checkout_forever() {
+    let app = TestApp::spawn_with(icon_testkit::Options {
+        retailer_timeout: "300ms".into(),
+        retailer_max_attempts: "2".into(),
+        ..Default::default()
+    })
+    .await;
+    let sim = Sim::start().await;
+    app.register_retailer("acme", &sim.order_url("acme")).await;
+    app.register_retailer("globex", &sim.order_url("globex"))
+        .await;
+    let cart = app
+        .cart_with("alice", &[("acme", "hang-dress"), ("globex", "shoe")])
+        .await;
+    let r = app.checkout("alice", cart, None).await;
+    let id = r.json["checkout_id"].as_str().unwrap();
+    let view = app
+        .wait_for_checkout("alice", id, "a final state", |c| {
+            c["status"] == "partially_completed"
+        })
+        .await;
+    let acme = view["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["retailer_id"] == "acme")
+        .cloned()
+        .unwrap();
+    assert_eq!(acme["status"], "failed");
+    assert!(
+        acme["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no response within"),
+        "{acme}"
+    );
+    app.stop().await;
+}

@@ -57,28 +57,30 @@ async fn worker_sigkill_while_retailer_calls_are_in_flight() {
     two_retailers(&fleet, &sim).await;
     let accepted = AtomicUsize::new(0);
     let tally = Mutex::new(Tally::default());
-    let ids = burst(
-        &fleet,
-        40,
-        10,
-        &[("acme", "slow-a"), ("globex", "slow-b")],
-        &receiver.url,
-        &accepted,
-        &tally,
-    )
-    .await;
-    eventually(
-        "retailer calls in flight",
-        Duration::from_secs(30),
-        || async { (sim.orders().await.len() >= 10).then_some(()) },
-    )
-    .await;
-    fleet.worker.kill();
-    fleet.worker.restart(WORKER);
+    let control = async {
+        // Orders are answered after 300ms: with 10 requests seen, others are mid-call.
+        eventually(
+            "retailer calls in flight",
+            Duration::from_secs(30),
+            || async { (sim.orders().await.len() >= 10).then_some(()) },
+        )
+        .await;
+        fleet.worker.kill();
+        fleet.worker.restart(WORKER);
+    };
+    let skus = [("acme", "slow-a"), ("globex", "slow-b")];
+    let (ids, ()) = tokio::join!(
+        burst(&fleet, 60, 10, &skus, &receiver.url, &accepted, &tally),
+        control
+    );
     let mut t = tally.into_inner().unwrap();
     t.settle(&fleet, &ids, &receiver, &[&sim], Duration::from_secs(120))
         .await;
     t.assert_nothing_lost("worker SIGKILL", &fleet);
+    assert!(
+        t.resent_orders > 0,
+        "the kill should have cut calls in flight: {t:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -91,19 +93,16 @@ async fn notifier_sigkill_while_callbacks_are_in_flight() {
     two_retailers(&fleet, &sim).await;
     let accepted = AtomicUsize::new(0);
     let tally = Mutex::new(Tally::default());
-    let ids = burst(
-        &fleet,
-        40,
-        10,
-        &[("acme", "a"), ("globex", "b")],
-        &receiver.url,
-        &accepted,
-        &tally,
-    )
-    .await;
-    receiver.wait_for(5, Duration::from_secs(30)).await;
-    fleet.notifier.kill();
-    fleet.notifier.restart(NOTIFIER);
+    let control = async {
+        receiver.wait_for(5, Duration::from_secs(30)).await;
+        fleet.notifier.kill();
+        fleet.notifier.restart(NOTIFIER);
+    };
+    let skus = [("acme", "a"), ("globex", "b")];
+    let (ids, ()) = tokio::join!(
+        burst(&fleet, 60, 10, &skus, &receiver.url, &accepted, &tally),
+        control
+    );
     let mut t = tally.into_inner().unwrap();
     t.settle(&fleet, &ids, &receiver, &[&sim], Duration::from_secs(120))
         .await;
