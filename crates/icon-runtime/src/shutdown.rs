@@ -31,3 +31,18 @@ pub fn cancel_on_signal(token: CancellationToken) {
         token.cancel();
     });
 }
+
+/// Runs `tick` every `period` until `shutdown` (the first run after one period). For background
+/// chores: sweepers, purges.
+pub async fn every<F, Fut>(period: std::time::Duration, shutdown: CancellationToken, mut tick: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(period) => tick().await,
+        }
+    }
+}

@@ -80,11 +80,7 @@ pub async fn run(settings: WorkerSettings, shutdown: CancellationToken) -> Resul
 /// those that made no progress for `stuck_after`.
 async fn sweep_stuck(pool: icon_store::Pool, stuck_after: Duration, shutdown: CancellationToken) {
     let period = (stuck_after / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(period) => {}
-        }
+    icon_runtime::shutdown::every(period, shutdown, || async {
         let result = match pool.get().await {
             Ok(mut db) => icon_store::orders::requeue_stuck(&mut db, stuck_after).await,
             Err(e) => Err(e.into()),
@@ -92,7 +88,8 @@ async fn sweep_stuck(pool: icon_store::Pool, stuck_after: Duration, shutdown: Ca
         match result {
             Ok(0) => {}
             Ok(n) => tracing::warn!(count = n, "queued stuck checkouts again"),
-            Err(e) => tracing::debug!(error = %e, "stuck-checkout sweep failed; will retry"),
+            Err(e) => tracing::debug!(error = %e, "stuck-checkouts sweep failed; will retry"),
         }
-    }
+    })
+    .await
 }

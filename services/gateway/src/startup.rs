@@ -254,12 +254,7 @@ fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
 
 /// Deletes expired idempotency keys once an hour.
 async fn purge_idempotency_keys(pool: icon_store::Pool, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+    icon_runtime::shutdown::every(std::time::Duration::from_secs(3600), shutdown, || async {
         let purged = match pool.get().await {
             Ok(db) => icon_store::idempotency::purge(&db).await,
             Err(e) => Err(e.into()),
@@ -269,5 +264,6 @@ async fn purge_idempotency_keys(pool: icon_store::Pool, shutdown: CancellationTo
             Ok(n) => tracing::info!(count = n, "purged expired idempotency keys"),
             Err(e) => tracing::warn!(error = %e, "cannot purge idempotency keys; will retry"),
         }
-    }
+    })
+    .await
 }

@@ -107,11 +107,7 @@ pub async fn run(
 /// The safety net for stuck notifications: every quarter of `stuck_after` (1 s to 60 s).
 async fn sweep_stuck(pool: icon_store::Pool, stuck_after: Duration, shutdown: CancellationToken) {
     let period = (stuck_after / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(period) => {}
-        }
+    icon_runtime::shutdown::every(period, shutdown, || async {
         let result = match pool.get().await {
             Ok(mut db) => icon_store::notifications::requeue_stuck(&mut db, stuck_after).await,
             Err(e) => Err(e.into()),
@@ -119,7 +115,8 @@ async fn sweep_stuck(pool: icon_store::Pool, stuck_after: Duration, shutdown: Ca
         match result {
             Ok(0) => {}
             Ok(n) => tracing::warn!(count = n, "queued stuck notifications again"),
-            Err(e) => tracing::debug!(error = %e, "stuck-notification sweep failed; will retry"),
+            Err(e) => tracing::debug!(error = %e, "stuck-notifications sweep failed; will retry"),
         }
-    }
+    })
+    .await
 }
