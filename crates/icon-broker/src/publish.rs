@@ -33,7 +33,13 @@ pub enum PublishError {
     Nacked(String),
     #[error("message {0} could not be routed to any queue (returned by RabbitMQ)")]
     Unroutable(String),
+    #[error("RabbitMQ did not confirm within {0:?} (blocked by a resource alarm, or gone)")]
+    Timeout(std::time::Duration),
 }
+
+/// How long a batch may wait for its confirms. A broker under a memory or disk alarm blocks
+/// publishers; the relay must then give up and retry rather than hold its outbox rows locked.
+pub const CONFIRM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
 #[derive(Clone)]
 pub struct Publisher {
@@ -80,7 +86,12 @@ impl Publisher {
             pending.push((m.message_id.as_str(), confirm));
         }
         let ids: Vec<&str> = pending.iter().map(|(id, _)| *id).collect();
-        let results = join_all(pending.into_iter().map(|(_, c)| c)).await;
+        let results = tokio::time::timeout(
+            CONFIRM_TIMEOUT,
+            join_all(pending.into_iter().map(|(_, c)| c)),
+        )
+        .await
+        .map_err(|_| PublishError::Timeout(CONFIRM_TIMEOUT))?;
         for (id, result) in ids.into_iter().zip(results) {
             match result? {
                 Confirmation::Ack(None) | Confirmation::NotRequested => {}
@@ -157,7 +168,12 @@ impl LazyPublisher {
                 _ => {
                     let props = lapin::ConnectionProperties::default()
                         .with_connection_name(self.name.as_str().into());
-                    let conn = Connection::connect(&self.amqp_url, props).await?;
+                    let conn = tokio::time::timeout(
+                        std::time::Duration::from_secs(10),
+                        Connection::connect(&self.amqp_url, props),
+                    )
+                    .await
+                    .map_err(|_| PublishError::Timeout(std::time::Duration::from_secs(10)))??;
                     let p = Publisher::open(&conn).await?;
                     self.topology.declare(p.channel()).await?;
                     *current = Some((conn, p.clone()));

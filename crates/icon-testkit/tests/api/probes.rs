@@ -66,3 +66,27 @@ async fn push_notification_flag_is_stored_and_shown() {
     assert_eq!(view["push_notification"], true);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_starts_migrate_an_empty_database_once() {
+    let env = icon_testkit::TestEnv::create().await;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let settings = icon_store::PoolSettings::new(&env.database_url);
+    let starts = (0..4).map(|_| icon_store::connect(&settings, &shutdown));
+    for pool in futures_util::future::join_all(starts).await {
+        assert!(pool.expect("connect and migrate").is_some());
+    }
+    let db = env.db().await;
+    let versions: Vec<i32> = db
+        .query(
+            "SELECT version FROM schema_migrations ORDER BY version",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, vec![1, 2]);
+    assert_eq!(env.count("checkouts").await, 0);
+}

@@ -383,3 +383,94 @@ async fn sigterm_each_service_under_load() {
         .await;
     t.assert_nothing_lost("SIGTERM each service under load", &fleet);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_bad_setting_stops_each_binary_with_one_line_naming_it() {
+    use icon_testkit::process::binary;
+    for (bin, var, value) in [
+        (GATEWAY, "ICON_HTTP_ADDR", "localhost"),
+        (GATEWAY, "ICON_JWT_SECRET", ""),
+        (WORKER, "ICON_RETAILER_TIMEOUT", "ten"),
+        (NOTIFIER, "ICON_CALLBACK_RETRY_SCHEDULE", "10s,soon"),
+        (NOTIFIER, "ICON_CALLBACK_ALLOW_NETWORKS", "10.0.0.0/33"),
+        ("icon-retailer-sim", "ICON_SIM_ADDR", "nowhere"),
+    ] {
+        let out = std::process::Command::new(binary(bin))
+            .env_clear()
+            .env("ICON_JWT_SECRET", "s")
+            .env(var, value)
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bin} {var}={value}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+        assert!(
+            stderr.contains(var),
+            "{bin}: the line names {var}: {stderr}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn services_wait_for_postgres_and_rabbitmq_at_start() {
+    let (Some(pg), Some(rabbit)) = (DisposablePostgres::start(), DisposableRabbit::start().await)
+    else {
+        println!("SKIPPED services_wait_for_postgres_and_rabbitmq_at_start: no local PostgreSQL/RabbitMQ server binaries");
+        return;
+    };
+    pg.down();
+    rabbit.down();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = std::env::temp_dir().join(format!("icon-wait-{port}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let env: std::collections::HashMap<String, String> = [
+        ("ICON_DATABASE_URL", pg.url("icon")),
+        ("ICON_AMQP_URL", rabbit.amqp_url("%2f")),
+        ("ICON_HTTP_ADDR", format!("127.0.0.1:{port}")),
+        ("ICON_JWT_SECRET", "s".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    use icon_testkit::process::Service;
+    let gateway = Service::start("gateway", GATEWAY, &env, &dir);
+    let worker = Service::start("worker", WORKER, &env, &dir);
+    for s in [&gateway, &worker] {
+        s.wait_for_log(
+            "PostgreSQL is not reachable yet",
+            0,
+            Duration::from_secs(20),
+        )
+        .await;
+    }
+    pg.up();
+    for s in [&gateway, &worker] {
+        s.wait_for_log("RabbitMQ is not reachable yet", 0, Duration::from_secs(30))
+            .await;
+    }
+    rabbit.up().await;
+    worker
+        .wait_for_log("consuming", 0, Duration::from_secs(30))
+        .await;
+    let api = icon_testkit::Api::new(&format!("http://127.0.0.1:{port}"));
+    eventually(
+        "the gateway to be ready",
+        Duration::from_secs(30),
+        || async {
+            match api
+                .try_send(http::Method::GET, "/readyz", None, &[], None)
+                .await
+            {
+                Ok(r) if r.status == 200 => Some(()),
+                _ => None,
+            }
+        },
+    )
+    .await;
+    drop((gateway, worker));
+    let _ = std::fs::remove_dir_all(&dir);
+}
