@@ -63,6 +63,7 @@ pub struct CheckoutView {
 /// Creates the checkout, its pending orders (one per retailer in the cart), its callback
 /// notification and the `checkout.requested` message, all in one transaction: either the
 /// client gets its 202 and the work is certain to be queued, or nothing happened.
+#[tracing::instrument(name = "store.create_checkout", skip_all, fields(checkout_id = %new.id, cart_id = %new.cart_id))]
 pub async fn create(conn: &mut Conn, new: &NewCheckout) -> Result<CreateCheckout, StoreError> {
     let tx = conn.transaction().await?;
     if let Some(idem) = &new.idempotency {

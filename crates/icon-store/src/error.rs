@@ -26,13 +26,15 @@ impl StoreError {
         match self {
             StoreError::Unavailable(_) => true,
             StoreError::Database(e) => {
-                e.is_closed()
-                    || e.code().is_some_and(|c| {
-                        let c = c.code();
-                        // 08: connection exception; 57P01-57P03: admin shutdown / crash / cannot connect now
-                        c.starts_with("08") || c.starts_with("57P")
-                    })
-                    || e.as_db_error().is_none() && e.code().is_none()
+                let code_says_so = e.code().is_some_and(|c| {
+                    let c = c.code();
+                    // 08: connection exception; 57P01-03: shutdown, crash, cannot connect now;
+                    // 53300: too many connections.
+                    c.starts_with("08") || c.starts_with("57P") || c == "53300"
+                });
+                let io_failure = std::error::Error::source(e)
+                    .is_some_and(|s| s.downcast_ref::<std::io::Error>().is_some());
+                e.is_closed() || code_says_so || io_failure
             }
             StoreError::Corrupt(_) => false,
         }

@@ -130,6 +130,7 @@ pub async fn get(
 }
 
 /// Records an attempt if nobody recorded one since `after_attempt`; returns whether it did.
+#[tracing::instrument(name = "store.record_attempt", skip_all, fields(notification = %a.id, attempt = a.after_attempt + 1))]
 pub async fn record_attempt(conn: &mut Conn, a: &RecordAttempt) -> Result<bool, StoreError> {
     let tx = conn.transaction().await?;
     let stmt = tx
@@ -236,6 +237,7 @@ pub enum Redeliver {
 /// Re-queues a given-up notification: resets its schedule (the give-up deadline counts again
 /// from its next attempt), keeps its attempt count so new attempts are listed after the old
 /// ones, and writes the due message to the outbox in the same transaction.
+#[tracing::instrument(name = "store.redeliver", skip_all, fields(checkout_id = %checkout))]
 pub async fn redeliver(
     conn: &mut Conn,
     checkout: CheckoutId,

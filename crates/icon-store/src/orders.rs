@@ -73,6 +73,7 @@ pub async fn already_processed(
 
 /// Everything the worker needs to place a checkout's orders, and marks it `processing` if it
 /// was `queued`. `None` if there is no such checkout.
+#[tracing::instrument(name = "store.start_checkout", skip_all, fields(checkout_id = %id))]
 pub async fn start(
     db: &impl GenericClient,
     id: CheckoutId,
@@ -154,6 +155,7 @@ pub async fn record(
 /// The final transition: sets the checkout's final status from its orders, marks `message_id`
 /// processed and writes `checkout.finished` to the outbox, in one transaction. Returns `None` if
 /// the checkout was already final (a duplicate run), in which case nothing changes.
+#[tracing::instrument(name = "store.finish_checkout", skip_all, fields(checkout_id = %id))]
 pub async fn finish(
     conn: &mut Conn,
     id: CheckoutId,

@@ -2,7 +2,7 @@
 
 use super::{State, Validation};
 use crate::auth::User;
-use crate::problem::ApiError;
+use crate::problem::{ApiError, FieldError};
 use actix_web::{http::header, web, HttpResponse};
 use chrono::{DateTime, Utc};
 use icon_domain::{CartId, Currency, Money, Quantity, RetailerId};
@@ -172,18 +172,20 @@ pub async fn add_item(
     match carts::add_item(&mut db, cart_id, &user.id, &item).await? {
         AddItem::Added(item) => Ok(HttpResponse::Created().json(ItemBody::from(item))),
         AddItem::CartNotFound => Err(cart_not_found()),
-        AddItem::UnknownRetailer => {
-            let mut v = Validation::default();
-            v.push(
-                "retailer_id",
-                format!(
+        AddItem::UnknownRetailer => Err(ApiError::unprocessable(
+            "validation_failed",
+            format!(
+                "retailer_id: no retailer `{}` is registered",
+                item.retailer_id
+            ),
+            vec![FieldError {
+                field: "retailer_id".into(),
+                message: format!(
                     "no retailer `{}` is registered; see GET /retailers",
                     item.retailer_id
                 ),
-            );
-            v.finish()
-                .map(|_| HttpResponse::InternalServerError().finish())
-        }
+            }],
+        )),
         AddItem::Frozen(checkout) => Err(ApiError::conflict(
             "cart_frozen",
             format!("cart {cart_id} has a live checkout {checkout}; it can no longer change"),

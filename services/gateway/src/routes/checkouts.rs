@@ -147,6 +147,7 @@ impl From<CheckoutView> for CheckoutBody {
     ),
     security(("bearer" = []))
 )]
+#[tracing::instrument(name = "POST /cart/checkout/", skip_all, fields(user = %user.id, cart_id = body.cart_id))]
 pub async fn create_checkout(
     req: HttpRequest,
     user: User,
@@ -300,6 +301,7 @@ fn checkout_not_found() -> ApiError {
     ),
     security(("bearer" = []))
 )]
+#[tracing::instrument(name = "GET /cart/checkout/{id}", skip_all, fields(checkout_id = %path))]
 pub async fn get_checkout(
     user: User,
     state: State,
@@ -328,6 +330,7 @@ pub async fn get_checkout(
     ),
     security(("bearer" = []))
 )]
+#[tracing::instrument(name = "GET /cart/checkout/{id}/attempts", skip_all, fields(checkout_id = %path))]
 pub async fn list_attempts(
     user: User,
     state: State,
@@ -380,6 +383,7 @@ pub struct Redelivery {
     ),
     security(("bearer" = []))
 )]
+#[tracing::instrument(name = "POST /cart/checkout/{id}/callback/redeliver", skip_all, fields(checkout_id = %path))]
 pub async fn redeliver_callback(
     user: User,
     state: State,
