@@ -56,17 +56,24 @@ impl Response {
         (200..300).contains(&self.status)
     }
 
-    /// `Retry-After` in seconds, if present as a number of seconds.
+    /// `Retry-After` as a wait, from either of its forms: seconds (`120`) or an HTTP date
+    /// (`Wed, 21 Oct 2026 07:28:00 GMT`; a date in the past means no wait).
     pub fn retry_after(&self) -> Option<Duration> {
-        self.headers
-            .get(header::RETRY_AFTER)?
-            .to_str()
-            .ok()?
-            .trim()
-            .parse::<u64>()
-            .ok()
-            .map(Duration::from_secs)
+        parse_retry_after(self.headers.get(header::RETRY_AFTER)?.to_str().ok()?)
     }
+}
+
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    Some(
+        (at.with_timezone(&chrono::Utc) - chrono::Utc::now())
+            .to_std()
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 #[derive(Clone)]
@@ -242,6 +249,22 @@ impl tower_service::Service<Name> for PolicyResolver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_in_both_forms() {
+        assert_eq!(parse_retry_after("120"), Some(Duration::from_secs(120)));
+        let soon = (chrono::Utc::now() + chrono::Duration::seconds(30)).to_rfc2822();
+        let wait = parse_retry_after(&soon.replace("+0000", "GMT")).unwrap();
+        assert!(
+            wait > Duration::from_secs(25) && wait <= Duration::from_secs(30),
+            "{wait:?}"
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
 
     /// A loopback listener that never accepts on its own: after a refused request, a
     /// non-blocking `accept` proves that no connection reached it.

@@ -357,7 +357,7 @@ impl Tally {
 
 /// Appends a report line to `target/fault-report.txt`, which `scripts/test.sh` prints at the
 /// end, so the figures of a run show even though test output is captured.
-fn record(line: &str) {
+pub fn record(line: &str) {
     use std::io::Write;
     let Some(dir) = std::env::current_exe()
         .ok()

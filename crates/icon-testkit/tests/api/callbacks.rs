@@ -177,3 +177,22 @@ async fn gives_up_after_the_deadline_and_parks() {
         .contains("no 2xx within"));
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_are_not_followed() {
+    let (app, _sim, cart) = app_with(Options::default()).await;
+    // A 302 is an answer like any other non-2xx: retried at the same URL, never followed.
+    let receiver = Receiver::start(vec![Scripted::status(302)], None).await;
+    let r = app.checkout("alice", cart, Some(&receiver.url)).await;
+    let id = r.json["checkout_id"].as_str().unwrap().to_owned();
+    app.wait_for_checkout("alice", &id, "delivered", |c| {
+        c["callback"]["state"] == "delivered"
+    })
+    .await;
+    let seen = receiver.seen();
+    assert_eq!(
+        seen.iter().map(|s| s.answered).collect::<Vec<_>>(),
+        vec![302, 200]
+    );
+    app.stop().await;
+}

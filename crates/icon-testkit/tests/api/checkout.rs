@@ -249,3 +249,27 @@ async fn a_retailer_that_never_answers_cannot_hold_a_checkout_forever() {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttling_retailer_is_retried_after_its_retry_after() {
+    let app = TestApp::spawn().await; // backoff 20ms; the retailer asks for 1s
+    let sim = Sim::start().await;
+    app.register_retailer("acme", &sim.order_url("acme")).await;
+    let cart = app.cart_with("alice", &[("acme", "busy-dress")]).await;
+    let r = app.checkout("alice", cart, None).await;
+    let id = r.json["checkout_id"].as_str().unwrap();
+    app.wait_for_checkout("alice", id, "completed", |c| c["status"] == "completed")
+        .await;
+    let orders = sim.orders().await;
+    assert_eq!(orders.len(), 2);
+    assert_eq!(orders[0]["response_status"], 429);
+    let at = |o: &serde_json::Value| {
+        chrono::DateTime::parse_from_rfc3339(o["received_at"].as_str().unwrap()).unwrap()
+    };
+    let gap = at(&orders[1]) - at(&orders[0]);
+    assert!(
+        gap >= chrono::Duration::milliseconds(950),
+        "retried after {gap}"
+    );
+    app.stop().await;
+}

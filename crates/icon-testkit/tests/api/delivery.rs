@@ -275,6 +275,15 @@ async fn duplicate_requests_place_one_order_and_finish_once() {
         .all(|o| o["idempotency_key"] == format!("{id}:acme")));
     // One final transition: one checkout.finished, one callback.
     assert_eq!(receiver.seen().len(), 1);
+    let line = format!(
+        "FAULT checkout.requested published three times: accepted=1 completed=1 callbacks={} \
+         duplicates=0 lost=0 double_orders={} (retailer requests with the same key={})",
+        receiver.seen().len(),
+        order_ids.values().filter(|ids| ids.len() > 1).count(),
+        orders.len()
+    );
+    println!("{line}");
+    icon_testkit::fleet::record(&line);
     let view = app
         .api
         .get(&format!("/cart/checkout/{id}"), Some(&app.token("alice")))
@@ -332,6 +341,10 @@ async fn poison_messages_are_dead_lettered_with_a_reason_and_work_goes_on() {
             .await,
         0
     );
+    let line = "FAULT poison messages: dead-lettered=2 (each once, with its reason); the next \
+                checkout completed and was called back";
+    println!("{line}");
+    icon_testkit::fleet::record(line);
     app.stop().await;
 }
 
