@@ -1,8 +1,10 @@
-//! What every ICON binary needs around its real work: settings read from the environment once
-//! ([`settings`]), logging ([`telemetry`]), graceful shutdown ([`shutdown`]) and patient retries
-//! while a dependency is not reachable yet ([`backoff`]).
+//! What every ICON binary needs around its real work: a shared `main` ([`service`]), settings
+//! read from the environment once ([`settings`]), logging ([`telemetry`]), graceful shutdown and
+//! periodic chores ([`shutdown`]) and patient retries while a dependency is not reachable yet
+//! ([`backoff`]).
 
 pub mod backoff;
+pub mod service;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;

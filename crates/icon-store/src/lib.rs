@@ -8,6 +8,7 @@
 //! - [`orders`]: the worker's progress through a checkout.
 //! - [`notifications`]: the notifier's attempts and schedule.
 //! - [`idempotency`]: `Idempotency-Key`s of checkout submissions.
+//! - [`sweep`]: the safety net that queues stuck work again.
 //! - [`outbox`]: messages written in the same transaction as the state they announce.
 
 pub mod carts;
@@ -20,6 +21,7 @@ pub mod orders;
 pub mod outbox;
 pub mod pool;
 pub mod retailers;
+pub mod sweep;
 
 pub use deadpool_postgres::{GenericClient, Object as Conn, Pool};
 pub use error::StoreError;

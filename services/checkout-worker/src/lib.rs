@@ -49,8 +49,9 @@ pub async fn run(settings: WorkerSettings, shutdown: CancellationToken) -> Resul
         Arc::new(AtomicBool::new(false)),
         shutdown.clone(),
     ));
-    let sweeper = tokio::spawn(sweep_stuck(
+    let sweeper = tokio::spawn(icon_store::sweep::run(
         pool.clone(),
+        icon_store::sweep::Stuck::Checkouts,
         settings.stuck_after,
         shutdown.clone(),
     ));
@@ -74,22 +75,4 @@ pub async fn run(settings: WorkerSettings, shutdown: CancellationToken) -> Resul
     let _ = relay.await;
     let _ = sweeper.await;
     Ok(())
-}
-
-/// The safety net for stuck checkouts: every quarter of `stuck_after` (1 s to 60 s), queue again
-/// those that made no progress for `stuck_after`.
-async fn sweep_stuck(pool: icon_store::Pool, stuck_after: Duration, shutdown: CancellationToken) {
-    let period = (stuck_after / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
-    icon_runtime::shutdown::every(period, shutdown, || async {
-        let result = match pool.get().await {
-            Ok(mut db) => icon_store::orders::requeue_stuck(&mut db, stuck_after).await,
-            Err(e) => Err(e.into()),
-        };
-        match result {
-            Ok(0) => {}
-            Ok(n) => tracing::warn!(count = n, "queued stuck checkouts again"),
-            Err(e) => tracing::debug!(error = %e, "stuck-checkouts sweep failed; will retry"),
-        }
-    })
-    .await
 }

@@ -64,8 +64,9 @@ pub async fn run(
         Arc::new(AtomicBool::new(false)),
         shutdown.clone(),
     ));
-    let sweeper = tokio::spawn(sweep_stuck(
+    let sweeper = tokio::spawn(icon_store::sweep::run(
         pool.clone(),
+        icon_store::sweep::Stuck::Notifications,
         settings.stuck_after,
         shutdown.clone(),
     ));
@@ -102,21 +103,4 @@ pub async fn run(
     let _ = relay.await;
     let _ = sweeper.await;
     Ok(())
-}
-
-/// The safety net for stuck notifications: every quarter of `stuck_after` (1 s to 60 s).
-async fn sweep_stuck(pool: icon_store::Pool, stuck_after: Duration, shutdown: CancellationToken) {
-    let period = (stuck_after / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
-    icon_runtime::shutdown::every(period, shutdown, || async {
-        let result = match pool.get().await {
-            Ok(mut db) => icon_store::notifications::requeue_stuck(&mut db, stuck_after).await,
-            Err(e) => Err(e.into()),
-        };
-        match result {
-            Ok(0) => {}
-            Ok(n) => tracing::warn!(count = n, "queued stuck notifications again"),
-            Err(e) => tracing::debug!(error = %e, "stuck-notifications sweep failed; will retry"),
-        }
-    })
-    .await
 }
