@@ -12,6 +12,13 @@ icon-gateway token --sub USER [--admin] [--ttl 24h]   print a bearer token";
 #[tokio::main]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if matches!(
+        args.first().map(String::as_str),
+        Some("-h" | "--help" | "help")
+    ) {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
     let settings = match GatewaySettings::from_env(&Env::from_process()) {
         Ok(s) => s,
         Err(e) => {
@@ -22,10 +29,6 @@ async fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         None => serve(settings).await,
         Some("token") => mint(&settings, &args[1..]),
-        Some("-h" | "--help" | "help") => {
-            println!("{USAGE}");
-            ExitCode::SUCCESS
-        }
         Some(other) => {
             eprintln!("icon-gateway: unknown command `{other}`\n{USAGE}");
             ExitCode::from(2)
