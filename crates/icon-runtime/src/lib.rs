@@ -1,9 +1,10 @@
 //! What every ICON binary needs around its real work: a shared `main` ([`service`]), settings
 //! read from the environment once ([`settings`]), logging ([`telemetry`]), graceful shutdown and
-//! periodic chores ([`shutdown`]) and patient retries while a dependency is not reachable yet
+//! periodic chores ([`shutdown`]), health probes ([`probe`]) and patient retries while a dependency is not reachable yet
 //! ([`backoff`]).
 
 pub mod backoff;
+pub mod probe;
 pub mod service;
 pub mod settings;
 pub mod shutdown;

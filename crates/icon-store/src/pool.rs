@@ -142,3 +142,44 @@ pub fn source_chain(e: &dyn std::error::Error) -> String {
 
 /// `ICON_DATABASE_URL`'s default: the local PostgreSQL of a development machine.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/icon";
+
+/// Whether PostgreSQL answers a trivial query within two seconds.
+pub async fn is_up(pool: &Pool) -> bool {
+    tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        match pool.get().await {
+            Ok(c) => c.simple_query("SELECT 1").await.is_ok(),
+            Err(_) => false,
+        }
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// The readiness of a consuming service: PostgreSQL answers and its consumer is attached.
+/// `pool` is empty until the service has connected, so the probe can serve from the start.
+pub fn ready_check(
+    pool: std::sync::Arc<std::sync::OnceLock<Pool>>,
+    consuming: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> icon_runtime::probe::ReadyCheck {
+    std::sync::Arc::new(move || {
+        let pool = pool.get().cloned();
+        let consuming = consuming.clone();
+        Box::pin(async move {
+            let db = match pool {
+                Some(pool) => is_up(&pool).await,
+                None => false,
+            };
+            let broker = consuming.load(std::sync::atomic::Ordering::Relaxed);
+            let up = |b: bool| if b { "up" } else { "down" };
+            let status = if db && broker { "ready" } else { "not_ready" };
+            (
+                db && broker,
+                format!(
+                    r#"{{"status":"{status}","database":"{}","broker":"{}"}}"#,
+                    up(db),
+                    up(broker)
+                ),
+            )
+        })
+    })
+}

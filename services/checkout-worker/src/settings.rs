@@ -21,6 +21,9 @@ pub struct WorkerSettings {
     /// progress is queued again (its worker died and its message was lost or dead-lettered).
     /// Must exceed the longest legitimate processing time (attempts x timeout + backoff).
     pub stuck_after: Duration,
+    /// `ICON_PROBE_ADDR`: where to serve `/healthz` and `/readyz` (e.g. `0.0.0.0:9090`); unset,
+    /// no probe server.
+    pub probe_addr: Option<String>,
     /// `ICON_LOG`
     pub log: String,
 }
@@ -47,6 +50,12 @@ impl WorkerSettings {
                 }
             })?,
             stuck_after: env.duration("ICON_WORKER_STUCK_AFTER", Duration::from_secs(300))?,
+            probe_addr: env.parse_with("ICON_PROBE_ADDR", None, |v| {
+                v.trim()
+                    .parse::<std::net::SocketAddr>()
+                    .map(|_| Some(v.trim().to_owned()))
+                    .map_err(|_| "expected host:port such as 0.0.0.0:9090".to_owned())
+            })?,
             log: env.string("ICON_LOG", "info"),
         })
     }

@@ -25,6 +25,11 @@ use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error("cannot listen on ICON_PROBE_ADDR={addr}: {source}")]
+    Probe {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("cannot prepare the database: {0}")]
     Store(#[from] icon_store::StoreError),
     #[error("cannot build the HTTP client: {0}")]
@@ -48,11 +53,27 @@ pub async fn run(
     settings: NotifierSettings,
     shutdown: CancellationToken,
 ) -> Result<(), StartError> {
+    let connected = Arc::new(std::sync::OnceLock::new());
+    let consuming = Arc::new(AtomicBool::new(false));
+    if let Some(addr) = &settings.probe_addr {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Probe {
+                addr: addr.clone(),
+                source,
+            })?;
+        tokio::spawn(icon_runtime::probe::serve(
+            listener,
+            icon_store::pool::ready_check(connected.clone(), consuming.clone()),
+            shutdown.clone(),
+        ));
+    }
     let Some(pool) =
         icon_store::connect(&PoolSettings::new(&settings.database_url), &shutdown).await?
     else {
         return Ok(());
     };
+    let _ = connected.set(pool.clone());
     // Redeliveries and the stuck-notification sweep write due messages to the outbox.
     let relay = tokio::spawn(run_relay(
         pool.clone(),
@@ -94,7 +115,7 @@ pub async fn run(
         },
         topology,
         dispatcher.clone(),
-        Arc::new(AtomicBool::new(false)),
+        consuming.clone(),
         shutdown.clone(),
     )
     .await;

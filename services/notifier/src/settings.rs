@@ -23,6 +23,9 @@ pub struct NotifierSettings {
     /// `ICON_NOTIFIER_STUCK_AFTER`: an open notification of a finished checkout with nothing
     /// due for this long is queued again (its message was lost or dead-lettered).
     pub stuck_after: Duration,
+    /// `ICON_PROBE_ADDR`: where to serve `/healthz` and `/readyz` (e.g. `0.0.0.0:9090`); unset,
+    /// no probe server.
+    pub probe_addr: Option<String>,
     /// `ICON_LOG`
     pub log: String,
 }
@@ -59,6 +62,12 @@ impl NotifierSettings {
                 }
             })?,
             stuck_after: env.duration("ICON_NOTIFIER_STUCK_AFTER", Duration::from_secs(300))?,
+            probe_addr: env.parse_with("ICON_PROBE_ADDR", None, |v| {
+                v.trim()
+                    .parse::<std::net::SocketAddr>()
+                    .map(|_| Some(v.trim().to_owned()))
+                    .map_err(|_| "expected host:port such as 0.0.0.0:9090".to_owned())
+            })?,
             log: env.string("ICON_LOG", "info"),
         })
     }

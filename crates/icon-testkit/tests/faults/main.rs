@@ -425,6 +425,11 @@ async fn services_wait_for_postgres_and_rabbitmq_at_start() {
         .local_addr()
         .unwrap()
         .port();
+    let probe_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let dir = std::env::temp_dir().join(format!("icon-wait-{port}"));
     std::fs::create_dir_all(&dir).unwrap();
     let env: std::collections::HashMap<String, String> = [
@@ -432,6 +437,7 @@ async fn services_wait_for_postgres_and_rabbitmq_at_start() {
         ("ICON_AMQP_URL", rabbit.amqp_url("%2f")),
         ("ICON_HTTP_ADDR", format!("127.0.0.1:{port}")),
         ("ICON_JWT_SECRET", "s".to_owned()),
+        ("ICON_PROBE_ADDR", format!("127.0.0.1:{probe_port}")),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
