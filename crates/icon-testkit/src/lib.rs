@@ -155,6 +155,15 @@ impl TestApp {
         if opts.start_notifier {
             this.start_notifier();
         }
+        // Ready means the outbox relay is connected and has declared the work queues, so a
+        // test can inspect or publish to them at once.
+        let api = this.api.clone();
+        eventually(
+            "the gateway to be ready",
+            Duration::from_secs(30),
+            || async { (api.get("/readyz", None).await.status == 200).then_some(()) },
+        )
+        .await;
         this
     }
 
