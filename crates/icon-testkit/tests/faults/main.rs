@@ -166,10 +166,12 @@ async fn rabbitmq_stopped_during_a_burst() {
     let mut t = tally.into_inner().unwrap();
     t.settle(&fleet, &ids, &receiver, &[&sim], Duration::from_secs(180))
         .await;
-    println!(
-        "accepted while RabbitMQ was down: {}",
+    let line = format!(
+        "FAULT RabbitMQ stopped: checkouts accepted while the broker was down={}",
         accepted_while_down.load(Ordering::SeqCst)
     );
+    println!("{line}");
+    icon_testkit::fleet::record(&line);
     t.assert_nothing_lost("RabbitMQ stopped and restarted", &fleet);
     assert!(accepted_while_down.load(Ordering::SeqCst) >= 20);
 }
