@@ -150,7 +150,7 @@ async fn lapin_connect(url: &str) -> bool {
 impl Drop for DisposableRabbit {
     fn drop(&mut self) {
         self.down();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        remove_dir(&self.dir);
     }
 }
 
@@ -232,6 +232,16 @@ impl DisposablePostgres {
 impl Drop for DisposablePostgres {
     fn drop(&mut self) {
         self.down();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        remove_dir(&self.dir);
+    }
+}
+
+/// Removes a data directory; a server still writing its last files can make the first try fail.
+fn remove_dir(dir: &Path) {
+    for _ in 0..5 {
+        if std::fs::remove_dir_all(dir).is_ok() || !dir.exists() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
 }

@@ -16,14 +16,17 @@ fn var(name: &str, default: &str) -> String {
         .unwrap_or_else(|| default.to_owned())
 }
 
-fn rabbitmqctl(args: &[&str]) {
+/// Runs `rabbitmqctl` (or `ICON_TEST_RABBITMQCTL`) and returns its output, whatever happened.
+fn try_rabbitmqctl(args: &[&str]) -> std::io::Result<std::process::Output> {
     let cmd = var("ICON_TEST_RABBITMQCTL", "rabbitmqctl");
     let mut parts = cmd.split_whitespace();
     let program = parts.next().unwrap_or("rabbitmqctl");
-    let out = Command::new(program)
-        .args(parts)
-        .args(args)
-        .output()
+    Command::new(program).args(parts).args(args).output()
+}
+
+fn rabbitmqctl(args: &[&str]) {
+    let cmd = var("ICON_TEST_RABBITMQCTL", "rabbitmqctl");
+    let out = try_rabbitmqctl(args)
         .unwrap_or_else(|e| panic!("cannot run `{cmd}` (set ICON_TEST_RABBITMQCTL): {e}"));
     assert!(
         out.status.success(),
@@ -208,8 +211,10 @@ impl Drop for TestEnv {
         let name = self.name.clone();
         let admin_url = self.admin_url.clone();
         // Drop runs outside async context guarantees: use a plain thread with its own runtime.
+        // Nothing here may panic (a panic while unwinding aborts the test run): both clean-ups
+        // are attempted whatever the other did.
         let _ = std::thread::spawn(move || {
-            rabbitmqctl(&["-q", "delete_vhost", &name]);
+            let _ = try_rabbitmqctl(&["-q", "delete_vhost", &name]);
             if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
