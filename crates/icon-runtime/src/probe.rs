@@ -14,6 +14,19 @@ use tokio_util::sync::CancellationToken;
 pub type ReadyCheck =
     Arc<dyn Fn() -> Pin<Box<dyn Future<Output = (bool, String)> + Send>> + Send + Sync>;
 
+/// Binds `addr` (if set) and serves the probes there until `shutdown`, in the background.
+pub async fn start(
+    addr: Option<&str>,
+    ready: ReadyCheck,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    if let Some(addr) = addr {
+        let listener = TcpListener::bind(addr).await?;
+        tokio::spawn(serve(listener, ready, shutdown));
+    }
+    Ok(())
+}
+
 /// Serves the probes on `listener` until `shutdown`.
 pub async fn serve(listener: TcpListener, ready: ReadyCheck, shutdown: CancellationToken) {
     loop {

@@ -90,6 +90,24 @@ impl Env {
         })
     }
 
+    /// A count of at least 1 that fits a `u16` (prefetch limits).
+    pub fn positive_u16(&self, var: &'static str, default: u16) -> Result<u16, SettingsError> {
+        self.parse_with(var, default, |v| match v.trim().parse::<u16>() {
+            Ok(n) if n >= 1 => Ok(n),
+            _ => Err("expected a whole number from 1 to 65535".into()),
+        })
+    }
+
+    /// An optional `host:port` listen address; unset means none.
+    pub fn optional_addr(&self, var: &'static str) -> Result<Option<String>, SettingsError> {
+        self.parse_with(var, None, |v| {
+            v.trim()
+                .parse::<std::net::SocketAddr>()
+                .map(|_| Some(v.trim().to_owned()))
+                .map_err(|_| "expected host:port such as 0.0.0.0:9090".to_owned())
+        })
+    }
+
     pub fn duration(
         &self,
         var: &'static str,

@@ -43,19 +43,9 @@ impl WorkerSettings {
             })?,
             retailer_backoff: env
                 .duration("ICON_RETAILER_RETRY_BACKOFF", Duration::from_millis(250))?,
-            prefetch: env.parse_with("ICON_WORKER_PREFETCH", 32, |v| {
-                match v.trim().parse::<u16>() {
-                    Ok(n) if n >= 1 => Ok(n),
-                    _ => Err("expected a whole number from 1 to 65535".into()),
-                }
-            })?,
+            prefetch: env.positive_u16("ICON_WORKER_PREFETCH", 32)?,
             stuck_after: env.duration("ICON_WORKER_STUCK_AFTER", Duration::from_secs(300))?,
-            probe_addr: env.parse_with("ICON_PROBE_ADDR", None, |v| {
-                v.trim()
-                    .parse::<std::net::SocketAddr>()
-                    .map(|_| Some(v.trim().to_owned()))
-                    .map_err(|_| "expected host:port such as 0.0.0.0:9090".to_owned())
-            })?,
+            probe_addr: env.optional_addr("ICON_PROBE_ADDR")?,
             log: env.string("ICON_LOG", "info"),
         })
     }

@@ -55,19 +55,16 @@ pub async fn run(
 ) -> Result<(), StartError> {
     let connected = Arc::new(std::sync::OnceLock::new());
     let consuming = Arc::new(AtomicBool::new(false));
-    if let Some(addr) = &settings.probe_addr {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartError::Probe {
-                addr: addr.clone(),
-                source,
-            })?;
-        tokio::spawn(icon_runtime::probe::serve(
-            listener,
-            icon_store::pool::ready_check(connected.clone(), consuming.clone()),
-            shutdown.clone(),
-        ));
-    }
+    icon_runtime::probe::start(
+        settings.probe_addr.as_deref(),
+        icon_store::pool::ready_check(connected.clone(), consuming.clone()),
+        shutdown.clone(),
+    )
+    .await
+    .map_err(|source| StartError::Probe {
+        addr: settings.probe_addr.clone().unwrap_or_default(),
+        source,
+    })?;
     let Some(pool) =
         icon_store::connect(&PoolSettings::new(&settings.database_url), &shutdown).await?
     else {
