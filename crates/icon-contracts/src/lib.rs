@@ -9,6 +9,6 @@ pub mod messages;
 pub mod topology;
 
 pub use messages::{
-    CheckoutFinished, CheckoutRequested, Envelope, Message, NotificationDue, NotificationParked,
-    OrderOutcome, ParseError,
+    CheckoutDue, CheckoutFinished, CheckoutRequested, Envelope, Message, NotificationDue,
+    NotificationParked, OrderOutcome, ParseError,
 };

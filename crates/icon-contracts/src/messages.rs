@@ -108,6 +108,27 @@ impl Message for CheckoutRequested {
     }
 }
 
+/// The next processing pass of a checkout is due: a retailer retry or a status lookup. The
+/// worker writes it to the outbox, addressed to one of its delay tiers, which dead-letters it
+/// back into `checkout.requested` when its TTL runs out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckoutDue {
+    pub checkout_id: CheckoutId,
+    /// The passes already made when this was scheduled. A copy that finds more is stale (another
+    /// copy made the pass) and is dropped, so a duplicate never forks the chain.
+    pub after_pass: i32,
+    /// Not to be processed before this instant; arriving early re-enters a delay tier.
+    pub not_before: DateTime<Utc>,
+}
+
+impl Message for CheckoutDue {
+    const TYPE: &'static str = "checkout.due";
+    const VERSION: u32 = 1;
+    fn checkout_id(&self) -> CheckoutId {
+        self.checkout_id
+    }
+}
+
 /// One retailer's outcome, as the callback shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OrderOutcome {
@@ -128,6 +149,10 @@ pub struct CheckoutFinished {
     pub status: CheckoutStatus,
     pub source_url: String,
     pub orders: Vec<OrderOutcome>,
+    /// Why the checkout failed when no retailer's answer explains it (processing failed
+    /// `ICON_WORKER_MAX_DELIVERIES` times). Optional, so v1 messages without it still parse.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl Message for CheckoutFinished {

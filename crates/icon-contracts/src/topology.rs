@@ -6,6 +6,8 @@
 //! notifier --retry--> [icon.notifier.delay] --tier key--> (checkout.finished.delay.<ms>ms)
 //!     ... TTL expires, dead-lettered via the default exchange ... --> (checkout.finished)
 //! notifier --give up--> (checkout.finished.parked)
+//! worker --retry or lookup due--> (checkout.requested.delay.<ms>ms)
+//!     ... TTL expires, dead-lettered via the default exchange ... --> (checkout.requested)
 //! consumer --poison--> (<queue>.dead)
 //! ```
 //!
@@ -31,7 +33,15 @@ pub fn dead_letter_queue(queue: &str) -> String {
     format!("{queue}.dead")
 }
 
-/// The delay tier queue for one delay.
+/// The notifier's delay tier queue for one delay.
 pub fn delay_queue(delay: Duration) -> String {
-    format!("{CHECKOUT_FINISHED}.delay.{}ms", delay.as_millis())
+    delay_queue_for(CHECKOUT_FINISHED, delay)
+}
+
+/// The delay tier of work queue `queue` for one delay: `<queue>.delay.<ms>ms`. The worker's
+/// tiers (`checkout.requested.delay.*`) hold retailer retries and status lookups; the
+/// notifier's (`checkout.finished.delay.*`) hold notification retries. Publishing straight to a
+/// tier through the default exchange needs no binding.
+pub fn delay_queue_for(queue: &str, delay: Duration) -> String {
+    format!("{queue}.delay.{}ms", delay.as_millis())
 }

@@ -7,11 +7,13 @@
 //! - [`money`]: `Money` in minor units with an ISO 4217 `Currency`, and `Quantity`.
 //! - [`status`]: the life cycle of a checkout, an order and a notification.
 //! - [`callback`]: `CallbackUrl`, a URL that passed the network policy, and that policy.
+//! - [`text`]: third-party text made safe to store (no NUL or control characters, bounded).
 
 pub mod callback;
 pub mod ids;
 pub mod money;
 pub mod status;
+pub mod text;
 
 pub use callback::{CallbackUrl, CallbackUrlError, NetworkPolicy};
 pub use ids::{CartId, CheckoutId, IdError, NotificationId, RetailerId, UserId};

@@ -79,12 +79,25 @@ text_enum!(
         Confirmed => "confirmed",
         Rejected => "rejected",
         Failed => "failed",
+        Unknown => "unknown",
     }
 );
 
+/// `pending` until the retailer answers; `confirmed` (placed); `rejected` (the retailer said
+/// no: a 422) or `failed` (not placed: another definite 4xx, or a status lookup that found no
+/// order); `unknown` when ICON cannot tell whether the retailer placed it (no answer, 5xx,
+/// timeout after the request may have arrived). An `unknown` order is settled by status lookup
+/// and stays `unknown` only if the retailer never answers one.
 impl OrderStatus {
     pub fn is_final(&self) -> bool {
         !matches!(self, Self::Pending)
+    }
+
+    /// The retailer said this order was not placed, so a later checkout of the same cart may
+    /// send it a new idempotency key. For every other status the earlier key must be reused:
+    /// the order may exist.
+    pub fn not_placed(&self) -> bool {
+        matches!(self, Self::Rejected | Self::Failed)
     }
 }
 
@@ -124,6 +137,16 @@ mod tests {
             CheckoutStatus::from_orders(&[Failed, Rejected]),
             CheckoutStatus::Failed
         );
+        assert_eq!(
+            CheckoutStatus::from_orders(&[Confirmed, Unknown]),
+            CheckoutStatus::PartiallyCompleted
+        );
+        assert_eq!(
+            CheckoutStatus::from_orders(&[Unknown]),
+            CheckoutStatus::Failed
+        );
+        assert!(Rejected.not_placed() && Failed.not_placed());
+        assert!(!Unknown.not_placed() && !Confirmed.not_placed() && !Pending.not_placed());
     }
 
     #[test]

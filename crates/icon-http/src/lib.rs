@@ -7,7 +7,7 @@
 //! each request by a timeout, and reads at most [`MAX_BODY`] of a response.
 
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderValue, Method, Request};
+use http::{header, HeaderValue, Method, Request};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::{connect::dns::Name, connect::HttpConnector, Client};
@@ -20,7 +20,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use url::Host;
 
-pub use http::HeaderName;
+pub use http::{HeaderMap, HeaderName};
 pub use rustls::Error as TlsError;
 pub use url::Url;
 
@@ -115,22 +115,40 @@ impl HttpClient {
         headers: &[(HeaderName, String)],
         body: Vec<u8>,
     ) -> Result<Response, SendError> {
+        self.send(Method::POST, url, headers, Some(body)).await
+    }
+
+    /// GETs `url` (a status lookup, say), with the same deadline and policy as a POST.
+    pub async fn get(
+        &self,
+        url: &Url,
+        headers: &[(HeaderName, String)],
+    ) -> Result<Response, SendError> {
+        self.send(Method::GET, url, headers, None).await
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        url: &Url,
+        headers: &[(HeaderName, String)],
+        body: Option<Vec<u8>>,
+    ) -> Result<Response, SendError> {
         self.check_literal(url)?;
-        let mut req = Request::builder()
-            .method(Method::POST)
-            .uri(url.as_str())
-            .header(header::CONTENT_TYPE, "application/json")
-            .header(
-                header::USER_AGENT,
-                concat!("ICON/", env!("CARGO_PKG_VERSION")),
-            );
+        let mut req = Request::builder().method(method).uri(url.as_str()).header(
+            header::USER_AGENT,
+            concat!("ICON/", env!("CARGO_PKG_VERSION")),
+        );
+        if body.is_some() {
+            req = req.header(header::CONTENT_TYPE, "application/json");
+        }
         for (name, value) in headers {
             let value = HeaderValue::from_str(value)
                 .map_err(|e| SendError::Invalid(format!("header {name}: {e}")))?;
             req = req.header(name, value);
         }
         let req = req
-            .body(Full::new(Bytes::from(body)))
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|e| SendError::Invalid(e.to_string()))?;
         let started = Instant::now();
         let exchange = async {

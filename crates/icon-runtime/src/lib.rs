@@ -1,7 +1,7 @@
 //! What every ICON binary needs around its real work: a shared `main` ([`service`]), settings
 //! read from the environment once ([`settings`]), logging ([`telemetry`]), graceful shutdown and
 //! periodic chores ([`shutdown`]), health probes ([`probe`]) and patient retries while a dependency is not reachable yet
-//! ([`backoff`]).
+//! ([`backoff`]), and delay tiers for waiting in the broker ([`tiers`]).
 
 pub mod backoff;
 pub mod probe;
@@ -9,6 +9,8 @@ pub mod service;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tiers;
 
 pub use backoff::Backoff;
 pub use settings::{Env, SettingsError};
+pub use tiers::DelayTiers;

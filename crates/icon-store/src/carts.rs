@@ -3,7 +3,9 @@
 
 use crate::{error::corrupt, Conn, GenericClient, StoreError};
 use chrono::{DateTime, Utc};
-use icon_domain::{CartId, CheckoutId, Currency, Money, Quantity, RetailerId, UserId};
+use icon_domain::{
+    CartId, CheckoutId, CheckoutStatus, Currency, Money, Quantity, RetailerId, UserId,
+};
 
 #[derive(Debug, Clone)]
 pub struct CartItem {
@@ -121,7 +123,7 @@ pub async fn add_item(
     if !lock_owned(&tx, cart, owner).await? {
         return Ok(AddItem::CartNotFound);
     }
-    if let Some((live, _)) = crate::checkouts::live_for_cart(&tx, cart).await? {
+    if let Some((live, _)) = live_checkout(&tx, cart).await? {
         return Ok(AddItem::Frozen(live));
     }
     let stmt = tx
@@ -156,4 +158,25 @@ pub async fn add_item(
     let added = item_from_row(&row)?;
     tx.commit().await?;
     Ok(AddItem::Added(added))
+}
+
+/// The cart's live (not failed) checkout, if any: while there is one the cart is frozen.
+pub async fn live_checkout(
+    db: &impl GenericClient,
+    cart: CartId,
+) -> Result<Option<(CheckoutId, CheckoutStatus)>, StoreError> {
+    let stmt = db
+        .prepare_cached(
+            "SELECT id, status FROM checkouts WHERE cart_id = $1 AND status <> 'failed'",
+        )
+        .await?;
+    db.query_opt(&stmt, &[&cart.get()])
+        .await?
+        .map(|r| {
+            Ok((
+                CheckoutId::from_uuid(r.get(0)),
+                CheckoutStatus::parse(r.get(1)).map_err(corrupt)?,
+            ))
+        })
+        .transpose()
 }

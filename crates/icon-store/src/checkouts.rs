@@ -1,7 +1,10 @@
 //! Checkouts as the gateway creates and shows them.
 
 use crate::idempotency::{self, Claim, IdempotentRequest, StoredResponse};
-use crate::{carts, error::corrupt, notifications, outbox, Conn, GenericClient, StoreError};
+pub use crate::orders::OrderView;
+use crate::{
+    carts, error::corrupt, notifications, orders, outbox, Conn, GenericClient, StoreError,
+};
 use chrono::{DateTime, Utc};
 use icon_contracts::{topology, CheckoutRequested, Envelope};
 use icon_domain::{
@@ -40,14 +43,6 @@ pub enum CreateCheckout {
 }
 
 #[derive(Debug, Clone)]
-pub struct OrderView {
-    pub retailer_id: RetailerId,
-    pub status: OrderStatus,
-    pub retailer_order_id: Option<String>,
-    pub reason: Option<String>,
-}
-
-#[derive(Debug, Clone)]
 pub struct CheckoutView {
     pub id: CheckoutId,
     pub cart_id: CartId,
@@ -58,6 +53,9 @@ pub struct CheckoutView {
     pub updated_at: DateTime<Utc>,
     pub orders: Vec<OrderView>,
     pub callback: Option<notifications::Notification>,
+    /// Why a `failed` checkout failed when its orders do not say (processing failed
+    /// `ICON_WORKER_MAX_DELIVERIES` times).
+    pub reason: Option<String>,
 }
 
 /// Creates the checkout, its pending orders (one per retailer in the cart), its callback
@@ -77,7 +75,7 @@ pub async fn create(conn: &mut Conn, new: &NewCheckout) -> Result<CreateCheckout
     if !carts::lock_owned(&tx, new.cart_id, &new.owner).await? {
         return Ok(CreateCheckout::CartNotFound);
     }
-    if let Some((checkout_id, status)) = live_for_cart(&tx, new.cart_id).await? {
+    if let Some((checkout_id, status)) = carts::live_checkout(&tx, new.cart_id).await? {
         return Ok(CreateCheckout::AlreadyCheckedOut {
             checkout_id,
             status,
@@ -119,11 +117,26 @@ pub async fn create(conn: &mut Conn, new: &NewCheckout) -> Result<CreateCheckout
     let urls: Vec<String> = retailers.iter().map(|r| r.get(1)).collect();
     let stmt = tx
         .prepare_cached(
-            "INSERT INTO checkout_orders (checkout_id, retailer_id, order_url, status)
-             SELECT $1, r, u, 'pending' FROM unnest($2::text[], $3::text[]) AS t(r, u)",
+            // The key belongs to the cart and the retailer: re-send the key of this cart's
+            // latest order at that retailer unless the retailer said it was not placed.
+            "INSERT INTO checkout_orders
+               (checkout_id, retailer_id, order_url, status, idempotency_key, key_checkout_id)
+             SELECT $1, t.r, t.u, 'pending',
+                    CASE WHEN prev.status IN ('rejected', 'failed') OR prev.status IS NULL
+                         THEN $1::text || ':' || t.r ELSE prev.idempotency_key END,
+                    CASE WHEN prev.status IN ('rejected', 'failed') OR prev.status IS NULL
+                         THEN $1 ELSE prev.key_checkout_id END
+             FROM unnest($2::text[], $3::text[]) AS t(r, u)
+             LEFT JOIN LATERAL (
+                 SELECT o.status, o.idempotency_key, o.key_checkout_id
+                 FROM checkout_orders o JOIN checkouts c ON c.id = o.checkout_id
+                 WHERE c.cart_id = $4 AND o.retailer_id = t.r AND c.id <> $1
+                 ORDER BY c.created_at DESC LIMIT 1
+             ) prev ON true",
         )
         .await?;
-    tx.execute(&stmt, &[&new.id.as_uuid(), &ids, &urls]).await?;
+    tx.execute(&stmt, &[&new.id.as_uuid(), &ids, &urls, &new.cart_id.get()])
+        .await?;
 
     let callback = match &new.callback_url {
         Some(url) => Some(
@@ -170,28 +183,8 @@ pub async fn create(conn: &mut Conn, new: &NewCheckout) -> Result<CreateCheckout
         updated_at,
         orders,
         callback,
+        reason: None,
     })))
-}
-
-/// The cart's live (not failed) checkout, if any.
-pub async fn live_for_cart(
-    db: &impl GenericClient,
-    cart: CartId,
-) -> Result<Option<(CheckoutId, CheckoutStatus)>, StoreError> {
-    let stmt = db
-        .prepare_cached(
-            "SELECT id, status FROM checkouts WHERE cart_id = $1 AND status <> 'failed'",
-        )
-        .await?;
-    db.query_opt(&stmt, &[&cart.get()])
-        .await?
-        .map(|r| {
-            Ok((
-                CheckoutId::from_uuid(r.get(0)),
-                CheckoutStatus::parse(r.get(1)).map_err(corrupt)?,
-            ))
-        })
-        .transpose()
 }
 
 /// The checkout with its orders and callback, if it exists and (when `owner` is given) belongs
@@ -203,7 +196,8 @@ pub async fn get(
 ) -> Result<Option<CheckoutView>, StoreError> {
     let stmt = db
         .prepare_cached(
-            "SELECT cart_id, owner, status, resource_url, push_notification, created_at, updated_at
+            "SELECT cart_id, owner, status, resource_url, push_notification, created_at, updated_at,
+                    reason
              FROM checkouts WHERE id = $1",
         )
         .await?;
@@ -221,7 +215,8 @@ pub async fn get(
         push_notification: row.get("push_notification"),
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
-        orders: crate::orders::list(db, id).await?,
+        orders: orders::list(db, id).await?,
         callback: notifications::for_checkout(db, id, "callback").await?,
+        reason: row.get("reason"),
     }))
 }

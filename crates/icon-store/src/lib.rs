@@ -5,7 +5,8 @@
 //!   it does not exist) and [`migrate`]: bringing the schema up to date, safely from many
 //!   processes at once.
 //! - [`retailers`], [`carts`], [`checkouts`]: what the gateway reads and writes.
-//! - [`orders`]: the worker's progress through a checkout.
+//! - [`orders`]: one retailer order of a checkout, as shown and as the worker works on it.
+//! - [`passes`]: the worker's processing passes: claim, record, finish, give up.
 //! - [`notifications`]: the notifier's attempts and schedule.
 //! - [`idempotency`]: `Idempotency-Key`s of checkout submissions.
 //! - [`sweep`]: the safety net that queues stuck work again.
@@ -19,6 +20,7 @@ pub mod migrate;
 pub mod notifications;
 pub mod orders;
 pub mod outbox;
+pub mod passes;
 pub mod pool;
 pub mod retailers;
 pub mod sweep;

@@ -11,6 +11,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "idempotency",
         include_str!("../migrations/0002_idempotency.sql"),
     ),
+    (
+        3,
+        "guarantee",
+        include_str!("../migrations/0003_guarantee.sql"),
+    ),
 ];
 
 /// Arbitrary but fixed: the advisory lock every ICON process takes while migrating.

@@ -1,13 +1,18 @@
 //! Notifications (one per channel of a checkout) and their attempts.
 //!
-//! The attempt counter is the notifier's concurrency control: an attempt is recorded only if
-//! the counter still has the value the notifier saw before sending, so two copies of one due
-//! message (after a crash and redelivery) can both send, but only one moves the schedule on.
+//! The attempt counter is the notifier's concurrency control. An attempt is claimed in the
+//! database before the call goes out ([`claim_attempt`]): the counter moves on only if it still
+//! has the value the message expected, so of two copies of one message (a redelivery and a
+//! sweeper copy, a duplicate publish) exactly one calls the receiver and schedules the next
+//! retry. A claim holds a lease: a copy arriving while the attempt runs is deferred to the end of
+//! the lease, and if the claimer crashed, the first copy after the lease takes the attempt over
+//! (same attempt number); the crashed claimer's late write is refused.
 
 use crate::{error::corrupt, outbox, Conn, GenericClient, StoreError};
 use chrono::{DateTime, Utc};
 use icon_contracts::{topology, Envelope, NotificationDue};
 use icon_domain::{CheckoutId, NotificationId, NotificationState};
+use uuid::Uuid;
 
 #[derive(Debug, Clone)]
 pub struct Notification {
@@ -38,14 +43,31 @@ pub struct Attempt {
 #[derive(Debug, Clone)]
 pub struct RecordAttempt {
     pub id: NotificationId,
-    /// The attempt counter seen before sending.
-    pub after_attempt: i32,
+    /// The claim this attempt was made under.
+    pub claim: Uuid,
+    /// The attempt's number (the counter after the claim).
+    pub attempt: i32,
     pub started_at: DateTime<Utc>,
     pub duration_ms: i32,
     pub response_status: Option<i32>,
     pub error: Option<String>,
     pub new_state: NotificationState,
     pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
+/// The result of [`claim_attempt`].
+#[derive(Debug, Clone)]
+pub enum AttemptClaim {
+    /// This copy makes attempt number `attempt`.
+    Claimed {
+        claim: Uuid,
+        attempt: i32,
+        first_attempt_at: DateTime<Utc>,
+    },
+    /// Another copy is making this attempt until `until`: look again then.
+    Busy { until: DateTime<Utc> },
+    /// Delivered, given up, or this copy is stale.
+    Nothing,
 }
 
 fn from_row(r: &tokio_postgres::Row) -> Result<Notification, StoreError> {
@@ -129,18 +151,66 @@ pub async fn get(
         .transpose()
 }
 
-/// Records an attempt if nobody recorded one since `after_attempt`; returns whether it did.
-#[tracing::instrument(name = "store.record_attempt", skip_all, fields(notification = %a.id, attempt = a.after_attempt + 1))]
+/// Claims the attempt after `after_attempt` for `lease`, before anything is sent.
+#[tracing::instrument(name = "store.claim_attempt", skip_all, fields(notification = %id, after_attempt))]
+pub async fn claim_attempt(
+    db: &impl GenericClient,
+    id: NotificationId,
+    after_attempt: i32,
+    lease: std::time::Duration,
+) -> Result<AttemptClaim, StoreError> {
+    let claim = Uuid::new_v4();
+    let stmt = db
+        .prepare_cached(
+            "UPDATE notifications
+             SET attempts = CASE WHEN attempts = $2 THEN attempts + 1 ELSE attempts END,
+                 claim = $3, claimed_until = now() + make_interval(secs => $4),
+                 first_attempt_at = coalesce(first_attempt_at, now()), updated_at = now()
+             WHERE id = $1 AND state IN ('pending', 'retrying')
+               AND ((attempts = $2 AND (claimed_until IS NULL OR claimed_until < now()))
+                    OR (attempts = $2 + 1 AND claimed_until < now()))
+             RETURNING attempts, first_attempt_at",
+        )
+        .await?;
+    let row = db
+        .query_opt(
+            &stmt,
+            &[&id.as_uuid(), &after_attempt, &claim, &lease.as_secs_f64()],
+        )
+        .await?;
+    if let Some(row) = row {
+        return Ok(AttemptClaim::Claimed {
+            claim,
+            attempt: row.get(0),
+            first_attempt_at: row.get(1),
+        });
+    }
+    let stmt = db
+        .prepare_cached(
+            "SELECT attempts, claimed_until FROM notifications
+             WHERE id = $1 AND state IN ('pending', 'retrying') AND claimed_until > now()",
+        )
+        .await?;
+    Ok(match db.query_opt(&stmt, &[&id.as_uuid()]).await? {
+        Some(row) if row.get::<_, i32>(0) == after_attempt + 1 => {
+            AttemptClaim::Busy { until: row.get(1) }
+        }
+        _ => AttemptClaim::Nothing,
+    })
+}
+
+/// Records a claimed attempt and releases the claim; `false` if the claim was lost (its lease
+/// ran out and another copy took the attempt over).
+#[tracing::instrument(name = "store.record_attempt", skip_all, fields(notification = %a.id, attempt = a.attempt))]
 pub async fn record_attempt(conn: &mut Conn, a: &RecordAttempt) -> Result<bool, StoreError> {
     let tx = conn.transaction().await?;
     let stmt = tx
         .prepare_cached(
             "UPDATE notifications
-             SET attempts = attempts + 1, state = $3,
-                 first_attempt_at = coalesce(first_attempt_at, $4), last_attempt_at = $4,
-                 next_attempt_at = $5, last_response_status = $6, last_error = $7,
+             SET state = $3, last_attempt_at = $4, next_attempt_at = $5,
+                 last_response_status = $6, last_error = $7, claim = NULL, claimed_until = NULL,
                  updated_at = now()
-             WHERE id = $1 AND attempts = $2",
+             WHERE id = $1 AND claim = $2",
         )
         .await?;
     let updated = tx
@@ -148,7 +218,7 @@ pub async fn record_attempt(conn: &mut Conn, a: &RecordAttempt) -> Result<bool, 
             &stmt,
             &[
                 &a.id.as_uuid(),
-                &a.after_attempt,
+                &a.claim,
                 &a.new_state.as_str(),
                 &a.started_at,
                 &a.next_attempt_at,
@@ -171,7 +241,7 @@ pub async fn record_attempt(conn: &mut Conn, a: &RecordAttempt) -> Result<bool, 
         &stmt,
         &[
             &a.id.as_uuid(),
-            &(a.after_attempt + 1),
+            &a.attempt,
             &a.started_at,
             &a.duration_ms,
             &a.response_status,
@@ -181,23 +251,6 @@ pub async fn record_attempt(conn: &mut Conn, a: &RecordAttempt) -> Result<bool, 
     .await?;
     tx.commit().await?;
     Ok(true)
-}
-
-/// Marks a notification failed without an attempt (e.g. its target is now refused by policy).
-pub async fn give_up(
-    db: &impl GenericClient,
-    id: NotificationId,
-    reason: &str,
-) -> Result<(), StoreError> {
-    let stmt = db
-        .prepare_cached(
-            "UPDATE notifications SET state = 'failed', next_attempt_at = NULL, last_error = $2,
-                    updated_at = now()
-             WHERE id = $1 AND state IN ('pending', 'retrying')",
-        )
-        .await?;
-    db.execute(&stmt, &[&id.as_uuid(), &reason]).await?;
-    Ok(())
 }
 
 pub async fn attempts(
@@ -281,8 +334,11 @@ async fn enqueue_due(tx: &impl GenericClient, n: &Notification) -> Result<(), St
 }
 
 /// Notifications that should have been attempted long ago but were not (their message was lost
-/// or dead-lettered): open, their checkout final, and nothing due since `older_than`. Each gets
-/// a fresh due message through the outbox; the attempt counter makes any duplicate harmless.
+/// or dead-lettered): open, their checkout final, no attempt in flight, nothing for their
+/// checkout waiting in the outbox, and no progress for `older_than`, counted from the last real
+/// progress (the checkout finishing, an attempt, a due retry), never from creation. Each gets
+/// one due message through the outbox and counts as due now, so it is queued again at most once
+/// per `older_than`; the attempt claim makes a copy that was merely late harmless.
 pub async fn requeue_stuck(
     conn: &mut Conn,
     older_than: std::time::Duration,
@@ -293,7 +349,10 @@ pub async fn requeue_stuck(
             "SELECT n.* FROM notifications n JOIN checkouts c ON c.id = n.checkout_id
              WHERE n.state IN ('pending', 'retrying')
                AND c.status IN ('completed', 'partially_completed', 'failed')
-               AND coalesce(n.next_attempt_at, n.updated_at) < now() - make_interval(secs => $1)
+               AND (n.claimed_until IS NULL OR n.claimed_until < now())
+               AND coalesce(n.next_attempt_at, greatest(n.updated_at, c.updated_at))
+                   < now() - make_interval(secs => $1)
+               AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.checkout_id = n.checkout_id)
              ORDER BY n.updated_at LIMIT 100
              FOR UPDATE OF n SKIP LOCKED",
         )
@@ -306,7 +365,7 @@ pub async fn requeue_stuck(
         .await?;
     for row in &rows {
         let n = from_row(row)?;
-        tracing::warn!(checkout_id = %n.checkout_id, notification = %n.id, "notification was stuck; queued again");
+        tracing::warn!(checkout_id = %n.checkout_id, notification = %n.id, "notification made no progress; queued again");
         enqueue_due(&tx, &n).await?;
         tx.execute(&touch, &[&n.id.as_uuid()]).await?;
     }

@@ -1,36 +1,70 @@
-//! The worker's side of a checkout: what to order from whom, each retailer's outcome, and the
-//! final transition, which writes `checkout.finished` to the outbox in the same transaction.
+//! One retailer order of a checkout: how the resource and the callback show it, and what the
+//! worker needs to make progress on it.
 
-use crate::{
-    carts::CartItem, checkouts::OrderView, error::corrupt, outbox, Conn, GenericClient, StoreError,
-};
-use icon_contracts::{topology, CheckoutFinished, Envelope, OrderOutcome};
-use icon_domain::{CartId, CheckoutId, CheckoutStatus, OrderStatus, RetailerId};
-use uuid::Uuid;
+use crate::{carts::CartItem, error::corrupt, GenericClient, StoreError};
+use chrono::{DateTime, Utc};
+use icon_domain::{CheckoutId, OrderStatus, RetailerId};
 
 #[derive(Debug, Clone)]
-pub struct RetailerOrder {
+pub struct OrderView {
     pub retailer_id: RetailerId,
-    pub order_url: String,
-    pub status: OrderStatus,
-    pub items: Vec<CartItem>,
-}
-
-#[derive(Debug, Clone)]
-pub struct CheckoutWork {
-    pub id: CheckoutId,
-    pub cart_id: CartId,
-    pub status: CheckoutStatus,
-    pub orders: Vec<RetailerOrder>,
-}
-
-/// A retailer's answer, as recorded.
-#[derive(Debug, Clone)]
-pub struct OrderResult {
     pub status: OrderStatus,
     pub retailer_order_id: Option<String>,
     pub reason: Option<String>,
+}
+
+/// An order as the worker sees it during a processing pass.
+#[derive(Debug, Clone)]
+pub struct OrderWork {
+    pub retailer_id: RetailerId,
+    pub order_url: String,
+    pub status: OrderStatus,
+    /// Sent on every call for this order, and on every later checkout of the same cart until
+    /// the retailer says the order was not placed.
+    pub idempotency_key: String,
+    /// The `checkout_id` in the order body: the checkout that first used the key, so a re-sent
+    /// key always comes with the same body.
+    pub key_checkout_id: CheckoutId,
     pub attempts: i32,
+    pub lookups: i32,
+    pub retailer_order_id: Option<String>,
+    pub reason: Option<String>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// Set while an `unknown` order is being settled by status lookups.
+    pub settle_until: Option<DateTime<Utc>>,
+    pub items: Vec<CartItem>,
+}
+
+/// What a pass should do for one order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Send (or re-send, with the same key) the order.
+    Place,
+    /// Ask the retailer what became of the key.
+    Lookup,
+}
+
+impl OrderWork {
+    /// Still moving: not yet answered, or `unknown` and being settled. The checkout finishes
+    /// once no order is open.
+    pub fn is_open(&self) -> bool {
+        match self.status {
+            OrderStatus::Pending => true,
+            OrderStatus::Unknown => self.settle_until.is_some(),
+            _ => false,
+        }
+    }
+
+    /// What is due for this order at `now`, if anything.
+    pub fn due(&self, now: DateTime<Utc>) -> Option<Step> {
+        if !self.is_open() || self.next_attempt_at.is_some_and(|at| at > now) {
+            return None;
+        }
+        Some(match self.status {
+            OrderStatus::Pending => Step::Place,
+            _ => Step::Lookup,
+        })
+    }
 }
 
 fn view_from_row(r: &tokio_postgres::Row) -> Result<OrderView, StoreError> {
@@ -56,211 +90,108 @@ pub async fn list(db: &impl GenericClient, id: CheckoutId) -> Result<Vec<OrderVi
         .collect()
 }
 
-/// True if `consumer` already committed the effect of `message_id`.
-pub async fn already_processed(
+/// Every order of a checkout with the cart's items for its retailer.
+pub async fn work(
     db: &impl GenericClient,
-    consumer: &str,
-    message_id: Uuid,
-) -> Result<bool, StoreError> {
+    id: CheckoutId,
+    items: &[CartItem],
+) -> Result<Vec<OrderWork>, StoreError> {
     let stmt = db
-        .prepare_cached("SELECT 1 FROM processed_messages WHERE consumer = $1 AND message_id = $2")
+        .prepare_cached(
+            "SELECT retailer_id, order_url, status, idempotency_key, key_checkout_id, attempts,
+                    lookups, retailer_order_id, reason, next_attempt_at, settle_until
+             FROM checkout_orders WHERE checkout_id = $1 ORDER BY retailer_id",
+        )
         .await?;
-    Ok(db
-        .query_opt(&stmt, &[&consumer, &message_id])
+    db.query(&stmt, &[&id.as_uuid()])
         .await?
-        .is_some())
+        .iter()
+        .map(|r| {
+            let retailer_id = RetailerId::parse(r.get::<_, String>(0)).map_err(corrupt)?;
+            Ok(OrderWork {
+                items: items
+                    .iter()
+                    .filter(|i| i.retailer_id == retailer_id)
+                    .cloned()
+                    .collect(),
+                retailer_id,
+                order_url: r.get(1),
+                status: OrderStatus::parse(r.get(2)).map_err(corrupt)?,
+                idempotency_key: r.get(3),
+                key_checkout_id: CheckoutId::from_uuid(r.get(4)),
+                attempts: r.get(5),
+                lookups: r.get(6),
+                retailer_order_id: r.get(7),
+                reason: r.get(8),
+                next_attempt_at: r.get(9),
+                settle_until: r.get(10),
+            })
+        })
+        .collect()
 }
 
-/// Everything the worker needs to place a checkout's orders, and marks it `processing` if it
-/// was `queued`. `None` if there is no such checkout.
-#[tracing::instrument(name = "store.start_checkout", skip_all, fields(checkout_id = %id))]
-pub async fn start(
-    db: &impl GenericClient,
-    id: CheckoutId,
-) -> Result<Option<CheckoutWork>, StoreError> {
-    let stmt = db
-        .prepare_cached(
-            "UPDATE checkouts SET status = CASE WHEN status = 'queued' THEN 'processing' ELSE status END,
-                                  updated_at = CASE WHEN status = 'queued' THEN now() ELSE updated_at END
-             WHERE id = $1 RETURNING cart_id, status",
-        )
-        .await?;
-    let Some(row) = db.query_opt(&stmt, &[&id.as_uuid()]).await? else {
-        return Ok(None);
-    };
-    let cart_id = CartId::new(row.get(0));
-    let status = CheckoutStatus::parse(row.get(1)).map_err(corrupt)?;
-
-    let stmt = db
-        .prepare_cached(
-            "SELECT retailer_id, order_url, status FROM checkout_orders
-             WHERE checkout_id = $1 ORDER BY retailer_id",
-        )
-        .await?;
-    let order_rows = db.query(&stmt, &[&id.as_uuid()]).await?;
-    let items = crate::carts::items(db, cart_id).await?;
-    let mut orders = Vec::with_capacity(order_rows.len());
-    for r in order_rows {
-        let retailer_id = RetailerId::parse(r.get::<_, String>(0)).map_err(corrupt)?;
-        orders.push(RetailerOrder {
-            items: items
-                .iter()
-                .filter(|i| i.retailer_id == retailer_id)
-                .cloned()
-                .collect(),
-            retailer_id,
-            order_url: r.get(1),
-            status: OrderStatus::parse(r.get(2)).map_err(corrupt)?,
-        });
-    }
-    Ok(Some(CheckoutWork {
-        id,
-        cart_id,
-        status,
-        orders,
-    }))
+/// What one pass learnt about one order: its new state, written as a whole.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderUpdate {
+    pub retailer_id: RetailerId,
+    pub status: OrderStatus,
+    pub retailer_order_id: Option<String>,
+    pub reason: Option<String>,
+    /// Calls made this pass (0 or 1).
+    pub attempts_add: i32,
+    /// Lookups made this pass (0 or 1).
+    pub lookups_add: i32,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub settle_until: Option<DateTime<Utc>>,
 }
 
-/// Records one retailer's final answer, unless one was already recorded (a redelivered message
-/// racing an earlier run keeps the first answer).
-pub async fn record(
+/// Writes a pass's order updates in one statement.
+pub(crate) async fn apply(
     db: &impl GenericClient,
     id: CheckoutId,
-    retailer: &RetailerId,
-    result: &OrderResult,
+    updates: &[OrderUpdate],
 ) -> Result<(), StoreError> {
+    if updates.is_empty() {
+        return Ok(());
+    }
+    let retailer: Vec<&str> = updates.iter().map(|u| u.retailer_id.as_str()).collect();
+    let status: Vec<&str> = updates.iter().map(|u| u.status.as_str()).collect();
+    let order_id: Vec<Option<&str>> = updates
+        .iter()
+        .map(|u| u.retailer_order_id.as_deref())
+        .collect();
+    let reason: Vec<Option<&str>> = updates.iter().map(|u| u.reason.as_deref()).collect();
+    let attempts: Vec<i32> = updates.iter().map(|u| u.attempts_add).collect();
+    let lookups: Vec<i32> = updates.iter().map(|u| u.lookups_add).collect();
+    let next: Vec<Option<DateTime<Utc>>> = updates.iter().map(|u| u.next_attempt_at).collect();
+    let settle: Vec<Option<DateTime<Utc>>> = updates.iter().map(|u| u.settle_until).collect();
     let stmt = db
         .prepare_cached(
-            "UPDATE checkout_orders
-             SET status = $3, retailer_order_id = $4, reason = $5, attempts = attempts + $6,
-                 updated_at = now()
-             WHERE checkout_id = $1 AND retailer_id = $2 AND status = 'pending'",
+            "UPDATE checkout_orders o
+             SET status = u.status, retailer_order_id = u.order_id, reason = u.reason,
+                 attempts = o.attempts + u.attempts, lookups = o.lookups + u.lookups,
+                 next_attempt_at = u.next_at, settle_until = u.settle_until, updated_at = now()
+             FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::int4[], $7::int4[],
+                         $8::timestamptz[], $9::timestamptz[])
+                  AS u(retailer_id, status, order_id, reason, attempts, lookups, next_at,
+                       settle_until)
+             WHERE o.checkout_id = $1 AND o.retailer_id = u.retailer_id",
         )
         .await?;
     db.execute(
         &stmt,
         &[
             &id.as_uuid(),
-            &retailer.as_str(),
-            &result.status.as_str(),
-            &result.retailer_order_id,
-            &result.reason,
-            &result.attempts,
+            &retailer,
+            &status,
+            &order_id,
+            &reason,
+            &attempts,
+            &lookups,
+            &next,
+            &settle,
         ],
     )
     .await?;
     Ok(())
-}
-
-/// The final transition: sets the checkout's final status from its orders, marks `message_id`
-/// processed and writes `checkout.finished` to the outbox, in one transaction. Returns `None` if
-/// the checkout was already final (a duplicate run), in which case nothing changes.
-#[tracing::instrument(name = "store.finish_checkout", skip_all, fields(checkout_id = %id))]
-pub async fn finish(
-    conn: &mut Conn,
-    id: CheckoutId,
-    consumer: &str,
-    message_id: Uuid,
-) -> Result<Option<CheckoutFinished>, StoreError> {
-    let tx = conn.transaction().await?;
-    let stmt = tx
-        .prepare_cached(
-            "SELECT status, cart_id, resource_url FROM checkouts WHERE id = $1 FOR UPDATE",
-        )
-        .await?;
-    let row = tx.query_one(&stmt, &[&id.as_uuid()]).await?;
-    let status = CheckoutStatus::parse(row.get(0)).map_err(corrupt)?;
-    if status.is_final() {
-        return Ok(None);
-    }
-    let cart_id = CartId::new(row.get(1));
-    let source_url: String = row.get(2);
-
-    let orders = list(&tx, id).await?;
-    if let Some(open) = orders.iter().find(|o| !o.status.is_final()) {
-        return Err(StoreError::Corrupt(format!(
-            "checkout {id} cannot finish: order at {} is still pending",
-            open.retailer_id
-        )));
-    }
-    let statuses: Vec<OrderStatus> = orders.iter().map(|o| o.status).collect();
-    let final_status = CheckoutStatus::from_orders(&statuses);
-    let stmt = tx
-        .prepare_cached("UPDATE checkouts SET status = $2, updated_at = now() WHERE id = $1")
-        .await?;
-    tx.execute(&stmt, &[&id.as_uuid(), &final_status.as_str()])
-        .await?;
-    let stmt = tx
-        .prepare_cached(
-            "INSERT INTO processed_messages (consumer, message_id) VALUES ($1, $2)
-             ON CONFLICT DO NOTHING",
-        )
-        .await?;
-    tx.execute(&stmt, &[&consumer, &message_id]).await?;
-
-    let finished = CheckoutFinished {
-        checkout_id: id,
-        cart_id,
-        status: final_status,
-        source_url,
-        orders: orders
-            .into_iter()
-            .map(|o| OrderOutcome {
-                retailer_id: o.retailer_id,
-                status: o.status,
-                retailer_order_id: o.retailer_order_id,
-                reason: o.reason,
-            })
-            .collect(),
-    };
-    outbox::enqueue(
-        &tx,
-        topology::EVENTS_EXCHANGE,
-        topology::CHECKOUT_FINISHED,
-        &Envelope::new(finished.clone()),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(Some(finished))
-}
-
-/// Checkouts left `queued` or `processing` for longer than `older_than` (their worker died with
-/// the message lost, or the message was dead-lettered): each gets a fresh `checkout.requested`
-/// through the outbox. Processing is idempotent, so a checkout that was merely slow is safe.
-pub async fn requeue_stuck(
-    conn: &mut Conn,
-    older_than: std::time::Duration,
-) -> Result<usize, StoreError> {
-    let tx = conn.transaction().await?;
-    let stmt = tx
-        .prepare_cached(
-            "SELECT id, cart_id FROM checkouts
-             WHERE status IN ('queued', 'processing')
-               AND updated_at < now() - make_interval(secs => $1)
-             ORDER BY updated_at LIMIT 100
-             FOR UPDATE SKIP LOCKED",
-        )
-        .await?;
-    let rows = tx.query(&stmt, &[&older_than.as_secs_f64()]).await?;
-    let touch = tx
-        .prepare_cached("UPDATE checkouts SET updated_at = now() WHERE id = $1")
-        .await?;
-    for row in &rows {
-        let id = CheckoutId::from_uuid(row.get(0));
-        tracing::warn!(checkout_id = %id, "checkout was stuck; queued again");
-        let message = Envelope::new(icon_contracts::CheckoutRequested {
-            checkout_id: id,
-            cart_id: CartId::new(row.get(1)),
-        });
-        outbox::enqueue(
-            &tx,
-            topology::EVENTS_EXCHANGE,
-            topology::CHECKOUT_REQUESTED,
-            &message,
-        )
-        .await?;
-        tx.execute(&touch, &[&id.as_uuid()]).await?;
-    }
-    tx.commit().await?;
-    Ok(rows.len())
 }

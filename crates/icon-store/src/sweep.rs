@@ -2,7 +2,7 @@
 //! notifications of finished checkouts with nothing due. Their messages should never be lost,
 //! but a purged queue or a dead-lettered message would otherwise leave them stuck forever.
 
-use crate::{notifications, orders, Pool, StoreError};
+use crate::{notifications, passes, Pool, StoreError};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -18,7 +18,7 @@ impl Stuck {
     async fn requeue(self, pool: &Pool, older_than: Duration) -> Result<usize, StoreError> {
         let mut db = pool.get().await?;
         match self {
-            Stuck::Checkouts => orders::requeue_stuck(&mut db, older_than).await,
+            Stuck::Checkouts => passes::requeue_stuck(&mut db, older_than).await,
             Stuck::Notifications => notifications::requeue_stuck(&mut db, older_than).await,
         }
     }

@@ -47,6 +47,8 @@ impl Fleet {
             ("ICON_RETAILER_TIMEOUT", "3s".into()),
             ("ICON_RETAILER_MAX_ATTEMPTS", "5".into()),
             ("ICON_RETAILER_RETRY_BACKOFF", "100ms".into()),
+            ("ICON_RETAILER_RETRY_BACKOFF_MAX", "2s".into()),
+            ("ICON_RETAILER_SETTLE_SCHEDULE", "200ms,500ms,1s".into()),
             ("ICON_LOG", "info".into()),
         ]
         .into_iter()

@@ -73,6 +73,8 @@ pub struct Options {
     /// [`TestApp::start_notifier`]).
     pub start_worker: bool,
     pub start_notifier: bool,
+    /// Any other variable, set last (overrides the above).
+    pub extra: Vec<(&'static str, String)>,
 }
 
 impl Default for Options {
@@ -88,6 +90,7 @@ impl Default for Options {
             stuck_after: "5m".into(),
             start_worker: true,
             start_notifier: true,
+            extra: vec![],
         }
     }
 }
@@ -111,7 +114,7 @@ impl TestApp {
     pub async fn spawn_with(opts: Options) -> Self {
         let env = TestEnv::create().await;
         let shutdown = CancellationToken::new();
-        let vars = Env::from_pairs([
+        let mut vars = Env::from_pairs([
             ("ICON_DATABASE_URL", env.database_url.clone()),
             ("ICON_AMQP_URL", env.amqp_url.clone()),
             ("ICON_HTTP_ADDR", "127.0.0.1:0".into()),
@@ -129,7 +132,14 @@ impl TestApp {
             ("ICON_RETAILER_TIMEOUT", opts.retailer_timeout.clone()),
             ("ICON_WORKER_STUCK_AFTER", opts.stuck_after.clone()),
             ("ICON_NOTIFIER_STUCK_AFTER", opts.stuck_after.clone()),
+            // Quick waits: a capped backoff and status lookups within a test's patience.
+            ("ICON_RETAILER_RETRY_BACKOFF_MAX", "1s".into()),
+            ("ICON_RETAILER_SETTLE_SCHEDULE", "100ms,200ms".into()),
+            ("ICON_RETAILER_SETTLE_WITHIN", "10s".into()),
         ]);
+        for (var, value) in &opts.extra {
+            vars.set(var, value.clone());
+        }
         let gateway = GatewaySettings::from_env(&vars).expect("gateway settings");
 
         let app = Application::build(gateway, shutdown.clone())
@@ -322,9 +332,16 @@ impl Sim {
         format!("{}/{retailer}/orders", self.base_url)
     }
 
-    /// Every order request the simulator received.
+    /// Every order request the simulator received, oldest first (its `GET /requests`).
     pub async fn orders(&self) -> Vec<Value> {
-        let r = Api::new(&self.base_url).get("/orders", None).await;
+        let r = Api::new(&self.base_url).get("/requests", None).await;
+        r.json.as_array().cloned().unwrap_or_default()
+    }
+
+    /// Every status lookup by idempotency key the simulator received, oldest first (its
+    /// `GET /lookups`).
+    pub async fn lookups(&self) -> Vec<Value> {
+        let r = Api::new(&self.base_url).get("/lookups", None).await;
         r.json.as_array().cloned().unwrap_or_default()
     }
 }

@@ -1,86 +1,217 @@
-//! Handling one `checkout.requested` message.
+//! Handling one message on `checkout.requested`: a new checkout (`checkout.requested`) or its
+//! next pass coming back from a delay tier (`checkout.due`).
+//!
+//! Each message claims one processing pass (see `icon_store::passes`), makes at most one call
+//! per order that is due, and records the outcome with either the final transition or the next
+//! pass, in one transaction. Nothing here sleeps: every wait is a delay tier.
 
+use crate::gate::RetailerGate;
+use crate::progress;
 use crate::retailer::RetailerClient;
+use crate::settings::WorkerSettings;
+use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
 use icon_broker::lapin::message::Delivery;
 use icon_broker::{Disposition, Handler};
-use icon_contracts::{messages::parse, CheckoutRequested, Envelope};
-use icon_store::{orders, Pool, StoreError};
+use icon_contracts::messages::{message_type, parse};
+use icon_contracts::topology::{delay_queue_for, CHECKOUT_REQUESTED};
+use icon_contracts::{CheckoutDue, CheckoutRequested, Message};
+use icon_domain::CheckoutId;
+use icon_runtime::DelayTiers;
+use icon_store::orders::Step;
+use icon_store::passes::{self, Claim, Completed, Pass};
+use icon_store::{Pool, StoreError};
+use std::time::Duration;
 
-/// The consumer name under which processed message ids are recorded.
-pub const CONSUMER: &str = "checkout-worker";
+/// A message arriving this close to its `not_before` is processed rather than delayed again.
+const EARLY_TOLERANCE: Duration = Duration::from_millis(20);
 
 pub struct CheckoutHandler {
     pool: Pool,
     retailers: RetailerClient,
+    gate: RetailerGate,
+    tiers: DelayTiers,
+    settings: WorkerSettings,
 }
 
 impl CheckoutHandler {
-    pub fn new(pool: Pool, retailers: RetailerClient) -> Self {
-        Self { pool, retailers }
+    pub fn new(pool: Pool, retailers: RetailerClient, settings: WorkerSettings) -> Self {
+        Self {
+            pool,
+            retailers,
+            gate: RetailerGate::new(settings.retailer_max_in_flight),
+            tiers: settings.delay_tiers(),
+            settings,
+        }
     }
 
-    async fn process(&self, msg: &Envelope<CheckoutRequested>) -> Result<Disposition, StoreError> {
-        let id = msg.data.checkout_id;
-        let work = {
+    /// The queue that brings a message back at `at`: the work queue itself when it is due now,
+    /// else the delay tier that fits.
+    fn route(&self, at: DateTime<Utc>) -> String {
+        match (at - Utc::now()).to_std() {
+            Ok(wait) if wait > EARLY_TOLERANCE => {
+                delay_queue_for(CHECKOUT_REQUESTED, self.tiers.tier_for(wait))
+            }
+            _ => CHECKOUT_REQUESTED.to_owned(),
+        }
+    }
+
+    /// Re-schedules a copy of the message for `at`.
+    async fn later(
+        &self,
+        id: CheckoutId,
+        after_pass: i32,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let db = self.pool.get().await?;
+        passes::schedule(&db, id, after_pass, at, &self.route(at)).await
+    }
+
+    async fn process(&self, id: CheckoutId, after_pass: i32) -> Result<Disposition, StoreError> {
+        let claim = {
             let db = self.pool.get().await?;
-            if orders::already_processed(&db, CONSUMER, msg.message_id).await? {
-                tracing::info!("duplicate message; already processed");
-                return Ok(Disposition::Ack);
-            }
-            match orders::start(&db, id).await? {
-                Some(w) => w,
-                None => return Ok(Disposition::Poison(format!("checkout {id} does not exist"))),
-            }
+            passes::claim(&db, id, after_pass, self.settings.pass_lease()).await?
             // The connection goes back to the pool here: none is held during retailer calls.
         };
-        if work.status.is_final() {
-            tracing::info!(status = %work.status, "checkout already final; nothing to do");
-            return Ok(Disposition::Ack);
+        let pass = match claim {
+            Claim::Claimed(pass) => pass,
+            Claim::Missing => {
+                return Ok(Disposition::Poison(format!("checkout {id} does not exist")))
+            }
+            Claim::Nothing(why) => {
+                tracing::info!(why, "nothing to do");
+                return Ok(Disposition::Ack);
+            }
+            Claim::Busy { until } => {
+                tracing::info!(%until, "a pass is in flight elsewhere; looking again after its lease");
+                self.later(id, after_pass, until).await?;
+                return Ok(Disposition::Ack);
+            }
+        };
+        if pass.deliveries > self.settings.max_deliveries {
+            return self.give_up(&pass).await;
         }
-        let pending: Vec<_> = work
-            .orders
-            .iter()
-            .filter(|o| !o.status.is_final())
-            .collect();
-        tracing::info!(
-            retailers = work.orders.len(),
-            pending = pending.len(),
-            "placing orders"
-        );
-        let results = join_all(pending.into_iter().map(|order| async move {
-            let result = self.retailers.place(id, order).await;
-            tracing::info!(retailer = %order.retailer_id, status = %result.status, "order outcome");
-            let db = self.pool.get().await?;
-            orders::record(&db, id, &order.retailer_id, &result).await
-        }))
-        .await;
-        for r in results {
-            r?;
+        match self.run_pass(&pass).await {
+            Ok(()) => Ok(Disposition::Ack),
+            Err(e) if e.is_unavailable() => Err(e),
+            Err(e) => self.after_error(&pass, &e).await,
         }
+    }
+
+    /// One call per due order (all at once), then one transaction for what they taught us.
+    async fn run_pass(&self, pass: &Pass) -> Result<(), StoreError> {
+        let now = Utc::now();
+        let due_by = now + chrono::Duration::from_std(EARLY_TOLERANCE).unwrap_or_default();
+        let busy_until = now
+            + chrono::Duration::from_std(self.settings.busy_retailer_wait()).unwrap_or_default();
+        let calls = pass.orders.iter().filter_map(|order| {
+            let step = order.due(due_by)?;
+            Some(async move {
+                let Some(_slot) = self.gate.try_enter(&order.retailer_id) else {
+                    tracing::info!(retailer = %order.retailer_id, "retailer has its maximum of calls in flight; postponed");
+                    return progress::postponed(order, busy_until);
+                };
+                let update = match step {
+                    Step::Place => {
+                        let answer = self.retailers.place(order).await;
+                        progress::after_place(order, answer, Utc::now(), &self.settings)
+                    }
+                    Step::Lookup => {
+                        let answer = self.retailers.lookup(order).await;
+                        progress::after_lookup(order, answer, Utc::now(), &self.settings)
+                    }
+                };
+                tracing::info!(retailer = %order.retailer_id, ?step, status = %update.status, reason = update.reason.as_deref(), "order step");
+                update
+            })
+        });
+        let updates = join_all(calls).await;
         let mut db = self.pool.get().await?;
-        match orders::finish(&mut db, id, CONSUMER, msg.message_id).await? {
-            Some(done) => tracing::info!(status = %done.status, "checkout finished"),
-            None => tracing::info!("checkout was finished concurrently; nothing to do"),
+        match passes::complete(&mut db, pass, &updates, |at| self.route(at)).await? {
+            Completed::Finished(done) => {
+                tracing::info!(status = %done.status, "checkout finished")
+            }
+            Completed::Next(at) => {
+                tracing::info!(next = %at, "orders still open; next pass scheduled")
+            }
+            Completed::Lost => {
+                tracing::warn!("this pass's lease ran out and another copy took it over; its results are dropped")
+            }
         }
+        Ok(())
+    }
+
+    /// A pass failed for a reason that is not an outage (bad data, a bug): try the pass again
+    /// after a wait, counting it, rather than dead-lettering the message.
+    async fn after_error(&self, pass: &Pass, e: &StoreError) -> Result<Disposition, StoreError> {
+        let error = icon_store::pool::source_chain(e);
+        tracing::error!(%error, deliveries = pass.deliveries, max = self.settings.max_deliveries, "pass failed; it will be tried again");
+        let retry_at = Utc::now()
+            + chrono::Duration::from_std(self.settings.retry_wait(pass.deliveries, None))
+                .unwrap_or_default();
+        let mut db = self.pool.get().await?;
+        match passes::release_after_error(&mut db, pass, &error, retry_at, |at| self.route(at))
+            .await
+        {
+            Ok(_) => Ok(Disposition::Ack),
+            Err(e) if e.is_unavailable() => Err(e),
+            // Even the release fails: the sweeper picks the checkout up once the lease is over.
+            Err(e2) => Ok(Disposition::Poison(format!(
+                "{error}; releasing the pass failed too: {}",
+                icon_store::pool::source_chain(&e2)
+            ))),
+        }
+    }
+
+    /// The loop always closes: after too many failed passes the checkout ends `failed`.
+    async fn give_up(&self, pass: &Pass) -> Result<Disposition, StoreError> {
+        let reason = format!(
+            "processing failed {} times in a row; last error: {}",
+            pass.deliveries - 1,
+            pass.last_error
+                .as_deref()
+                .unwrap_or("the worker stopped in the middle of a pass")
+        );
+        tracing::error!(%reason, "giving up on the checkout");
+        let mut db = self.pool.get().await?;
+        passes::give_up(&mut db, pass, &reason).await?;
         Ok(Disposition::Ack)
     }
 }
 
 impl Handler for CheckoutHandler {
     async fn handle(&self, delivery: &Delivery) -> Disposition {
-        let msg = match parse::<CheckoutRequested>(&delivery.data) {
-            Ok(m) => m,
+        let (id, after_pass) = match message_type(&delivery.data).as_deref() {
+            Ok(CheckoutRequested::TYPE) => match parse::<CheckoutRequested>(&delivery.data) {
+                Ok(m) => (m.data.checkout_id, 0),
+                Err(e) => return Disposition::Poison(e.to_string()),
+            },
+            Ok(CheckoutDue::TYPE) => match parse::<CheckoutDue>(&delivery.data) {
+                Ok(m) => {
+                    let due = m.data;
+                    if (due.not_before - Utc::now())
+                        .to_std()
+                        .is_ok_and(|early| early > EARLY_TOLERANCE)
+                    {
+                        return match self
+                            .later(due.checkout_id, due.after_pass, due.not_before)
+                            .await
+                        {
+                            Ok(()) => Disposition::Ack,
+                            Err(e) => Disposition::Retry(icon_store::pool::source_chain(&e)),
+                        };
+                    }
+                    (due.checkout_id, due.after_pass)
+                }
+                Err(e) => return Disposition::Poison(e.to_string()),
+            },
+            Ok(other) => return Disposition::Poison(format!("unknown message type `{other}`")),
             Err(e) => return Disposition::Poison(e.to_string()),
         };
-        match self.process(&msg).await {
+        match self.process(id, after_pass).await {
             Ok(d) => d,
             Err(e) if e.is_unavailable() => Disposition::Retry(icon_store::pool::source_chain(&e)),
-            Err(e) => {
-                // A database error that is not an outage (a bug or bad data): retrying the same
-                // message would loop, so it goes to the dead-letter queue for a human.
-                Disposition::Poison(icon_store::pool::source_chain(&e))
-            }
+            Err(e) => Disposition::Poison(icon_store::pool::source_chain(&e)),
         }
     }
 }

@@ -3,13 +3,18 @@
 //! which writes `checkout.finished` to the outbox in the same transaction.
 //!
 //! - [`settings`]: the environment it reads.
-//! - [`retailer`]: the retailer protocol (idempotency key, retries, outcomes).
-//! - [`handler`]: what one `checkout.requested` message does, idempotently.
+//! - [`retailer`]: the retailer protocol: one order request or status lookup, classified.
+//! - [`progress`]: what each answer means for the order (retry, `unknown`, settled).
+//! - [`gate`]: at most `ICON_RETAILER_MAX_IN_FLIGHT` calls to one retailer at once.
+//! - [`handler`]: one message = one processing pass, claimed so that copies never fork.
 //!
-//! Redelivery is safe: a confirmed or rejected order is never placed again, a pending one is
-//! placed again with the same `Idempotency-Key`, and the final transition happens once.
+//! Redelivery is safe: a confirmed or refused order is never placed again, an open one is sent
+//! again with the same `Idempotency-Key`, waits happen in delay tiers
+//! (`checkout.requested.delay.<ms>ms`), and the final transition happens once.
 
+pub mod gate;
 pub mod handler;
+pub mod progress;
 pub mod retailer;
 pub mod settings;
 
@@ -73,17 +78,25 @@ pub async fn run(settings: WorkerSettings, shutdown: CancellationToken) -> Resul
         settings.stuck_after,
         shutdown.clone(),
     ));
-    let handler = Arc::new(handler::CheckoutHandler::new(pool, retailers));
+    let mut topology = Topology::new().work_queue(CHECKOUT_REQUESTED);
+    for delay in settings.delay_tiers().all() {
+        topology = topology.delay_tier(*delay, CHECKOUT_REQUESTED);
+    }
+    let handler = Arc::new(handler::CheckoutHandler::new(
+        pool,
+        retailers,
+        settings.clone(),
+    ));
     run_consumer(
         ConsumerSettings {
             amqp_url: settings.amqp_url.clone(),
             name: "icon-checkout-worker".into(),
             queue: CHECKOUT_REQUESTED.into(),
             prefetch: settings.prefetch,
-            // Long enough for one retailer call with its retries to finish.
+            // Long enough for one pass (one call per order, all at once) to finish.
             grace: settings.retailer_timeout + Duration::from_secs(5),
         },
-        Topology::new().work_queue(CHECKOUT_REQUESTED),
+        topology,
         handler,
         consuming.clone(),
         shutdown.clone(),

@@ -2,12 +2,14 @@
 //! into attempts, and each failed attempt into a scheduled retry, a park, or nothing more.
 //!
 //! Crash safety rests on the attempt counter (see `icon_store::notifications`): every message
-//! names the attempt count it expects (`checkout.finished` expects 0). A copy that finds a
-//! higher count is stale and is dropped. After a failed attempt the next retry is published
-//! (with a confirm) *before* the attempt is recorded, and the delivery is acked last; so a crash
-//! at any point leaves either the old message to be redelivered or the new one in a delay tier,
-//! and never neither. The price is an occasional repeated callback, always with the same
-//! `webhook-id`.
+//! names the attempt count it expects (`checkout.finished` expects 0), and the attempt is
+//! claimed in the database *before* the receiver is called, so of two copies of one message
+//! only one calls out; the other does nothing (or, while the attempt is in flight, comes back
+//! after its lease to take over a crashed one). After a failed attempt the next retry is
+//! published (with a confirm) *before* the attempt is recorded, and the delivery is acked last;
+//! so a crash at any point leaves either the old message to be redelivered or the new one in a
+//! delay tier, and never neither. The price is an occasional repeated callback after a crash,
+//! always with the same `webhook-id`.
 
 use crate::channels::{Channels, Outcome};
 use crate::schedule::RetrySchedule;
@@ -20,7 +22,7 @@ use icon_contracts::{
     OrderOutcome,
 };
 use icon_domain::{CheckoutId, NotificationState};
-use icon_store::notifications::{self, Notification, RecordAttempt};
+use icon_store::notifications::{self, AttemptClaim, Notification, RecordAttempt};
 use icon_store::{checkouts, Pool, StoreError};
 use std::time::{Duration, Instant};
 
@@ -40,6 +42,9 @@ pub struct Dispatcher {
     channels: Channels,
     schedule: RetrySchedule,
     publisher: LazyPublisher,
+    /// How long a claimed attempt may run before another copy may take it over: longer than
+    /// any attempt (the channel's timeout) plus recording it.
+    lease: Duration,
 }
 
 impl Dispatcher {
@@ -48,12 +53,14 @@ impl Dispatcher {
         channels: Channels,
         schedule: RetrySchedule,
         publisher: LazyPublisher,
+        lease: Duration,
     ) -> Self {
         Self {
             pool,
             channels,
             schedule,
             publisher,
+            lease,
         }
     }
 
@@ -68,8 +75,8 @@ impl Dispatcher {
         };
         for n in list {
             // Only a notification nobody has attempted yet; otherwise its retry chain owns it.
-            if n.state == NotificationState::Pending && n.attempts == 0 {
-                self.attempt(&n, &msg.data).await?;
+            if n.state == NotificationState::Pending && n.attempts <= 1 {
+                self.attempt(&n, 0, &msg.data).await?;
             }
         }
         Ok(())
@@ -84,7 +91,8 @@ impl Dispatcher {
             tracing::warn!(notification = %due.notification_id, "due notification no longer exists");
             return Ok(());
         };
-        if n.state.is_final() || n.attempts != due.after_attempt {
+        if n.state.is_final() || !(due.after_attempt..=due.after_attempt + 1).contains(&n.attempts)
+        {
             tracing::debug!(state = %n.state, attempts = n.attempts, expected = due.after_attempt, "stale due message dropped");
             return Ok(());
         }
@@ -99,7 +107,7 @@ impl Dispatcher {
             load_event(&db, n.checkout_id).await?
         };
         match event {
-            Some(event) => self.attempt(&n, &event).await,
+            Some(event) => self.attempt(&n, due.after_attempt, &event).await,
             None => {
                 tracing::warn!("checkout of a due notification is not final; dropping");
                 Ok(())
@@ -111,18 +119,46 @@ impl Dispatcher {
     async fn attempt(
         &self,
         n: &Notification,
+        after_attempt: i32,
         event: &CheckoutFinished,
     ) -> Result<(), DispatchError> {
         let Some(channel) = self.channels.get(&n.channel) else {
             tracing::error!(channel = %n.channel, "no such channel in this notifier; leaving it pending");
             return Ok(());
         };
+        let claimed = {
+            let db = self.pool.get().await.map_err(StoreError::from)?;
+            notifications::claim_attempt(&db, n.id, after_attempt, self.lease).await?
+        };
+        let (claim, attempt_no, first_attempt_at) = match claimed {
+            AttemptClaim::Claimed {
+                claim,
+                attempt,
+                first_attempt_at,
+            } => (claim, attempt, first_attempt_at),
+            AttemptClaim::Busy { until } => {
+                // Another copy is calling out now. Look again once its lease is over, in case
+                // it crashed; if it did not, this copy will find the attempt made and stop.
+                tracing::info!(%until, "attempt in flight elsewhere; looking again after its lease");
+                let due = NotificationDue {
+                    checkout_id: n.checkout_id,
+                    notification_id: n.id,
+                    after_attempt,
+                    not_before: until,
+                };
+                let remaining = (until - Utc::now()).to_std().unwrap_or_default();
+                return Ok(self.defer(due, remaining).await?);
+            }
+            AttemptClaim::Nothing => {
+                tracing::info!("another copy made this attempt; nothing to do");
+                return Ok(());
+            }
+        };
         let started_at = Utc::now();
         let clock = Instant::now();
         let outcome = channel.deliver(n, event).await;
         let duration_ms = clock.elapsed().as_millis().min(i32::MAX as u128) as i32;
-        let attempt_no = n.attempts + 1;
-        let deadline = n.first_attempt_at.unwrap_or(started_at)
+        let deadline = first_attempt_at
             + chrono::Duration::from_std(self.schedule.give_up_after())
                 .unwrap_or(chrono::Duration::MAX);
 
@@ -178,7 +214,8 @@ impl Dispatcher {
             &mut db,
             &RecordAttempt {
                 id: n.id,
-                after_attempt: n.attempts,
+                claim,
+                attempt: attempt_no,
                 started_at,
                 duration_ms,
                 response_status: status.map(i32::from),
@@ -189,7 +226,7 @@ impl Dispatcher {
         )
         .await?;
         if !recorded {
-            tracing::info!("another copy recorded this attempt first");
+            tracing::info!("this attempt's lease ran out and another copy took it over");
         }
         Ok(())
     }
@@ -272,6 +309,7 @@ async fn load_event(
                     reason: o.reason,
                 })
                 .collect(),
+            reason: c.reason,
         }))
 }
 

@@ -101,6 +101,8 @@ pub async fn run(
             "icon-notifier-publisher",
             topology.clone(),
         ),
+        // An attempt takes at most the callback timeout; the rest is recording it.
+        settings.callback_timeout + Duration::from_secs(5),
     ));
     run_consumer(
         ConsumerSettings {

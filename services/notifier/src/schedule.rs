@@ -55,22 +55,16 @@ impl RetrySchedule {
 
     /// The distinct delays, shortest first: one delay tier queue each.
     pub fn tiers(&self) -> Vec<Duration> {
-        let mut t = self.delays.clone();
-        t.sort();
-        t.dedup();
-        t
+        self.delay_tiers().all().to_vec()
     }
 
-    /// The tier for a remaining wait: the largest that does not overshoot it, or the shortest
-    /// if all do.
+    /// The tier for a remaining wait (see [`icon_runtime::DelayTiers::tier_for`]).
     pub fn tier_for(&self, remaining: Duration) -> Duration {
-        let tiers = self.tiers();
-        tiers
-            .iter()
-            .rev()
-            .find(|t| **t <= remaining)
-            .copied()
-            .unwrap_or(tiers[0])
+        self.delay_tiers().tier_for(remaining)
+    }
+
+    fn delay_tiers(&self) -> icon_runtime::DelayTiers {
+        icon_runtime::DelayTiers::new(self.delays.iter().copied())
     }
 }
 

@@ -3,17 +3,28 @@
 //! that records callbacks from ICON's notifier.
 //!
 //! - [`settings`]: [`SimSettings`], read once from the environment.
-//! - [`orders`]: `POST /orders`, `POST /{retailer}/orders` and the request log, `GET /orders`.
+//! - [`orders`]: placing orders, `POST /orders` and `POST /{retailer}/orders`.
+//! - [`behaviour`]: which outcome a SKU prefix asks for.
+//! - [`book`]: what was done per idempotency key (one order at most, one request at work at a
+//!   time) and the log of order requests, `GET /requests`.
+//! - [`lookup`]: the status lookup by key, `GET /orders?idempotency_key=K` and
+//!   `GET /{retailer}/orders?idempotency_key=K`, and its log, `GET /lookups`.
 //! - [`sink`]: `POST /sink/{name}` and `GET /sink/{name}`.
 //! - This module: [`serve`], which wires the routes into an actix-web server, and `GET /healthz`.
 //!
-//! Everything is kept in memory (bounded, see [`orders::MAX_RECORDED_ORDERS`] and
-//! [`sink::MAX_RECORDED_PER_SINK`]) and lost on restart: the simulator is a test double, not a
-//! store. Its error bodies are `{"reason": ...}` because that is the retailer protocol, not
-//! ICON's own problem+json.
+//! Everything is kept in memory (bounded, see [`book::MAX_RECORDED_ORDERS`],
+//! [`lookup::MAX_RECORDED_LOOKUPS`] and [`sink::MAX_RECORDED_PER_SINK`]) and lost on restart: the
+//! simulator is a test double, not a store. Its error bodies are `{"reason": ...}` because that
+//! is the retailer protocol, not ICON's own problem+json.
 //!
-//! `POST /sink/orders` goes to the sink named `orders`: `sink` cannot be used as a retailer name.
+//! The logs are served at single-segment paths (`/requests`, `/lookups`) so they can never be
+//! taken for a retailer's `/{retailer}/orders`, nor hide one: a retailer may be called
+//! `requests`. `/sink/orders` is the sink named `orders`, though, so `sink` cannot be used as a
+//! retailer name.
 
+pub mod behaviour;
+pub mod book;
+pub mod lookup;
 pub mod orders;
 pub mod settings;
 pub mod sink;
@@ -34,7 +45,9 @@ const SHUTDOWN_TIMEOUT_SECS: u64 = 5;
 
 /// State shared by every worker.
 pub(crate) struct Sim {
-    orders: Mutex<orders::OrderBook>,
+    /// Per-key state and the request log, under one lock (see [`book`]).
+    orders: Mutex<book::OrderBook>,
+    lookups: Mutex<lookup::LookupLog>,
     sinks: Mutex<sink::Sinks>,
     slow_delay: Duration,
     /// Lets `slow-` and `hang-` requests end as soon as shutdown starts instead of holding the
@@ -55,6 +68,7 @@ pub fn serve(
 ) -> std::io::Result<impl Future<Output = std::io::Result<()>> + Send + 'static> {
     let sim = web::Data::new(Sim {
         orders: Mutex::default(),
+        lookups: Mutex::default(),
         sinks: Mutex::default(),
         slow_delay: settings.slow_delay,
         shutdown: shutdown.clone(),
@@ -93,20 +107,32 @@ pub fn serve(
 }
 
 fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz))
+    cfg.service(resource("/healthz").route(web::get().to(healthz)))
         .service(
-            web::resource("/orders")
+            resource("/orders")
                 .route(web::post().to(orders::create))
-                .route(web::get().to(orders::list)),
+                .route(web::get().to(lookup::lookup)),
         )
+        .service(resource("/requests").route(web::get().to(book::list)))
+        .service(resource("/lookups").route(web::get().to(lookup::list)))
         // Before `/{retailer}/orders`, so `/sink/orders` is a sink (see the crate docs).
         .service(
-            web::resource("/sink/{name}")
+            resource("/sink/{name}")
                 .route(web::post().to(sink::deliver))
                 .route(web::get().to(sink::list)),
         )
-        .route("/{retailer}/orders", web::post().to(orders::create_for))
+        .service(
+            resource("/{retailer}/orders")
+                .route(web::post().to(orders::create_for))
+                .route(web::get().to(lookup::lookup_for)),
+        )
         .default_service(web::to(not_found));
+}
+
+/// A resource whose wrong-method answer is a `{"reason": ...}` like every other error, rather
+/// than actix's empty 405.
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
 }
 
 async fn healthz() -> HttpResponse {
@@ -115,6 +141,10 @@ async fn healthz() -> HttpResponse {
 
 async fn not_found() -> HttpResponse {
     reason(StatusCode::NOT_FOUND, "no such endpoint")
+}
+
+async fn method_not_allowed() -> HttpResponse {
+    reason(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here")
 }
 
 /// A `{"reason": ...}` answer, the retailer protocol's error body.

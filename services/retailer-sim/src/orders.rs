@@ -1,26 +1,32 @@
-//! The retailer order protocol (`POST /orders`, `POST /{retailer}/orders`) and the log of every
-//! order request received (`GET /orders`).
+//! The retailer order protocol's placing side: `POST /orders` and `POST /{retailer}/orders`.
 //!
 //! The simulator behaves like a careful retailer: it checks the request at the edge, never
-//! creates two orders for one `Idempotency-Key`, and answers failures with `{"reason": ...}`.
-//! What it does with a valid request is chosen by SKU prefix ([`Behaviour`]), so a test or a demo
-//! picks an outcome just by naming its items.
+//! creates two orders for one `Idempotency-Key`, answers 409 while an earlier request for the
+//! key is still being processed (as the IETF `Idempotency-Key` header draft prescribes), and
+//! answers failures with `{"reason": ...}`. What it does with a valid request is chosen by SKU
+//! prefix ([`Behaviour`]), so a test or a demo picks an outcome just by naming its items. The
+//! state it keeps per key and the request log are in [`crate::book`]; looking an order up by
+//! key is in [`crate::lookup`].
 
+use crate::behaviour::Behaviour;
+use crate::book::{Arrival, Claim, KeyId, OrderRecord, Placement};
 use crate::{lock, Sim};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, VecDeque};
-
-/// How many order requests the log keeps. A benchmark can send millions; past this the oldest
-/// records are dropped so memory stays bounded (idempotency is unaffected: it has its own table).
-pub const MAX_RECORDED_ORDERS: usize = 100_000;
 
 /// How long a `hang-` request is held: far beyond any sane client deadline, so in practice it
 /// never answers. It does answer (503) when the simulator shuts down, so shutdown stays quick.
 const HANG_FOR: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// What a `nul-` order id carries after `sim-<uuid>`: NUL, BEL, ESC, CR and LF, the characters
+/// that break a database text column, a terminal or a log line if passed on unsanitised.
+pub const NUL_ORDER_ID_TAIL: &str = "\u{0}\u{7}\u{1b}\r\nx";
+
+/// The reason given with a 409: the request is not refused, it is to be retried later.
+pub const IN_PROGRESS_REASON: &str = "a request with this Idempotency-Key is in progress";
 
 /// One line of an order, as the protocol sends it. Kept as sent (no currency list, no price
 /// rules) because the simulator stands in for a third party, not for ICON's own validation.
@@ -47,210 +53,16 @@ struct OrderBody {
 /// A request that passed the protocol checks; nothing past [`parse`] sees an unchecked one.
 #[derive(Debug)]
 struct OrderRequest {
-    retailer: Option<String>,
-    key: String,
+    key: KeyId,
     checkout_id: String,
     items: Vec<OrderItem>,
-}
-
-/// What the simulator does with a valid order, chosen by the first prefix (in this order) that
-/// any item's SKU starts with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Behaviour {
-    /// `down-`: always 500, like a retailer in an outage.
-    Down,
-    /// `hang-`: never answers, so callers can prove their deadline works.
-    Hang,
-    /// `reject-`: 422, out of stock (a permanent refusal).
-    Reject,
-    /// `conflict-`: 409, the price changed (a permanent refusal).
-    Conflict,
-    /// `flaky-`: 503 on the first request for a key, then confirms (a transient failure).
-    Flaky,
-    /// `busy-`: 429 with `Retry-After: 1` on the first request for a key, then confirms.
-    Busy,
-    /// `slow-`: waits the configured delay, then confirms.
-    Slow,
-    /// Anything else: confirms at once.
-    Confirm,
-}
-
-impl Behaviour {
-    /// Prefixes in priority order: an order mixing `down-` and `slow-` items is down.
-    pub const PREFIXES: [(&'static str, Behaviour); 7] = [
-        ("down-", Behaviour::Down),
-        ("hang-", Behaviour::Hang),
-        ("reject-", Behaviour::Reject),
-        ("conflict-", Behaviour::Conflict),
-        ("flaky-", Behaviour::Flaky),
-        ("busy-", Behaviour::Busy),
-        ("slow-", Behaviour::Slow),
-    ];
-
-    /// The behaviour for these items, with the SKU that chose it (named in refusal reasons).
-    pub fn of(items: &[OrderItem]) -> (Behaviour, Option<&str>) {
-        Self::PREFIXES
-            .iter()
-            .find_map(|(prefix, behaviour)| {
-                items
-                    .iter()
-                    .find(|item| item.sku.starts_with(prefix))
-                    .map(|item| (*behaviour, Some(item.sku.as_str())))
-            })
-            .unwrap_or((Behaviour::Confirm, None))
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Behaviour::Down => "down",
-            Behaviour::Hang => "hang",
-            Behaviour::Reject => "reject",
-            Behaviour::Conflict => "conflict",
-            Behaviour::Flaky => "flaky",
-            Behaviour::Busy => "busy",
-            Behaviour::Slow => "slow",
-            Behaviour::Confirm => "confirm",
-        }
-    }
-}
-
-/// One order request as received and answered; `GET /orders` returns these.
-#[derive(Debug, Clone, Serialize)]
-pub struct OrderRecord {
-    pub received_at: DateTime<Utc>,
-    /// The `{retailer}` path segment, or `None` for `POST /orders`.
-    pub retailer: Option<String>,
-    pub idempotency_key: Option<String>,
-    pub checkout_id: Option<String>,
-    /// Empty when the body could not be parsed.
-    pub items: Vec<OrderItem>,
-    /// `None` while the request is still unanswered (a `slow-` one waiting, a `hang-` one).
-    pub response_status: Option<u16>,
-    pub order_id: Option<String>,
-    /// The reason given with a non-2xx answer.
-    pub reason: Option<String>,
-}
-
-/// Order state: the request log and, per idempotency key, what the retailer has done for it.
-#[derive(Debug, Default)]
-pub(crate) struct OrderBook {
-    log: VecDeque<OrderRecord>,
-    /// The sequence number of `log[0]`. Records are addressed by sequence number, so a request
-    /// answered after its record was dropped from a full log updates nothing.
-    first_seq: u64,
-    /// Keyed by retailer too: one simulator acting as several retailers gives each its own key
-    /// space, as separate retailers would have.
-    keys: HashMap<(Option<String>, String), KeyState>,
-}
-
-#[derive(Debug, Default)]
-struct KeyState {
-    /// Requests seen for this key, this one included: `flaky-` and `busy-` fail only the first.
-    requests: u32,
-    order: Option<ConfirmedOrder>,
-}
-
-#[derive(Debug)]
-struct ConfirmedOrder {
-    order_id: String,
-    checkout_id: String,
-    items: Vec<OrderItem>,
-}
-
-/// What the retailer already did for a key.
-enum Prior {
-    Nothing,
-    /// Confirmed, and this request is the same order: replay the answer.
-    Same(String),
-    /// Confirmed for a different order: the key was reused, which a careful retailer refuses.
-    Different,
-}
-
-impl OrderBook {
-    fn push(&mut self, record: OrderRecord) -> u64 {
-        if self.log.len() >= MAX_RECORDED_ORDERS {
-            self.log.pop_front();
-            self.first_seq += 1;
-        }
-        self.log.push_back(record);
-        self.first_seq + self.log.len() as u64 - 1
-    }
-
-    fn answer(&mut self, seq: u64, answer: &Answer) {
-        let index = seq
-            .checked_sub(self.first_seq)
-            .and_then(|i| usize::try_from(i).ok());
-        if let Some(record) = index.and_then(|i| self.log.get_mut(i)) {
-            record.response_status = Some(answer.status.as_u16());
-            record.order_id.clone_from(&answer.order_id);
-            record.reason.clone_from(&answer.reason);
-        }
-    }
-
-    /// Counts the request against its key and says what was already done for that key.
-    fn arrive(&mut self, req: &OrderRequest) -> (u32, Prior) {
-        let state = self
-            .keys
-            .entry((req.retailer.clone(), req.key.clone()))
-            .or_default();
-        state.requests += 1;
-        (state.requests, prior(state, req))
-    }
-
-    /// Creates the order for this key, unless one exists. Checked and created under one lock so
-    /// two identical requests racing (two `slow-` ones, say) still make a single order.
-    fn confirm(&mut self, req: &OrderRequest) -> Answer {
-        let state = self
-            .keys
-            .entry((req.retailer.clone(), req.key.clone()))
-            .or_default();
-        match prior(state, req) {
-            Prior::Same(order_id) => Answer::confirmed(StatusCode::OK, order_id),
-            Prior::Different => Answer::key_reused(&req.key),
-            Prior::Nothing => {
-                let order_id = format!("sim-{}", uuid::Uuid::new_v4());
-                state.order = Some(ConfirmedOrder {
-                    order_id: order_id.clone(),
-                    checkout_id: req.checkout_id.clone(),
-                    items: req.items.clone(),
-                });
-                Answer::confirmed(StatusCode::CREATED, order_id)
-            }
-        }
-    }
-
-    fn list(&self, filter: &LogFilter) -> Vec<OrderRecord> {
-        self.log
-            .iter()
-            .filter(|r| {
-                filter
-                    .idempotency_key
-                    .as_ref()
-                    .is_none_or(|k| r.idempotency_key.as_ref() == Some(k))
-                    && filter
-                        .retailer
-                        .as_ref()
-                        .is_none_or(|x| r.retailer.as_ref() == Some(x))
-            })
-            .cloned()
-            .collect()
-    }
-}
-
-fn prior(state: &KeyState, req: &OrderRequest) -> Prior {
-    match &state.order {
-        None => Prior::Nothing,
-        Some(o) if o.checkout_id == req.checkout_id && o.items == req.items => {
-            Prior::Same(o.order_id.clone())
-        }
-        Some(_) => Prior::Different,
-    }
 }
 
 /// The answer to one order request, before it becomes an HTTP response.
 #[derive(Debug)]
 struct Answer {
     status: StatusCode,
+    /// The order placed or replayed; only a 2xx answer shows it (a `ghost-` 502 has one too).
     order_id: Option<String>,
     reason: Option<String>,
     retry_after_secs: Option<u32>,
@@ -284,6 +96,12 @@ impl Answer {
         )
     }
 
+    /// 409, as the IETF draft prescribes while a request with the same key is being processed:
+    /// not a refusal, the caller is to retry.
+    fn in_progress() -> Self {
+        Self::refused(StatusCode::CONFLICT, IN_PROGRESS_REASON)
+    }
+
     fn shutting_down() -> Self {
         Self::refused(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -292,11 +110,11 @@ impl Answer {
     }
 
     fn into_response(self) -> HttpResponse {
-        match (self.order_id, self.reason) {
-            (Some(order_id), _) => HttpResponse::build(self.status)
+        match self.order_id.filter(|_| self.status.is_success()) {
+            Some(order_id) => HttpResponse::build(self.status)
                 .json(serde_json::json!({"order_id": order_id, "status": "confirmed"})),
-            (None, reason) => {
-                let mut response = crate::reason(self.status, reason.unwrap_or_default());
+            None => {
+                let mut response = crate::reason(self.status, self.reason.unwrap_or_default());
                 if let Some(secs) = self.retry_after_secs {
                     response
                         .headers_mut()
@@ -363,49 +181,58 @@ async fn place(
     };
 
     let (behaviour, chosen_by) = Behaviour::of(&order.items);
-    let (seq, request_no, prior) = {
+    // Logged and checked under one lock: once the log shows the request, its key is held.
+    let (seq, arrival) = {
         let mut book = lock(&sim.orders);
         let seq = book.push(OrderRecord {
             received_at,
-            retailer: order.retailer.clone(),
-            idempotency_key: Some(order.key.clone()),
+            retailer: order.key.retailer.clone(),
+            idempotency_key: Some(order.key.key.clone()),
             checkout_id: Some(order.checkout_id.clone()),
             items: order.items.clone(),
             response_status: None,
             order_id: None,
             reason: None,
         });
-        let (request_no, prior) = book.arrive(&order);
-        (seq, request_no, prior)
+        let arrival = book.arrive(&order.key, &order.checkout_id, &order.items);
+        (seq, arrival)
     };
 
-    let answer = match prior {
-        // A retailer looks the key up before anything else: a confirmed order is replayed
-        // whatever its SKUs would do now.
-        Prior::Same(order_id) => Answer::confirmed(StatusCode::OK, order_id),
-        Prior::Different => Answer::key_reused(&order.key),
-        Prior::Nothing => act(sim, &order, behaviour, chosen_by, request_no).await,
+    let answer = match arrival {
+        Arrival::Placed(order_id) => Answer::confirmed(StatusCode::OK, order_id),
+        Arrival::KeyReused => Answer::key_reused(&order.key.key),
+        Arrival::InProgress => Answer::in_progress(),
+        Arrival::Claimed { attempt } => {
+            let _held = Claim::of(sim, order.key.clone());
+            act(sim, &order, behaviour, chosen_by, attempt).await
+        }
     };
 
-    lock(&sim.orders).answer(seq, &answer);
+    lock(&sim.orders).answer(
+        seq,
+        answer.status.as_u16(),
+        answer.order_id.as_deref(),
+        answer.reason.as_deref(),
+    );
     tracing::info!(
         checkout_id = %order.checkout_id,
-        idempotency_key = %order.key,
+        idempotency_key = %order.key.key,
         behaviour = behaviour.as_str(),
         status = answer.status.as_u16(),
-        order_id = answer.order_id.as_deref(),
+        // Debug, so a `nul-` id's control characters are escaped in the log line.
+        order_id = ?answer.order_id,
         "order request answered"
     );
     answer.into_response()
 }
 
-/// Carries out `behaviour` for an order that has no confirmation yet.
+/// Carries out `behaviour` for an order that has no confirmation yet, while holding its key.
 async fn act(
     sim: &Sim,
     order: &OrderRequest,
     behaviour: Behaviour,
     chosen_by: Option<&str>,
-    request_no: u32,
+    attempt: u32,
 ) -> Answer {
     let sku = chosen_by.unwrap_or_default();
     match behaviour {
@@ -422,25 +249,55 @@ async fn act(
             StatusCode::UNPROCESSABLE_ENTITY,
             format!("{sku} is out of stock"),
         ),
-        Behaviour::Conflict => {
-            Answer::refused(StatusCode::CONFLICT, format!("{sku} price changed"))
-        }
-        Behaviour::Flaky if request_no == 1 => Answer::refused(
+        Behaviour::Conflict if attempt == 1 => Answer::in_progress(),
+        Behaviour::Flaky if attempt == 1 => Answer::refused(
             StatusCode::SERVICE_UNAVAILABLE,
             "simulated transient failure",
         ),
-        Behaviour::Busy if request_no == 1 => Answer {
+        Behaviour::Busy if attempt == 1 => Answer {
             retry_after_secs: Some(1),
             ..Answer::refused(StatusCode::TOO_MANY_REQUESTS, "simulated rate limit")
         },
+        Behaviour::Ghost => {
+            let placed = confirm(sim, order, behaviour);
+            if placed.status.is_success() {
+                Answer {
+                    status: StatusCode::BAD_GATEWAY,
+                    reason: Some("simulated lost response".to_owned()),
+                    ..placed
+                }
+            } else {
+                placed
+            }
+        }
         Behaviour::Slow => {
             if wait_unless_shutdown(sim, sim.slow_delay).await {
-                lock(&sim.orders).confirm(order)
+                confirm(sim, order, behaviour)
             } else {
                 Answer::shutting_down()
             }
         }
-        Behaviour::Flaky | Behaviour::Busy | Behaviour::Confirm => lock(&sim.orders).confirm(order),
+        Behaviour::Conflict
+        | Behaviour::Flaky
+        | Behaviour::Busy
+        | Behaviour::Nul
+        | Behaviour::Confirm => confirm(sim, order, behaviour),
+    }
+}
+
+/// Places the order: 201 with a new id, or 200 with the one already placed for the key.
+fn confirm(sim: &Sim, order: &OrderRequest, behaviour: Behaviour) -> Answer {
+    let placed = lock(&sim.orders).place(&order.key, &order.checkout_id, &order.items, || {
+        let order_id = format!("sim-{}", uuid::Uuid::new_v4());
+        match behaviour {
+            Behaviour::Nul => order_id + NUL_ORDER_ID_TAIL,
+            _ => order_id,
+        }
+    });
+    match placed {
+        Placement::Created(order_id) => Answer::confirmed(StatusCode::CREATED, order_id),
+        Placement::Existing(order_id) => Answer::confirmed(StatusCode::OK, order_id),
+        Placement::KeyReused => Answer::key_reused(&order.key.key),
     }
 }
 
@@ -500,8 +357,7 @@ fn parse(
     };
     match (problem, key, parsed) {
         (None, Some(key), Ok(body)) => Ok(OrderRequest {
-            retailer,
-            key,
+            key: KeyId { retailer, key },
             checkout_id: body.checkout_id,
             items: body.items,
         }),
@@ -510,70 +366,5 @@ fn parse(
             key,
             body: parsed.ok(),
         }),
-    }
-}
-
-/// Query of `GET /orders`.
-#[derive(Debug, Default, Deserialize)]
-pub(crate) struct LogFilter {
-    idempotency_key: Option<String>,
-    retailer: Option<String>,
-}
-
-/// `GET /orders[?idempotency_key=K][&retailer=R]`: every order request received, oldest first.
-pub(crate) async fn list(sim: web::Data<Sim>, filter: web::Query<LogFilter>) -> HttpResponse {
-    let records = lock(&sim.orders).list(&filter);
-    HttpResponse::Ok().json(records)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn item(sku: &str) -> OrderItem {
-        OrderItem {
-            sku: sku.to_owned(),
-            quantity: 1,
-            unit_price: Price {
-                amount_minor: 100,
-                currency: "GBP".to_owned(),
-            },
-        }
-    }
-
-    #[test]
-    fn behaviour_follows_prefix_priority_not_item_order() {
-        let items = [item("slow-a"), item("reject-b"), item("down-c")];
-        assert_eq!(Behaviour::of(&items), (Behaviour::Down, Some("down-c")));
-        let items = [item("plain"), item("busy-x"), item("flaky-y")];
-        assert_eq!(Behaviour::of(&items), (Behaviour::Flaky, Some("flaky-y")));
-        assert_eq!(Behaviour::of(&[item("dress")]), (Behaviour::Confirm, None));
-        // A prefix must lead the SKU.
-        assert_eq!(Behaviour::of(&[item("x-down-1")]).0, Behaviour::Confirm);
-    }
-
-    #[test]
-    fn full_log_drops_the_oldest_and_ignores_late_answers() {
-        let mut book = OrderBook::default();
-        let record = OrderRecord {
-            received_at: Utc::now(),
-            retailer: None,
-            idempotency_key: None,
-            checkout_id: None,
-            items: vec![],
-            response_status: None,
-            order_id: None,
-            reason: None,
-        };
-        let first = book.push(record.clone());
-        for _ in 0..MAX_RECORDED_ORDERS {
-            book.push(record.clone());
-        }
-        assert_eq!(book.log.len(), MAX_RECORDED_ORDERS);
-        book.answer(first, &Answer::shutting_down());
-        assert!(book.log.iter().all(|r| r.response_status.is_none()));
-        let last = first + MAX_RECORDED_ORDERS as u64;
-        book.answer(last, &Answer::shutting_down());
-        assert_eq!(book.log.back().and_then(|r| r.response_status), Some(503));
     }
 }

@@ -24,7 +24,7 @@ const KEPT_HEADERS: [&str; 4] = [
 #[derive(Debug, Clone, Serialize)]
 pub struct SinkRecord {
     pub received_at: DateTime<Utc>,
-    /// Only the [`KEPT_HEADERS`] that were present.
+    /// Only the kept headers (`KEPT_HEADERS`) that were present.
     pub headers: BTreeMap<&'static str, String>,
     /// The body as JSON, or as a string when it is not JSON.
     pub body: serde_json::Value,

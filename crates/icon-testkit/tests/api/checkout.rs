@@ -161,11 +161,17 @@ async fn nothing_confirmed_is_failed_after_bounded_retries() {
         .find(|o| o["retailer_id"] == "globex")
         .cloned()
         .unwrap();
+    // Three 500s leave the outcome unknown; the status lookup then learnt that the retailer
+    // never placed it, so it is `failed` (not placed), not `unknown`.
     assert_eq!(globex["status"], "failed");
-    assert!(globex["reason"]
-        .as_str()
-        .unwrap()
-        .contains("after 3 attempts"));
+    assert!(
+        globex["reason"].as_str().unwrap().contains("not placed"),
+        "{globex}"
+    );
+    let lookups = sim.lookups().await;
+    assert_eq!(lookups.len(), 1, "{lookups:?}");
+    assert_eq!(lookups[0]["response_status"], 404);
+    assert_eq!(lookups[0]["idempotency_key"], format!("{id}:globex"));
     // The retailer that was down was called exactly ICON_RETAILER_MAX_ATTEMPTS (3) times, all
     // with the same idempotency key; the rejecting one once.
     let orders = sim.orders().await;
@@ -179,9 +185,23 @@ async fn nothing_confirmed_is_failed_after_bounded_retries() {
         .all(|o| o["idempotency_key"] == format!("{id}:globex")));
     assert_eq!(orders.iter().filter(|o| o["retailer"] == "acme").count(), 1);
 
-    // A failed checkout frees the cart: it may be checked out again.
+    // A failed checkout frees the cart: it may be checked out again, and since both retailers
+    // said they did not place their orders, each gets a new key.
     let again = app.checkout("alice", cart, None).await;
     assert_eq!(again.status, 202, "{again:?}");
+    let again_id = again.json["checkout_id"].as_str().unwrap().to_owned();
+    app.wait_for_checkout("alice", &again_id, "failed again", |c| {
+        c["status"] == "failed"
+    })
+    .await;
+    let keys: std::collections::HashSet<String> = sim
+        .orders()
+        .await
+        .iter()
+        .filter_map(|o| o["idempotency_key"].as_str().map(str::to_owned))
+        .collect();
+    assert!(keys.contains(&format!("{again_id}:globex")), "{keys:?}");
+    assert!(keys.contains(&format!("{again_id}:acme")), "{keys:?}");
     app.stop().await;
 }
 
@@ -239,14 +259,22 @@ async fn a_retailer_that_never_answers_cannot_hold_a_checkout_forever() {
         .find(|o| o["retailer_id"] == "acme")
         .cloned()
         .unwrap();
+    // The first call timed out, the second found the first still in progress (409): the
+    // outcome was unknown until the status lookup said nothing was placed.
     assert_eq!(acme["status"], "failed");
     assert!(
-        acme["reason"]
-            .as_str()
-            .unwrap()
-            .contains("no response within"),
+        acme["reason"].as_str().unwrap().contains("not placed"),
         "{acme}"
     );
+    let calls = sim.orders().await;
+    let acme_calls: Vec<_> = calls.iter().filter(|o| o["retailer"] == "acme").collect();
+    assert_eq!(acme_calls.len(), 2, "{acme_calls:?}");
+    assert!(
+        acme_calls[0]["response_status"].is_null(),
+        "the hang is never answered"
+    );
+    assert_eq!(acme_calls[1]["response_status"], 409);
+    assert_eq!(sim.lookups().await.len(), 1);
     app.stop().await;
 }
 

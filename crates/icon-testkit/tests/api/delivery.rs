@@ -352,6 +352,10 @@ async fn poison_messages_are_dead_lettered_with_a_reason_and_work_goes_on() {
 async fn stuck_checkouts_and_notifications_are_picked_up_again() {
     let (mut app, _sim) = setup(Options {
         stuck_after: "1s".into(),
+        // Placing one order must fit within the stuck threshold (the settings refuse it else).
+        retailer_timeout: "300ms".into(),
+        retailer_max_attempts: "2".into(),
+        extra: vec![("ICON_RETAILER_RETRY_BACKOFF_MAX", "100ms".into())],
         start_worker: false,
         start_notifier: false,
         ..Options::default()

@@ -6,5 +6,6 @@ mod callbacks;
 mod checkout;
 mod delivery;
 mod errors;
+mod guarantee;
 mod isolation;
 mod probes;

@@ -21,6 +21,9 @@ pub struct CallbackPayload<'a> {
     pub source_url: &'a str,
     pub checkout_id: String,
     pub orders: &'a [icon_contracts::OrderOutcome],
+    /// Why the checkout failed, when its orders do not say.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'a str>,
 }
 
 pub struct CallbackChannel {
@@ -54,6 +57,7 @@ impl CallbackChannel {
             source_url: &event.source_url,
             checkout_id: event.checkout_id.to_string(),
             orders: &event.orders,
+            reason: event.reason.as_deref(),
         })
         .unwrap_or_default();
         let timestamp = chrono::Utc::now().timestamp().to_string();

@@ -1,0 +1,349 @@
+//! The worker's processing passes over a checkout.
+//!
+//! A checkout is processed in passes: each makes at most one call per open order (an order
+//! request or a status lookup), records what it learnt, and either finishes the checkout or
+//! schedules the next pass through a delay tier. Waiting happens in the broker, never in a
+//! sleeping task holding a prefetch slot.
+//!
+//! Exactly one pass runs at a time, whatever copies of a message exist (a redelivery, a sweeper
+//! copy, a duplicate publish):
+//! - every message names the pass count it expects (`after_pass`); [`claim`] moves the count on
+//!   with a conditional `UPDATE`, so only one copy wins and the others are stale;
+//! - a claimed pass holds a lease (`claimed_until`): a copy arriving while it runs is deferred
+//!   to the lease's end ([`Claim::Busy`]); if the claimer crashed, the first copy after the
+//!   lease takes the pass over, and the late claimer's write is refused ([`Completed::Lost`]);
+//! - `deliveries` counts passes that started and never completed; past a bound the checkout
+//!   fails with a reason ([`give_up`]) instead of looping.
+//!
+//! Every transition and the message it implies (the next pass, or `checkout.finished`) are
+//! written in one transaction through the outbox.
+
+use crate::orders::{self, OrderUpdate, OrderWork};
+use crate::{carts, error::corrupt, outbox, Conn, GenericClient, StoreError};
+use chrono::{DateTime, Utc};
+use icon_contracts::{topology, CheckoutDue, CheckoutFinished, Envelope, OrderOutcome};
+use icon_domain::{CartId, CheckoutId, CheckoutStatus, OrderStatus};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// A pass this worker holds.
+#[derive(Debug, Clone)]
+pub struct Pass {
+    pub checkout_id: CheckoutId,
+    pub cart_id: CartId,
+    /// The pass count after the claim; the next message expects it.
+    pub pass: i32,
+    /// Proves ownership when the pass is recorded.
+    pub claim: Uuid,
+    /// Passes started without completing, this one included.
+    pub deliveries: i32,
+    /// The error that ended the last failed pass.
+    pub last_error: Option<String>,
+    pub orders: Vec<OrderWork>,
+}
+
+#[derive(Debug)]
+pub enum Claim {
+    Claimed(Box<Pass>),
+    /// Another copy's pass is in flight until `until`: look again then.
+    Busy {
+        until: DateTime<Utc>,
+    },
+    /// Nothing to do: the checkout is final, or this copy is stale.
+    Nothing(&'static str),
+    /// No such checkout.
+    Missing,
+}
+
+/// Claims the pass after `after_pass` for `lease` (or takes over a crashed one).
+#[tracing::instrument(name = "store.claim_pass", skip_all, fields(checkout_id = %id, after_pass))]
+pub async fn claim(
+    db: &impl GenericClient,
+    id: CheckoutId,
+    after_pass: i32,
+    lease: Duration,
+) -> Result<Claim, StoreError> {
+    let claim = Uuid::new_v4();
+    let stmt = db
+        .prepare_cached(
+            "UPDATE checkouts
+             SET pass = CASE WHEN pass = $2 THEN pass + 1 ELSE pass END,
+                 claim = $3, claimed_until = now() + make_interval(secs => $4),
+                 deliveries = deliveries + 1,
+                 status = CASE WHEN status = 'queued' THEN 'processing' ELSE status END,
+                 updated_at = now()
+             WHERE id = $1 AND status IN ('queued', 'processing')
+               AND ((pass = $2 AND (claimed_until IS NULL OR claimed_until < now()))
+                    OR (pass = $2 + 1 AND claimed_until < now()))
+             RETURNING cart_id, pass, deliveries, last_error",
+        )
+        .await?;
+    let row = db
+        .query_opt(
+            &stmt,
+            &[&id.as_uuid(), &after_pass, &claim, &lease.as_secs_f64()],
+        )
+        .await?;
+    let Some(row) = row else {
+        return why_not(db, id, after_pass).await;
+    };
+    let cart_id = CartId::new(row.get(0));
+    let items = carts::items(db, cart_id).await?;
+    Ok(Claim::Claimed(Box::new(Pass {
+        checkout_id: id,
+        cart_id,
+        pass: row.get(1),
+        claim,
+        deliveries: row.get(2),
+        last_error: row.get(3),
+        orders: orders::work(db, id, &items).await?,
+    })))
+}
+
+async fn why_not(
+    db: &impl GenericClient,
+    id: CheckoutId,
+    after_pass: i32,
+) -> Result<Claim, StoreError> {
+    let stmt = db
+        .prepare_cached(
+            "SELECT status, pass, claimed_until, claimed_until > now() FROM checkouts WHERE id = $1",
+        )
+        .await?;
+    let Some(row) = db.query_opt(&stmt, &[&id.as_uuid()]).await? else {
+        return Ok(Claim::Missing);
+    };
+    let status = CheckoutStatus::parse(row.get(0)).map_err(corrupt)?;
+    let pass: i32 = row.get(1);
+    let until: Option<DateTime<Utc>> = row.get(2);
+    let leased: Option<bool> = row.get(3);
+    Ok(match (status.is_final(), until, leased) {
+        (true, _, _) => Claim::Nothing("checkout already final"),
+        (false, Some(until), Some(true)) if pass == after_pass + 1 => Claim::Busy { until },
+        _ => Claim::Nothing("stale copy: another copy made this pass"),
+    })
+}
+
+/// The outcome of recording a pass.
+#[derive(Debug)]
+pub enum Completed {
+    /// The checkout reached its final state; `checkout.finished` is in the outbox.
+    Finished(Box<CheckoutFinished>),
+    /// Orders are still open; the next pass is scheduled for this instant.
+    Next(DateTime<Utc>),
+    /// The lease ran out and another copy took the pass over: nothing was written.
+    Lost,
+}
+
+/// Records a pass: the orders' new states, then either the final transition or the next pass
+/// (routed by `route`, which names the queue that delivers a message due at an instant).
+#[tracing::instrument(name = "store.complete_pass", skip_all, fields(checkout_id = %pass.checkout_id))]
+pub async fn complete(
+    conn: &mut Conn,
+    pass: &Pass,
+    updates: &[OrderUpdate],
+    route: impl Fn(DateTime<Utc>) -> String,
+) -> Result<Completed, StoreError> {
+    let tx = conn.transaction().await?;
+    if !lock_own(&tx, pass).await? {
+        return Ok(Completed::Lost);
+    }
+    orders::apply(&tx, pass.checkout_id, updates).await?;
+    let id = pass.checkout_id;
+    let items = carts::items(&tx, pass.cart_id).await?;
+    let now_orders = orders::work(&tx, id, &items).await?;
+    let next = now_orders
+        .iter()
+        .filter(|o| o.is_open())
+        .map(|o| o.next_attempt_at.unwrap_or_else(Utc::now))
+        .min();
+    let result = match next {
+        None => Completed::Finished(Box::new(finish(&tx, pass, None).await?)),
+        Some(at) => {
+            let stmt = tx
+                .prepare_cached(
+                    "UPDATE checkouts SET claim = NULL, claimed_until = NULL, deliveries = 0,
+                            last_error = NULL, next_due_at = $2, updated_at = now()
+                     WHERE id = $1",
+                )
+                .await?;
+            tx.execute(&stmt, &[&id.as_uuid(), &at]).await?;
+            schedule(&tx, id, pass.pass, at, &route(at)).await?;
+            Completed::Next(at)
+        }
+    };
+    tx.commit().await?;
+    Ok(result)
+}
+
+/// After a pass failed with an error that is not an outage: releases it, keeps the error, and
+/// schedules the same pass again at `retry_at`. `false` if the pass was no longer ours.
+pub async fn release_after_error(
+    conn: &mut Conn,
+    pass: &Pass,
+    error: &str,
+    retry_at: DateTime<Utc>,
+    route: impl Fn(DateTime<Utc>) -> String,
+) -> Result<bool, StoreError> {
+    let tx = conn.transaction().await?;
+    let stmt = tx
+        .prepare_cached(
+            "UPDATE checkouts SET claim = NULL, claimed_until = NULL, last_error = $3,
+                    next_due_at = $4, updated_at = now()
+             WHERE id = $1 AND claim = $2",
+        )
+        .await?;
+    let error = icon_domain::text::sanitize(error, icon_domain::text::MAX_REASON_CHARS);
+    let released = tx
+        .execute(
+            &stmt,
+            &[&pass.checkout_id.as_uuid(), &pass.claim, &error, &retry_at],
+        )
+        .await?
+        == 1;
+    if released {
+        schedule(&tx, pass.checkout_id, pass.pass, retry_at, &route(retry_at)).await?;
+    }
+    tx.commit().await?;
+    Ok(released)
+}
+
+/// Ends a checkout whose passes keep failing: every open order becomes (or stays) `unknown`,
+/// since the retailer may have placed it, and the checkout finishes with `reason`, so the
+/// loop closes and the callback goes out.
+#[tracing::instrument(name = "store.give_up_checkout", skip_all, fields(checkout_id = %pass.checkout_id))]
+pub async fn give_up(
+    conn: &mut Conn,
+    pass: &Pass,
+    reason: &str,
+) -> Result<Option<CheckoutFinished>, StoreError> {
+    let tx = conn.transaction().await?;
+    if !lock_own(&tx, pass).await? {
+        return Ok(None);
+    }
+    let stmt = tx
+        .prepare_cached(
+            "UPDATE checkout_orders SET status = 'unknown', settle_until = NULL,
+                    next_attempt_at = NULL, updated_at = now()
+             WHERE checkout_id = $1 AND status IN ('pending', 'unknown')",
+        )
+        .await?;
+    tx.execute(&stmt, &[&pass.checkout_id.as_uuid()]).await?;
+    let reason = icon_domain::text::sanitize(reason, icon_domain::text::MAX_REASON_CHARS);
+    let finished = finish(&tx, pass, Some(reason)).await?;
+    tx.commit().await?;
+    Ok(Some(finished))
+}
+
+/// Locks the checkout row if this pass still holds it.
+async fn lock_own(tx: &impl GenericClient, pass: &Pass) -> Result<bool, StoreError> {
+    let stmt = tx
+        .prepare_cached("SELECT 1 FROM checkouts WHERE id = $1 AND claim = $2 FOR UPDATE")
+        .await?;
+    Ok(tx
+        .query_opt(&stmt, &[&pass.checkout_id.as_uuid(), &pass.claim])
+        .await?
+        .is_some())
+}
+
+/// The final transition, inside the caller's transaction: the status follows from the orders
+/// (`unknown` counts as not confirmed), and `checkout.finished` goes to the outbox.
+async fn finish(
+    tx: &impl GenericClient,
+    pass: &Pass,
+    reason: Option<String>,
+) -> Result<CheckoutFinished, StoreError> {
+    let id = pass.checkout_id;
+    let orders = orders::list(tx, id).await?;
+    let statuses: Vec<OrderStatus> = orders.iter().map(|o| o.status).collect();
+    let status = CheckoutStatus::from_orders(&statuses);
+    let stmt = tx
+        .prepare_cached(
+            "UPDATE checkouts SET status = $2, reason = $3, claim = NULL, claimed_until = NULL,
+                    next_due_at = NULL, updated_at = now()
+             WHERE id = $1 RETURNING resource_url",
+        )
+        .await?;
+    let row = tx
+        .query_one(&stmt, &[&id.as_uuid(), &status.as_str(), &reason])
+        .await?;
+    let finished = CheckoutFinished {
+        checkout_id: id,
+        cart_id: pass.cart_id,
+        status,
+        source_url: row.get(0),
+        orders: orders
+            .into_iter()
+            .map(|o| OrderOutcome {
+                retailer_id: o.retailer_id,
+                status: o.status,
+                retailer_order_id: o.retailer_order_id,
+                reason: o.reason,
+            })
+            .collect(),
+        reason,
+    };
+    outbox::enqueue(
+        tx,
+        topology::EVENTS_EXCHANGE,
+        topology::CHECKOUT_FINISHED,
+        &Envelope::new(finished.clone()),
+    )
+    .await?;
+    Ok(finished)
+}
+
+/// Writes a `checkout.due` for the pass after `after_pass`, due at `at`, to the outbox, for the
+/// queue `routing_key` (a delay tier, or the work queue itself when it is due now).
+pub async fn schedule(
+    db: &impl GenericClient,
+    id: CheckoutId,
+    after_pass: i32,
+    at: DateTime<Utc>,
+    routing_key: &str,
+) -> Result<(), StoreError> {
+    let due = Envelope::new(CheckoutDue {
+        checkout_id: id,
+        after_pass,
+        not_before: at,
+    });
+    outbox::enqueue(db, "", routing_key, &due).await
+}
+
+/// The safety net: checkouts not final, with no pass in flight, nothing waiting in the outbox,
+/// and no progress or due pass for `older_than` (their message was lost or dead-lettered). Each
+/// gets one `checkout.due` and counts as due now, so it is queued again at most once per
+/// `older_than`; the pass counter makes a copy that was merely late harmless.
+pub async fn requeue_stuck(conn: &mut Conn, older_than: Duration) -> Result<usize, StoreError> {
+    let tx = conn.transaction().await?;
+    let stmt = tx
+        .prepare_cached(
+            "SELECT id, pass FROM checkouts c
+             WHERE status IN ('queued', 'processing')
+               AND (claimed_until IS NULL OR claimed_until < now())
+               AND coalesce(next_due_at, updated_at) < now() - make_interval(secs => $1)
+               AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.checkout_id = c.id)
+             ORDER BY updated_at LIMIT 100
+             FOR UPDATE SKIP LOCKED",
+        )
+        .await?;
+    let rows = tx.query(&stmt, &[&older_than.as_secs_f64()]).await?;
+    let touch = tx
+        .prepare_cached("UPDATE checkouts SET next_due_at = now() WHERE id = $1")
+        .await?;
+    for row in &rows {
+        let id = CheckoutId::from_uuid(row.get(0));
+        tracing::warn!(checkout_id = %id, "checkout made no progress; queued again");
+        schedule(
+            &tx,
+            id,
+            row.get(1),
+            Utc::now(),
+            topology::CHECKOUT_REQUESTED,
+        )
+        .await?;
+        tx.execute(&touch, &[&id.as_uuid()]).await?;
+    }
+    tx.commit().await?;
+    Ok(rows.len())
+}

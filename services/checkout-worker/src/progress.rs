@@ -1,0 +1,257 @@
+//! What an answer means for an order's state: the worker's rules, pure and unit-tested.
+//!
+//! - A placed order is `confirmed`; a refused one `rejected` or `failed` (not placed).
+//! - An unsure answer is retried after a capped, doubling wait; once the attempts are spent the
+//!   order is `unknown` and settled by status lookups on `ICON_RETAILER_SETTLE_SCHEDULE` until
+//!   `ICON_RETAILER_SETTLE_WITHIN`, after which it stays `unknown` for good.
+
+use crate::retailer::{LookupAnswer, PlaceAnswer};
+use crate::settings::WorkerSettings;
+use chrono::{DateTime, Utc};
+use icon_domain::OrderStatus;
+use icon_store::orders::{OrderUpdate, OrderWork};
+use std::time::Duration;
+
+fn later(now: DateTime<Utc>, wait: Duration) -> DateTime<Utc> {
+    now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX)
+}
+
+/// The order as it is, nothing called: the base every update starts from.
+fn unchanged(order: &OrderWork) -> OrderUpdate {
+    OrderUpdate {
+        retailer_id: order.retailer_id.clone(),
+        status: order.status,
+        retailer_order_id: order.retailer_order_id.clone(),
+        reason: order.reason.clone(),
+        attempts_add: 0,
+        lookups_add: 0,
+        next_attempt_at: order.next_attempt_at,
+        settle_until: order.settle_until,
+    }
+}
+
+/// After an order request.
+pub fn after_place(
+    order: &OrderWork,
+    answer: PlaceAnswer,
+    now: DateTime<Utc>,
+    s: &WorkerSettings,
+) -> OrderUpdate {
+    let base = OrderUpdate {
+        attempts_add: 1,
+        next_attempt_at: None,
+        settle_until: None,
+        ..unchanged(order)
+    };
+    match answer {
+        PlaceAnswer::Confirmed { order_id } => OrderUpdate {
+            status: OrderStatus::Confirmed,
+            retailer_order_id: order_id,
+            reason: None,
+            ..base
+        },
+        PlaceAnswer::NotPlaced { status, reason } => OrderUpdate {
+            status,
+            reason: Some(reason),
+            ..base
+        },
+        PlaceAnswer::Unsure { why, retry_after } => {
+            let attempt = order.attempts + 1;
+            if attempt < s.retailer_max_attempts as i32 {
+                OrderUpdate {
+                    status: OrderStatus::Pending,
+                    reason: Some(format!("attempt {attempt} unanswered: {why}; retrying")),
+                    next_attempt_at: Some(later(now, s.retry_wait(attempt, retry_after))),
+                    ..base
+                }
+            } else if s.settle_within.is_zero() {
+                OrderUpdate {
+                    status: OrderStatus::Unknown,
+                    reason: Some(format!(
+                        "no answer after {attempt} attempts ({why}); status lookups are off                          (ICON_RETAILER_SETTLE_WITHIN=0)"
+                    )),
+                    ..base
+                }
+            } else {
+                OrderUpdate {
+                    status: OrderStatus::Unknown,
+                    reason: Some(format!(
+                        "no answer after {attempt} attempts ({why}); settling by status lookup"
+                    )),
+                    next_attempt_at: Some(later(now, s.settle_wait(0))),
+                    settle_until: Some(later(now, s.settle_within)),
+                    ..base
+                }
+            }
+        }
+    }
+}
+
+/// After a status lookup of an `unknown` order.
+pub fn after_lookup(
+    order: &OrderWork,
+    answer: LookupAnswer,
+    now: DateTime<Utc>,
+    s: &WorkerSettings,
+) -> OrderUpdate {
+    let settled = OrderUpdate {
+        lookups_add: 1,
+        next_attempt_at: None,
+        settle_until: None,
+        ..unchanged(order)
+    };
+    match answer {
+        LookupAnswer::Placed { order_id, status } => match status.as_str() {
+            "rejected" | "cancelled" | "canceled" | "failed" => OrderUpdate {
+                status: OrderStatus::Rejected,
+                retailer_order_id: order_id,
+                reason: Some(format!("the retailer reports this order as {status}")),
+                ..settled
+            },
+            _ => OrderUpdate {
+                status: OrderStatus::Confirmed,
+                retailer_order_id: order_id,
+                reason: None,
+                ..settled
+            },
+        },
+        LookupAnswer::NotPlaced => OrderUpdate {
+            status: OrderStatus::Failed,
+            reason: Some("the retailer has no order for this key: it was not placed".into()),
+            ..settled
+        },
+        LookupAnswer::Unsure { why } => {
+            let lookups = order.lookups + 1;
+            let next = later(now, s.settle_wait(lookups));
+            match order.settle_until {
+                Some(until) if next <= until => OrderUpdate {
+                    reason: Some(format!("settling: lookup {lookups} unanswered ({why})")),
+                    next_attempt_at: Some(next),
+                    settle_until: Some(until),
+                    ..settled
+                },
+                _ => OrderUpdate {
+                    reason: Some(format!(
+                        "not settled within {:?}: the retailer may or may not have placed it \
+                         (last lookup: {why})",
+                        s.settle_within
+                    )),
+                    ..settled
+                },
+            }
+        }
+    }
+}
+
+/// The retailer already has as many calls from this worker as it may: try again a little later.
+pub fn postponed(order: &OrderWork, until: DateTime<Utc>) -> OrderUpdate {
+    OrderUpdate {
+        next_attempt_at: Some(until),
+        ..unchanged(order)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use icon_domain::{CheckoutId, RetailerId};
+    use icon_runtime::Env;
+
+    fn settings() -> WorkerSettings {
+        WorkerSettings::from_env(&Env::from_pairs([
+            ("ICON_RETAILER_MAX_ATTEMPTS", "3"),
+            ("ICON_RETAILER_SETTLE_SCHEDULE", "10s,1m"),
+            ("ICON_RETAILER_SETTLE_WITHIN", "5m"),
+        ]))
+        .unwrap()
+    }
+
+    fn order(status: OrderStatus, attempts: i32) -> OrderWork {
+        OrderWork {
+            retailer_id: RetailerId::parse("acme".to_owned()).unwrap(),
+            order_url: "http://127.0.0.1:1/orders".into(),
+            status,
+            idempotency_key: "k".into(),
+            key_checkout_id: CheckoutId::new(),
+            attempts,
+            lookups: 0,
+            retailer_order_id: None,
+            reason: None,
+            next_attempt_at: None,
+            settle_until: None,
+            items: vec![],
+        }
+    }
+
+    fn unsure() -> PlaceAnswer {
+        PlaceAnswer::Unsure {
+            why: "timeout".into(),
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn unsure_answers_retry_then_become_unknown_and_settle() {
+        let s = settings();
+        let now = Utc::now();
+        let u = after_place(&order(OrderStatus::Pending, 0), unsure(), now, &s);
+        assert_eq!(u.status, OrderStatus::Pending);
+        assert_eq!(u.next_attempt_at, Some(later(now, s.retry_wait(1, None))));
+        let u = after_place(&order(OrderStatus::Pending, 2), unsure(), now, &s);
+        assert_eq!(u.status, OrderStatus::Unknown);
+        assert_eq!(u.next_attempt_at, Some(later(now, Duration::from_secs(10))));
+        assert_eq!(u.settle_until, Some(later(now, Duration::from_secs(300))));
+
+        let mut settling = order(OrderStatus::Unknown, 3);
+        settling.settle_until = u.settle_until;
+        let found = LookupAnswer::Placed {
+            order_id: Some("o-1".into()),
+            status: "confirmed".into(),
+        };
+        let u = after_lookup(&settling, found, now, &s);
+        assert_eq!(u.status, OrderStatus::Confirmed);
+        assert_eq!(u.retailer_order_id.as_deref(), Some("o-1"));
+        assert_eq!(u.settle_until, None);
+        let u = after_lookup(&settling, LookupAnswer::NotPlaced, now, &s);
+        assert_eq!(u.status, OrderStatus::Failed);
+        assert!(u.status.not_placed());
+    }
+
+    #[test]
+    fn settling_stops_at_the_deadline_and_the_order_stays_unknown() {
+        let s = settings();
+        let now = Utc::now();
+        let mut settling = order(OrderStatus::Unknown, 3);
+        settling.settle_until = Some(later(now, Duration::from_secs(120)));
+        let why = || LookupAnswer::Unsure { why: "503".into() };
+        let u = after_lookup(&settling, why(), now, &s);
+        assert_eq!(u.next_attempt_at, Some(later(now, Duration::from_secs(60))));
+        assert!(u.settle_until.is_some());
+        settling.lookups = 5;
+        let u = after_lookup(&settling, why(), later(now, Duration::from_secs(90)), &s);
+        assert_eq!(u.status, OrderStatus::Unknown);
+        assert_eq!((u.settle_until, u.next_attempt_at), (None, None));
+        assert!(u.reason.unwrap().starts_with("not settled within"));
+    }
+
+    #[test]
+    fn refusals_and_confirmations_are_final() {
+        let s = settings();
+        let now = Utc::now();
+        let u = after_place(
+            &order(OrderStatus::Pending, 0),
+            PlaceAnswer::NotPlaced {
+                status: OrderStatus::Rejected,
+                reason: "out of stock".into(),
+            },
+            now,
+            &s,
+        );
+        assert_eq!(
+            (u.status, u.attempts_add, u.next_attempt_at),
+            (OrderStatus::Rejected, 1, None)
+        );
+        let u = postponed(&order(OrderStatus::Pending, 1), now);
+        assert_eq!((u.status, u.attempts_add), (OrderStatus::Pending, 0));
+    }
+}

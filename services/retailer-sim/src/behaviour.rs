@@ -1,0 +1,120 @@
+//! [`Behaviour`]: what the simulated retailer does with a valid order, chosen by SKU prefix so a
+//! test or a demo picks an outcome just by naming its items.
+
+use crate::orders::OrderItem;
+
+/// What the simulator does with a valid order that has no confirmed order for its key yet,
+/// chosen by the first prefix (in [`Behaviour::PREFIXES`] order) that any item's SKU starts with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behaviour {
+    /// `down-`: always 500, like a retailer in an outage.
+    Down,
+    /// `hang-`: never answers, so callers can prove their deadline works.
+    Hang,
+    /// `reject-`: 422, out of stock (a permanent refusal: no order is placed).
+    Reject,
+    /// `conflict-`: 409 "in progress" on the first request for a key, then confirms, so callers
+    /// can prove they retry a 409 rather than take it for a refusal.
+    Conflict,
+    /// `flaky-`: 503 on the first request for a key, then confirms (a transient failure).
+    Flaky,
+    /// `busy-`: 429 with `Retry-After: 1` on the first request for a key, then confirms.
+    Busy,
+    /// `ghost-`: places the order but answers 502, as if the answer was lost on the way back, so
+    /// callers can prove they settle an unacknowledged order by lookup. Later requests for the
+    /// key replay the order like any confirmed one.
+    Ghost,
+    /// `slow-`: waits the configured delay, then confirms.
+    Slow,
+    /// `nul-`: confirms with an `order_id` full of control characters (NUL first), so callers
+    /// can prove they sanitise what a retailer sends back.
+    Nul,
+    /// Anything else: confirms at once.
+    Confirm,
+}
+
+impl Behaviour {
+    /// Prefixes in priority order: an order mixing `down-` and `slow-` items is down. Refusals
+    /// come before outcomes that place the order, so an order with any refusing item is refused,
+    /// and `nul-` (a plain confirmation with an odd id) comes last.
+    pub const PREFIXES: [(&'static str, Behaviour); 9] = [
+        ("down-", Behaviour::Down),
+        ("hang-", Behaviour::Hang),
+        ("reject-", Behaviour::Reject),
+        ("conflict-", Behaviour::Conflict),
+        ("flaky-", Behaviour::Flaky),
+        ("busy-", Behaviour::Busy),
+        ("ghost-", Behaviour::Ghost),
+        ("slow-", Behaviour::Slow),
+        ("nul-", Behaviour::Nul),
+    ];
+
+    /// The behaviour for these items, with the SKU that chose it (named in refusal reasons).
+    pub fn of(items: &[OrderItem]) -> (Behaviour, Option<&str>) {
+        Self::PREFIXES
+            .iter()
+            .find_map(|(prefix, behaviour)| {
+                items
+                    .iter()
+                    .find(|item| item.sku.starts_with(prefix))
+                    .map(|item| (*behaviour, Some(item.sku.as_str())))
+            })
+            .unwrap_or((Behaviour::Confirm, None))
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Behaviour::Down => "down",
+            Behaviour::Hang => "hang",
+            Behaviour::Reject => "reject",
+            Behaviour::Conflict => "conflict",
+            Behaviour::Flaky => "flaky",
+            Behaviour::Busy => "busy",
+            Behaviour::Ghost => "ghost",
+            Behaviour::Slow => "slow",
+            Behaviour::Nul => "nul",
+            Behaviour::Confirm => "confirm",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::orders::Price;
+
+    fn item(sku: &str) -> OrderItem {
+        OrderItem {
+            sku: sku.to_owned(),
+            quantity: 1,
+            unit_price: Price {
+                amount_minor: 100,
+                currency: "GBP".to_owned(),
+            },
+        }
+    }
+
+    #[test]
+    fn behaviour_follows_prefix_priority_not_item_order() {
+        let items = [item("slow-a"), item("reject-b"), item("down-c")];
+        assert_eq!(Behaviour::of(&items), (Behaviour::Down, Some("down-c")));
+        let items = [item("plain"), item("busy-x"), item("flaky-y")];
+        assert_eq!(Behaviour::of(&items), (Behaviour::Flaky, Some("flaky-y")));
+        let items = [item("nul-a"), item("slow-b"), item("ghost-c")];
+        assert_eq!(Behaviour::of(&items), (Behaviour::Ghost, Some("ghost-c")));
+        let items = [item("nul-a"), item("conflict-b")];
+        assert_eq!(Behaviour::of(&items).0, Behaviour::Conflict);
+        assert_eq!(Behaviour::of(&[item("nul-a")]).0, Behaviour::Nul);
+        assert_eq!(Behaviour::of(&[item("dress")]), (Behaviour::Confirm, None));
+        // A prefix must lead the SKU.
+        assert_eq!(Behaviour::of(&[item("x-down-1")]).0, Behaviour::Confirm);
+    }
+
+    #[test]
+    fn every_prefix_names_its_behaviour() {
+        for (prefix, behaviour) in Behaviour::PREFIXES {
+            assert_eq!(prefix, format!("{}-", behaviour.as_str()));
+        }
+        assert_eq!(Behaviour::PREFIXES[0].1, Behaviour::Down);
+    }
+}

@@ -1,0 +1,138 @@
+//! The retailer protocol's status lookup, `GET /orders?idempotency_key=K` and
+//! `GET /{retailer}/orders?idempotency_key=K`, and the log of lookups received, `GET /lookups`.
+//!
+//! A lookup lets a caller that never got an answer (a timeout, a `ghost-` 502) learn whether its
+//! order was placed, instead of guessing: 200 with the order if it was, 404 if not.
+
+use crate::book::{KeyId, LogFilter};
+use crate::{lock, reason, Sim};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+
+/// How many lookups the log keeps; older ones are dropped so a long run stays bounded.
+pub const MAX_RECORDED_LOOKUPS: usize = 100_000;
+
+/// One lookup as received and answered; `GET /lookups` returns these.
+#[derive(Debug, Clone, Serialize)]
+pub struct LookupRecord {
+    pub received_at: DateTime<Utc>,
+    /// The `{retailer}` path segment, or `None` for `GET /orders`.
+    pub retailer: Option<String>,
+    /// `None` when the query had none (answered 400).
+    pub idempotency_key: Option<String>,
+    pub response_status: u16,
+}
+
+/// Every lookup received, oldest first.
+#[derive(Debug, Default)]
+pub(crate) struct LookupLog(VecDeque<LookupRecord>);
+
+impl LookupLog {
+    fn push(&mut self, record: LookupRecord) {
+        if self.0.len() >= MAX_RECORDED_LOOKUPS {
+            self.0.pop_front();
+        }
+        self.0.push_back(record);
+    }
+
+    fn list(&self, filter: &LogFilter) -> Vec<LookupRecord> {
+        self.0
+            .iter()
+            .filter(|r| filter.matches(r.retailer.as_deref(), r.idempotency_key.as_deref()))
+            .cloned()
+            .collect()
+    }
+}
+
+/// Query of a lookup.
+#[derive(Debug, Deserialize)]
+pub(crate) struct LookupQuery {
+    idempotency_key: Option<String>,
+}
+
+/// `GET /orders?idempotency_key=K`.
+pub(crate) async fn lookup(sim: web::Data<Sim>, query: web::Query<LookupQuery>) -> HttpResponse {
+    find(&sim, None, query.into_inner())
+}
+
+/// `GET /{retailer}/orders?idempotency_key=K`.
+pub(crate) async fn lookup_for(
+    sim: web::Data<Sim>,
+    retailer: web::Path<String>,
+    query: web::Query<LookupQuery>,
+) -> HttpResponse {
+    find(&sim, Some(retailer.into_inner()), query.into_inner())
+}
+
+#[tracing::instrument(name = "lookup", skip_all, fields(retailer = retailer.as_deref()))]
+fn find(sim: &Sim, retailer: Option<String>, query: LookupQuery) -> HttpResponse {
+    let received_at = Utc::now();
+    // Trimmed like the `Idempotency-Key` header, so a key is found exactly as it was stored.
+    let key = query
+        .idempotency_key
+        .as_deref()
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(str::to_owned);
+    let response = match &key {
+        None => reason(
+            StatusCode::BAD_REQUEST,
+            "an idempotency_key query parameter is required",
+        ),
+        Some(key) => {
+            let id = KeyId {
+                retailer: retailer.clone(),
+                key: key.clone(),
+            };
+            match lock(&sim.orders).order_id(&id) {
+                Some(order_id) => HttpResponse::Ok()
+                    .json(serde_json::json!({"order_id": order_id, "status": "confirmed"})),
+                None => reason(
+                    StatusCode::NOT_FOUND,
+                    format!("no order was placed with Idempotency-Key {key}"),
+                ),
+            }
+        }
+    };
+    let status = response.status().as_u16();
+    tracing::info!(
+        idempotency_key = key.as_deref(),
+        status,
+        "order lookup answered"
+    );
+    lock(&sim.lookups).push(LookupRecord {
+        received_at,
+        retailer,
+        idempotency_key: key,
+        response_status: status,
+    });
+    response
+}
+
+/// `GET /lookups[?idempotency_key=K][&retailer=R]`: every lookup received, oldest first.
+pub(crate) async fn list(sim: web::Data<Sim>, filter: web::Query<LogFilter>) -> HttpResponse {
+    HttpResponse::Ok().json(lock(&sim.lookups).list(&filter))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_log_drops_the_oldest() {
+        let mut log = LookupLog::default();
+        for n in 0..=MAX_RECORDED_LOOKUPS {
+            log.push(LookupRecord {
+                received_at: Utc::now(),
+                retailer: None,
+                idempotency_key: Some(n.to_string()),
+                response_status: 404,
+            });
+        }
+        assert_eq!(log.0.len(), MAX_RECORDED_LOOKUPS);
+        assert_eq!(log.0[0].idempotency_key.as_deref(), Some("1"));
+    }
+}

@@ -1,0 +1,188 @@
+//! A simulator per test, on a random loopback port, and a hyper client to talk to it.
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::header::HeaderMap;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use icon_retailer_sim::{serve, SimSettings};
+use serde_json::{json, Value};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Upper bound on any single exchange or awaited condition, so a broken simulator fails a test
+/// instead of hanging it.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+pub struct TestSim {
+    pub addr: SocketAddr,
+    pub shutdown: CancellationToken,
+    pub server: JoinHandle<std::io::Result<()>>,
+    pub client: Client<HttpConnector, Full<Bytes>>,
+}
+
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl TestSim {
+    pub async fn start() -> Self {
+        Self::start_with(Duration::from_millis(300)).await
+    }
+
+    pub async fn start_with(slow_delay: Duration) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("bound address");
+        let settings = SimSettings {
+            addr: addr.to_string(),
+            slow_delay,
+            log: "off".to_owned(),
+        };
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(serve(listener, settings, shutdown.clone()).expect("serve"));
+        let client = Client::builder(TokioExecutor::new()).build_http();
+        Self {
+            addr,
+            shutdown,
+            server,
+            client,
+        }
+    }
+
+    /// One exchange, with no deadline: for requests that are not supposed to be answered.
+    pub fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> impl Future<Output = Result<Reply, String>> + Send + 'static {
+        let client = self.client.clone();
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", self.addr));
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let req = req.body(Full::new(Bytes::from(body)));
+        async move {
+            let req = req.map_err(|e| e.to_string())?;
+            let resp = client.request(req).await.map_err(|e| e.to_string())?;
+            let (parts, body) = resp.into_parts();
+            let bytes = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+            let body = serde_json::from_slice(&bytes)
+                .map_err(|e| format!("non-JSON body {bytes:?}: {e}"))?;
+            Ok(Reply {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+            })
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Reply {
+        tokio::time::timeout(DEADLINE, self.send(method, path, headers, body))
+            .await
+            .unwrap_or_else(|_| panic!("no answer from {path} within {DEADLINE:?}"))
+            .unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    pub async fn order(&self, path: &str, key: Option<&str>, body: &Value) -> Reply {
+        let mut headers = vec![("content-type", "application/json")];
+        if let Some(key) = key {
+            headers.push(("idempotency-key", key));
+        }
+        self.call(Method::POST, path, &headers, body.to_string().into_bytes())
+            .await
+    }
+
+    /// Sends an order in the background, to be awaited later (or never, for a `hang-` one).
+    pub fn spawn_order(
+        &self,
+        path: &str,
+        key: &str,
+        body: &Value,
+    ) -> JoinHandle<Result<Reply, String>> {
+        let headers = [
+            ("content-type", "application/json"),
+            ("idempotency-key", key),
+        ];
+        tokio::spawn(self.send(Method::POST, path, &headers, body.to_string().into_bytes()))
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.call(Method::GET, path, &[], vec![]).await
+    }
+
+    /// The order request log, `GET /requests{query}`.
+    pub async fn requests(&self, query: &str) -> Vec<Value> {
+        self.log(&format!("/requests{query}")).await
+    }
+
+    /// The lookup log, `GET /lookups{query}`.
+    pub async fn lookups(&self, query: &str) -> Vec<Value> {
+        self.log(&format!("/lookups{query}")).await
+    }
+
+    async fn log(&self, path: &str) -> Vec<Value> {
+        let reply = self.get(path).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}: {reply:?}");
+        reply.body.as_array().expect("an array").clone()
+    }
+
+    /// Waits until the simulator holds a request for `key`: logged, not answered.
+    pub async fn wait_until_held(&self, key: &str) {
+        let query = format!("?idempotency_key={key}");
+        eventually(&format!("a request for {key} in flight"), || async {
+            let log = self.requests(&query).await;
+            log.iter()
+                .any(|r| r["response_status"].is_null())
+                .then_some(())
+        })
+        .await;
+    }
+}
+
+/// Polls `probe` until it yields, failing the test after [`DEADLINE`].
+async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(found) = probe().await {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {DEADLINE:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+pub fn order_body(checkout_id: &str, skus: &[&str]) -> Value {
+    let items: Vec<Value> = skus
+        .iter()
+        .map(|sku| json!({"sku": sku, "quantity": 1, "unit_price": {"amount_minor": 1999, "currency": "GBP"}}))
+        .collect();
+    json!({"checkout_id": checkout_id, "items": items})
+}
+
+pub fn order_id(reply: &Reply) -> String {
+    reply.body["order_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no order_id in {reply:?}"))
+        .to_owned()
+}

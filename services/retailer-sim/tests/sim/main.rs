@@ -1,0 +1,14 @@
+//! Runs the simulator through `serve` on a random loopback port, one instance per test, and
+//! talks to it over real HTTP with hyper. One test binary, a module per concern.
+//!
+//! - `helpers`: the per-test simulator and client, and waiting on a condition.
+//! - `orders`: what each SKU prefix answers, and protocol errors.
+//! - `idempotency`: one order per key, replays, and 409 while a key's request is in progress.
+//! - `lookup`: the status lookup by key and the lookup log.
+//! - `server`: the request log, routing, the sink, health and shutdown.
+
+mod helpers;
+mod idempotency;
+mod lookup;
+mod orders;
+mod server;
