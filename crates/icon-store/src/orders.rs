@@ -13,6 +13,18 @@ pub struct OrderView {
     pub reason: Option<String>,
 }
 
+/// The callback shows an order as the resource does.
+impl From<OrderView> for icon_contracts::OrderOutcome {
+    fn from(o: OrderView) -> Self {
+        Self {
+            retailer_id: o.retailer_id,
+            status: o.status,
+            retailer_order_id: o.retailer_order_id,
+            reason: o.reason,
+        }
+    }
+}
+
 /// An order as the worker sees it during a processing pass.
 #[derive(Debug, Clone)]
 pub struct OrderWork {
@@ -52,6 +64,30 @@ impl OrderWork {
             OrderStatus::Pending => true,
             OrderStatus::Unknown => self.settle_until.is_some(),
             _ => false,
+        }
+    }
+
+    /// The order once `update` is applied (what [`apply`] writes), so a pass can decide what
+    /// comes next without reading back what it just wrote.
+    pub fn updated(&self, update: &OrderUpdate) -> Self {
+        Self {
+            status: update.status,
+            retailer_order_id: update.retailer_order_id.clone(),
+            reason: update.reason.clone(),
+            attempts: self.attempts + update.attempts_add,
+            lookups: self.lookups + update.lookups_add,
+            next_attempt_at: update.next_attempt_at,
+            settle_until: update.settle_until,
+            ..self.clone()
+        }
+    }
+
+    pub fn view(&self) -> OrderView {
+        OrderView {
+            retailer_id: self.retailer_id.clone(),
+            status: self.status,
+            retailer_order_id: self.retailer_order_id.clone(),
+            reason: self.reason.clone(),
         }
     }
 

@@ -18,7 +18,7 @@
 //! Every transition and the message it implies (the next pass, or `checkout.finished`) are
 //! written in one transaction through the outbox.
 
-use crate::orders::{self, OrderUpdate, OrderWork};
+use crate::orders::{self, OrderUpdate, OrderView, OrderWork};
 use crate::{carts, error::corrupt, outbox, Conn, GenericClient, StoreError};
 use chrono::{DateTime, Utc};
 use icon_contracts::{topology, CheckoutDue, CheckoutFinished, Envelope, OrderOutcome};
@@ -150,15 +150,28 @@ pub async fn complete(
     }
     orders::apply(&tx, pass.checkout_id, updates).await?;
     let id = pass.checkout_id;
-    let items = carts::items(&tx, pass.cart_id).await?;
-    let now_orders = orders::work(&tx, id, &items).await?;
+    // The orders as just written: the claim (and the row lock) keep anyone else from changing
+    // them, so there is no need to read them back.
+    let now_orders: Vec<OrderWork> = pass
+        .orders
+        .iter()
+        .map(
+            |o| match updates.iter().find(|u| u.retailer_id == o.retailer_id) {
+                Some(u) => o.updated(u),
+                None => o.clone(),
+            },
+        )
+        .collect();
     let next = now_orders
         .iter()
         .filter(|o| o.is_open())
         .map(|o| o.next_attempt_at.unwrap_or_else(Utc::now))
         .min();
     let result = match next {
-        None => Completed::Finished(Box::new(finish(&tx, pass, None).await?)),
+        None => {
+            let views = now_orders.iter().map(OrderWork::view).collect();
+            Completed::Finished(Box::new(finish(&tx, pass, views, None).await?))
+        }
         Some(at) => {
             let stmt = tx
                 .prepare_cached(
@@ -230,7 +243,8 @@ pub async fn give_up(
         .await?;
     tx.execute(&stmt, &[&pass.checkout_id.as_uuid()]).await?;
     let reason = icon_domain::text::sanitize(reason, icon_domain::text::MAX_REASON_CHARS);
-    let finished = finish(&tx, pass, Some(reason)).await?;
+    let views = orders::list(&tx, pass.checkout_id).await?;
+    let finished = finish(&tx, pass, views, Some(reason)).await?;
     tx.commit().await?;
     Ok(Some(finished))
 }
@@ -251,10 +265,10 @@ async fn lock_own(tx: &impl GenericClient, pass: &Pass) -> Result<bool, StoreErr
 async fn finish(
     tx: &impl GenericClient,
     pass: &Pass,
+    orders: Vec<OrderView>,
     reason: Option<String>,
 ) -> Result<CheckoutFinished, StoreError> {
     let id = pass.checkout_id;
-    let orders = orders::list(tx, id).await?;
     let statuses: Vec<OrderStatus> = orders.iter().map(|o| o.status).collect();
     let status = CheckoutStatus::from_orders(&statuses);
     let stmt = tx
@@ -272,15 +286,7 @@ async fn finish(
         cart_id: pass.cart_id,
         status,
         source_url: row.get(0),
-        orders: orders
-            .into_iter()
-            .map(|o| OrderOutcome {
-                retailer_id: o.retailer_id,
-                status: o.status,
-                retailer_order_id: o.retailer_order_id,
-                reason: o.reason,
-            })
-            .collect(),
+        orders: orders.into_iter().map(OrderOutcome::from).collect(),
         reason,
     };
     outbox::enqueue(

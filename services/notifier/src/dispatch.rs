@@ -299,16 +299,7 @@ async fn load_event(
             cart_id: c.cart_id,
             status: c.status,
             source_url: c.resource_url,
-            orders: c
-                .orders
-                .into_iter()
-                .map(|o| OrderOutcome {
-                    retailer_id: o.retailer_id,
-                    status: o.status,
-                    retailer_order_id: o.retailer_order_id,
-                    reason: o.reason,
-                })
-                .collect(),
+            orders: c.orders.into_iter().map(OrderOutcome::from).collect(),
             reason: c.reason,
         }))
 }
