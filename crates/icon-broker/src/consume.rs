@@ -6,10 +6,11 @@
 //! connection drops it reconnects with backoff; unacked deliveries go back to the queue and come
 //! again (handlers are idempotent). On shutdown it cancels the consumer, lets in-flight
 //! deliveries finish within a grace period, and closes the connection, which hands anything
-//! still unacked back to the broker.
+//! still unacked back to the broker. A handler that panics does not leak its delivery: it is
+//! requeued once, then dead-lettered with the panic message.
 
 use crate::{connect, publish::OutgoingMessage, Publisher, Topology, CHECKOUT_ID_HEADER};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use icon_contracts::topology::dead_letter_queue;
 use icon_runtime::Backoff;
 use lapin::{
@@ -20,6 +21,7 @@ use lapin::{
     types::{AMQPValue, FieldTable},
 };
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -98,8 +100,8 @@ async fn consume_on<H: Handler>(
     ready: &AtomicBool,
     shutdown: &CancellationToken,
 ) -> Result<(), lapin::Error> {
+    topology.declare(conn).await?;
     let channel = conn.create_channel().await?;
-    topology.declare(&channel).await?;
     // Bounded prefetch: never more unacked deliveries than we handle at once.
     channel
         .basic_qos(settings.prefetch, BasicQosOptions::default())
@@ -129,7 +131,14 @@ async fn consume_on<H: Handler>(
                 let _ = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await;
                 break Ok(());
             }
-            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+            Some(joined) = in_flight.join_next(), if !in_flight.is_empty() => {
+                // Handler panics are caught in the task; this is a panic while settling.
+                if let Err(e) = joined {
+                    if e.is_panic() {
+                        tracing::error!(queue = %settings.queue, error = %e, "a delivery task panicked; its delivery returns to the queue when the channel closes");
+                    }
+                }
+            }
             next = consumer.next() => match next {
                 Some(Ok(delivery)) => {
                     let handler = handler.clone();
@@ -137,7 +146,7 @@ async fn consume_on<H: Handler>(
                     let queue = settings.queue.clone();
                     let span = delivery_span(&queue, &delivery);
                     in_flight.spawn(async move {
-                        let disposition = handler.handle(&delivery).await;
+                        let disposition = handle_guarded(handler.as_ref(), &delivery).await;
                         settle(delivery, disposition, &queue, &dead_letters).await;
                     }.instrument(span));
                 }
@@ -158,6 +167,39 @@ async fn consume_on<H: Handler>(
     let _ = channel.close(200, "shutdown".into()).await;
     let _ = dead_letters.channel().close(200, "shutdown".into()).await;
     outcome
+}
+
+/// Runs the handler, turning a panic into a disposition: a panicking handler would otherwise
+/// drop its delivery unacked, and every such delivery holds one prefetch slot until the channel
+/// closes, silently shrinking the consumer. The first panic puts the message back (the cause may
+/// be transient); a message that was already delivered before and panics again goes to the
+/// dead-letter queue with the panic message, so it cannot loop.
+async fn handle_guarded<H: Handler>(handler: &H, delivery: &Delivery) -> Disposition {
+    match AssertUnwindSafe(handler.handle(delivery))
+        .catch_unwind()
+        .await
+    {
+        Ok(disposition) => disposition,
+        Err(panic) => {
+            let reason = panic_message(panic.as_ref());
+            if delivery.redelivered {
+                tracing::error!(%reason, "handler panicked on a redelivered message; dead-lettering it");
+                Disposition::Poison(format!("the handler panicked twice: {reason}"))
+            } else {
+                tracing::error!(%reason, "handler panicked; the message goes back to the queue once");
+                Disposition::Retry(format!("the handler panicked: {reason}"))
+            }
+        }
+    }
+}
+
+/// The text a panic was raised with (`panic!("...")` carries a `&str` or a `String`).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
 fn delivery_span(queue: &str, d: &Delivery) -> tracing::Span {

@@ -11,6 +11,7 @@ use lapin::{
     types::{AMQPValue, FieldTable},
     BasicProperties, Channel, Confirmation, Connection,
 };
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// One message to publish.
 #[derive(Debug, Clone)]
@@ -137,12 +138,32 @@ fn chrono_now_secs() -> u64 {
 }
 
 /// A publisher that (re)connects on demand: used by consumers that publish as part of handling
-/// a delivery (the notifier's retries). After a failure the next call reconnects.
+/// a delivery (the notifier's retries). Concurrent calls share one connection and channel.
+///
+/// The connection is replaced only when it is actually broken, and only if it is still the one
+/// the failing call used: a message that is unroutable, nacked or not confirmed in time says
+/// nothing about the connection, and dropping it would fail every other publish in flight on it.
 pub struct LazyPublisher {
     amqp_url: String,
     name: String,
     topology: crate::Topology,
-    current: tokio::sync::Mutex<Option<(Connection, Publisher)>>,
+    current: tokio::sync::Mutex<Option<Current>>,
+    connections: AtomicU64,
+}
+
+/// The shared connection, numbered so a failing call replaces only the one it used.
+struct Current {
+    generation: u64,
+    conn: Connection,
+    publisher: Publisher,
+}
+
+impl PublishError {
+    /// True when the channel or connection failed (rather than this one message): the
+    /// connection is then replaced.
+    pub fn is_broken_connection(&self) -> bool {
+        matches!(self, PublishError::Broker(_))
+    }
 }
 
 impl LazyPublisher {
@@ -156,41 +177,77 @@ impl LazyPublisher {
             name: name.into(),
             topology,
             current: tokio::sync::Mutex::new(None),
+            connections: AtomicU64::new(0),
         }
+    }
+
+    /// How many connections this publisher has opened so far (1 while the first one holds).
+    pub fn connections_opened(&self) -> u64 {
+        self.connections.load(Ordering::Relaxed)
     }
 
     /// Publishes with confirms, connecting first if needed.
     pub async fn publish(&self, message: OutgoingMessage) -> Result<(), PublishError> {
-        let publisher = {
-            let mut current = self.current.lock().await;
-            match current.as_ref() {
-                Some((_, p)) if p.is_connected() => p.clone(),
-                _ => {
-                    let props = lapin::ConnectionProperties::default()
-                        .with_connection_name(self.name.as_str().into());
-                    let conn = tokio::time::timeout(
-                        std::time::Duration::from_secs(10),
-                        Connection::connect(&self.amqp_url, props),
-                    )
-                    .await
-                    .map_err(|_| PublishError::Timeout(std::time::Duration::from_secs(10)))??;
-                    let p = Publisher::open(&conn).await?;
-                    self.topology.declare(p.channel()).await?;
-                    *current = Some((conn, p.clone()));
-                    p
-                }
-            }
-        };
+        let (generation, publisher) = self.publisher().await?;
         let result = publisher.publish(message).await;
-        if result.is_err() {
-            *self.current.lock().await = None;
+        if let Err(e) = &result {
+            if e.is_broken_connection() || !publisher.is_connected() {
+                self.discard(generation).await;
+            }
         }
         result
     }
 
+    /// The shared publisher, (re)connecting if there is none or it is no longer connected.
+    async fn publisher(&self) -> Result<(u64, Publisher), PublishError> {
+        let mut current = self.current.lock().await;
+        if let Some(c) = current.as_ref() {
+            if c.publisher.is_connected() {
+                return Ok((c.generation, c.publisher.clone()));
+            }
+        }
+        if let Some(old) = current.take() {
+            let _ = old.conn.close(200, "replaced".into()).await;
+        }
+        let props =
+            lapin::ConnectionProperties::default().with_connection_name(self.name.as_str().into());
+        let conn =
+            tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(&self.amqp_url, props))
+                .await
+                .map_err(|_| PublishError::Timeout(CONNECT_TIMEOUT))??;
+        self.topology.declare(&conn).await?;
+        let publisher = Publisher::open(&conn).await?;
+        let generation = self.connections.fetch_add(1, Ordering::Relaxed) + 1;
+        *current = Some(Current {
+            generation,
+            conn,
+            publisher: publisher.clone(),
+        });
+        Ok((generation, publisher))
+    }
+
+    /// Drops the connection `generation` if it is still the current one (another caller may
+    /// already have replaced it).
+    async fn discard(&self, generation: u64) {
+        let old = {
+            let mut current = self.current.lock().await;
+            match current.as_ref() {
+                Some(c) if c.generation == generation => current.take(),
+                _ => None,
+            }
+        };
+        if let Some(old) = old {
+            tracing::warn!(connection = %self.name, "publisher connection broken; the next publish reconnects");
+            let _ = old.conn.close(200, "broken".into()).await;
+        }
+    }
+
     pub async fn close(&self) {
-        if let Some((conn, _)) = self.current.lock().await.take() {
-            let _ = conn.close(200, "shutdown".into()).await;
+        if let Some(old) = self.current.lock().await.take() {
+            let _ = old.conn.close(200, "shutdown".into()).await;
         }
     }
 }
+
+/// How long connecting may take before a publish gives up (and is retried by its caller).
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);

@@ -13,9 +13,13 @@
 //! Delivery: rows are locked `FOR UPDATE SKIP LOCKED`, published with confirms, and deleted in
 //! the same transaction only after every confirm arrived. A crash in between publishes them again
 //! on restart; consumers de-duplicate by message id. Several relays (replicas) can run at once.
+//!
+//! Start-up: every service calls [`spawn`] with its [`RelaySettings`] and queue type, and keeps
+//! the [`Relay`] to read readiness from and to await on shutdown.
 
 use deadpool_postgres::Pool;
 use futures_util::{stream, StreamExt};
+pub use icon_broker::QueueType;
 use icon_broker::{connect, lapin, OutgoingMessage, Publisher, Topology};
 use icon_runtime::Backoff;
 use icon_store::{outbox, StoreError};
@@ -23,6 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 use tokio_postgres::AsyncMessage;
 use tokio_util::sync::CancellationToken;
 
@@ -48,10 +53,47 @@ enum RelayError {
     Publish(#[from] icon_broker::PublishError),
 }
 
-/// Runs until `shutdown`. `broker_ready` tells readiness probes whether the relay can publish.
-pub async fn run_relay(
+/// A relay started with [`spawn`].
+pub struct Relay {
+    broker_ready: Arc<AtomicBool>,
+    task: JoinHandle<()>,
+}
+
+impl Relay {
+    /// True while the relay holds a working broker channel (for readiness probes).
+    pub fn broker_ready(&self) -> Arc<AtomicBool> {
+        self.broker_ready.clone()
+    }
+
+    /// Waits for the relay to finish once shutdown was requested.
+    pub async fn stopped(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Starts the relay as a task, declaring its queues as `queue_type`: the one start-up every
+/// service shares. It runs until `shutdown`.
+pub fn spawn(
     pool: Pool,
     settings: RelaySettings,
+    queue_type: QueueType,
+    shutdown: CancellationToken,
+) -> Relay {
+    let broker_ready = Arc::new(AtomicBool::new(false));
+    let task = tokio::spawn(run(
+        pool,
+        settings,
+        queue_type,
+        broker_ready.clone(),
+        shutdown,
+    ));
+    Relay { broker_ready, task }
+}
+
+async fn run(
+    pool: Pool,
+    settings: RelaySettings,
+    queue_type: QueueType,
     broker_ready: Arc<AtomicBool>,
     shutdown: CancellationToken,
 ) {
@@ -63,6 +105,7 @@ pub async fn run_relay(
     ));
     // The relay may publish any outbox row, so it declares every queue a row can be routed to.
     let topology = Topology::new()
+        .queue_type(queue_type)
         .work_queue(icon_contracts::topology::CHECKOUT_REQUESTED)
         .work_queue(icon_contracts::topology::CHECKOUT_FINISHED);
 
@@ -114,9 +157,8 @@ pub async fn run_relay(
 }
 
 async fn open(conn: &lapin::Connection, topology: &Topology) -> Result<Publisher, lapin::Error> {
-    let publisher = Publisher::open(conn).await?;
-    topology.declare(publisher.channel()).await?;
-    Ok(publisher)
+    topology.declare(conn).await?;
+    Publisher::open(conn).await
 }
 
 async fn sleep_or_cancel(d: Duration, shutdown: &CancellationToken) {

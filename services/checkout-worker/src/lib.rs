@@ -20,7 +20,7 @@ pub mod settings;
 
 use icon_broker::{run_consumer, ConsumerSettings, Topology};
 use icon_contracts::topology::CHECKOUT_REQUESTED;
-use icon_outbox::{run_relay, RelaySettings};
+use icon_outbox::RelaySettings;
 use icon_store::PoolSettings;
 pub use settings::WorkerSettings;
 use std::sync::atomic::AtomicBool;
@@ -39,6 +39,18 @@ pub enum StartError {
     Store(#[from] icon_store::StoreError),
     #[error("cannot build the HTTP client: {0}")]
     Tls(#[from] icon_http::TlsError),
+}
+
+/// The worker's queues: its work queue and one delay tier per distinct wait it schedules, of
+/// the configured type (`icon-checkout-worker migrate-queues` converts them).
+pub fn topology(settings: &WorkerSettings) -> Topology {
+    let mut topology = Topology::new()
+        .queue_type(settings.queue_type)
+        .work_queue(CHECKOUT_REQUESTED);
+    for delay in settings.delay_tiers().all() {
+        topology = topology.delay_tier(*delay, CHECKOUT_REQUESTED);
+    }
+    topology
 }
 
 /// Runs the worker until `shutdown`: waits for PostgreSQL, then consumes and relays.
@@ -62,26 +74,22 @@ pub async fn run(settings: WorkerSettings, shutdown: CancellationToken) -> Resul
     };
     let _ = connected.set(pool.clone());
     let retailers = retailer::RetailerClient::new(&settings)?;
-    let relay = tokio::spawn(run_relay(
+    let relay = icon_outbox::spawn(
         pool.clone(),
         RelaySettings {
             amqp_url: settings.amqp_url.clone(),
             database_url: settings.database_url.clone(),
             name: "icon-checkout-worker-outbox".into(),
         },
-        Arc::new(AtomicBool::new(false)),
+        settings.queue_type,
         shutdown.clone(),
-    ));
+    );
     let sweeper = tokio::spawn(icon_store::sweep::run(
         pool.clone(),
         icon_store::sweep::Stuck::Checkouts,
         settings.stuck_after,
         shutdown.clone(),
     ));
-    let mut topology = Topology::new().work_queue(CHECKOUT_REQUESTED);
-    for delay in settings.delay_tiers().all() {
-        topology = topology.delay_tier(*delay, CHECKOUT_REQUESTED);
-    }
     let handler = Arc::new(handler::CheckoutHandler::new(
         pool,
         retailers,
@@ -96,14 +104,14 @@ pub async fn run(settings: WorkerSettings, shutdown: CancellationToken) -> Resul
             // Long enough for one pass (one call per order, all at once) to finish.
             grace: settings.retailer_timeout + Duration::from_secs(5),
         },
-        topology,
+        topology(&settings),
         handler,
         consuming.clone(),
         shutdown.clone(),
     )
     .await;
     shutdown.cancel();
-    let _ = relay.await;
+    relay.stopped().await;
     let _ = sweeper.await;
     Ok(())
 }

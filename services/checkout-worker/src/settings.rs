@@ -10,6 +10,8 @@ pub struct WorkerSettings {
     pub database_url: String,
     /// `ICON_AMQP_URL`
     pub amqp_url: String,
+    /// `ICON_AMQP_QUEUE_TYPE`: the type of every queue this worker declares.
+    pub queue_type: icon_broker::QueueType,
     /// `ICON_RETAILER_TIMEOUT`: one call to a retailer, body included.
     pub retailer_timeout: Duration,
     /// `ICON_RETAILER_MAX_ATTEMPTS`: order requests per order before its outcome is `unknown`
@@ -51,6 +53,7 @@ impl WorkerSettings {
         let settings = Self {
             database_url: env.string("ICON_DATABASE_URL", icon_store::pool::DEFAULT_DATABASE_URL),
             amqp_url: env.string("ICON_AMQP_URL", icon_broker::connect::DEFAULT_AMQP_URL),
+            queue_type: icon_broker::QueueType::from_env(env)?,
             retailer_timeout: env.duration("ICON_RETAILER_TIMEOUT", Duration::from_secs(10))?,
             retailer_max_attempts: env
                 .parse_with("ICON_RETAILER_MAX_ATTEMPTS", 5, |v| whole_number(v, 1, 20))?,

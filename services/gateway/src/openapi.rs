@@ -1,7 +1,7 @@
 //! The OpenAPI 3.1 document, generated from the handlers' and DTOs' annotations, so it cannot
 //! drift from the code.
 
-use crate::routes::{carts, checkouts, health, retailers};
+use crate::routes::{callbacks, carts, checkouts, health, retailers};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -15,8 +15,8 @@ use utoipa::{Modify, OpenApi};
     paths(
         checkouts::create_checkout,
         checkouts::get_checkout,
-        checkouts::list_attempts,
-        checkouts::redeliver_callback,
+        callbacks::list_attempts,
+        callbacks::redeliver_callback,
         carts::create_cart,
         carts::get_cart,
         carts::add_item,

@@ -151,6 +151,15 @@ impl ApiError {
         e
     }
 
+    /// A database failure while a write was under way. The connection may have been lost
+    /// after PostgreSQL committed but before its reply arrived, so this 503 must not promise
+    /// that nothing changed: `detail` tells the client how to retry safely.
+    pub fn write_outcome_unknown(source: impl fmt::Display, detail: &'static str) -> Self {
+        let mut e = Self::unavailable(source);
+        e.detail = detail.to_owned();
+        e
+    }
+
     pub fn internal(source: impl fmt::Display) -> Self {
         let mut e = Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -186,6 +195,50 @@ impl From<StoreError> for ApiError {
             ApiError::internal(chain)
         }
     }
+}
+
+/// Maps the errors of a store call that writes: an unavailable database becomes
+/// [`ApiError::write_outcome_unknown`] with `detail`, anything else as usual. Errors from
+/// getting a pooled connection happen before any write and keep the plain 503.
+pub(crate) trait WriteOutcome<T> {
+    fn or_outcome_unknown(self, detail: &'static str) -> Result<T, ApiError>;
+}
+
+impl<T> WriteOutcome<T> for Result<T, StoreError> {
+    fn or_outcome_unknown(self, detail: &'static str) -> Result<T, ApiError> {
+        self.map_err(|e| {
+            if e.is_unavailable() {
+                ApiError::write_outcome_unknown(icon_store::pool::source_chain(&e), detail)
+            } else {
+                e.into()
+            }
+        })
+    }
+}
+
+/// What a 503 says, per operation, when the database connection failed while a write was under
+/// way (`WriteOutcome`): the write may have taken effect, and each says how to retry safely.
+pub mod lost_write {
+    pub const CHECKOUT: &str = "ICON lost its connection to the database while \
+storing this checkout, so it may have been accepted. Retry after Retry-After seconds with the \
+same Idempotency-Key: you get the checkout if it was accepted (202, Idempotent-Replayed), and it \
+is created if it was not. Without a key, a retry answers 409 checkout_exists naming the \
+checkout if the first attempt was accepted.";
+
+    pub const REDELIVERY: &str = "ICON lost its connection to the database while \
+re-queuing the callback, so it may have been re-queued. Retry after Retry-After seconds: a \
+callback that was re-queued answers 409 callback_not_failed and is not sent twice.";
+
+    pub const CART: &str = "ICON lost its connection to the database while creating \
+the cart, so it may have been created. Retry after Retry-After seconds; an extra empty cart is \
+harmless.";
+
+    pub const ITEM: &str = "ICON lost its connection to the database while adding the \
+item, so it may have been added. Check the cart (GET /carts/{cart_id}) after Retry-After seconds \
+before adding it again.";
+
+    pub const RETAILER: &str = "ICON lost its connection to the database while saving \
+the retailer, so it may have been saved. Retry after Retry-After seconds: the PUT is idempotent.";
 }
 
 impl fmt::Display for ApiError {
@@ -286,7 +339,48 @@ pub const CODES: &[(&str, u16, &str)] = &[
     (
         "unavailable",
         503,
-        "A dependency is down; nothing changed. Retry after `Retry-After` seconds.",
+        "The database is not reachable. Retry after `Retry-After` seconds. If the connection \
+         was lost while a write was being committed, `detail` says so: the request may have \
+         taken effect, so retry `POST /cart/checkout/` with the same `Idempotency-Key`.",
     ),
     ("internal", 500, "An unexpected error; it was logged."),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::body::MessageBody;
+
+    fn body(e: &ApiError) -> Value {
+        let bytes = e.error_response().into_body().try_into_bytes().unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[test]
+    fn a_lost_commit_reply_does_not_claim_nothing_changed() {
+        let plain = ApiError::unavailable("connection refused");
+        assert!(plain.detail.contains("Nothing was changed"));
+        let unknown = ApiError::write_outcome_unknown(
+            "connection closed",
+            "may have been accepted; retry with the same Idempotency-Key",
+        );
+        assert_eq!(unknown.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(unknown.code, "unavailable");
+        assert_eq!(unknown.retry_after, Some(RETRY_AFTER_UNAVAILABLE));
+        let b = body(&unknown);
+        let detail = b["detail"].as_str().unwrap();
+        assert!(!detail.contains("Nothing was changed"), "{detail}");
+        assert!(detail.contains("Idempotency-Key"), "{detail}");
+        assert!(
+            !detail.contains("connection closed"),
+            "the cause stays in the log"
+        );
+    }
+
+    #[test]
+    fn only_unavailable_write_errors_become_outcome_unknown() {
+        let corrupt: Result<(), StoreError> = Err(StoreError::Corrupt("bad row".into()));
+        let e = corrupt.or_outcome_unknown("may have").unwrap_err();
+        assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);
+    }
+}

@@ -12,6 +12,9 @@ pub struct GatewaySettings {
     pub database_url: String,
     /// `ICON_AMQP_URL`: RabbitMQ, for the outbox relay.
     pub amqp_url: String,
+    /// `ICON_AMQP_QUEUE_TYPE`: `quorum` (default) or `classic`, for every queue the relay
+    /// declares.
+    pub queue_type: QueueType,
     /// `ICON_HTTP_ADDR`: where to listen; port 0 picks a free port.
     pub http_addr: String,
     /// `ICON_PUBLIC_URL`: base of every `resource_url`; when unset, derived from the bound
@@ -56,6 +59,7 @@ pub enum SettingsProblem {
 }
 
 use icon_broker::connect::DEFAULT_AMQP_URL;
+use icon_broker::QueueType;
 use icon_store::pool::DEFAULT_DATABASE_URL;
 
 impl GatewaySettings {
@@ -80,6 +84,7 @@ impl GatewaySettings {
         Ok(Self {
             database_url: env.string("ICON_DATABASE_URL", DEFAULT_DATABASE_URL),
             amqp_url: env.string("ICON_AMQP_URL", DEFAULT_AMQP_URL),
+            queue_type: QueueType::from_env(env)?,
             http_addr,
             public_url,
             jwt_secret: Secret::new(jwt_secret),
@@ -137,6 +142,29 @@ mod tests {
         let env = Env::from_pairs([("ICON_JWT_SECRET", "s"), ("ICON_HTTP_ADDR", "localhost")]);
         let err = GatewaySettings::from_env(&env).err().unwrap().to_string();
         assert!(err.starts_with("ICON_HTTP_ADDR="), "{err}");
+        let env = Env::from_pairs([("ICON_JWT_SECRET", "s"), ("ICON_AMQP_QUEUE_TYPE", "lazy")]);
+        let err = GatewaySettings::from_env(&env).err().unwrap().to_string();
+        assert!(
+            err.starts_with("ICON_AMQP_QUEUE_TYPE=\"lazy\" is invalid"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn queue_type_defaults_to_quorum() {
+        let env = Env::from_pairs([("ICON_JWT_SECRET", "s")]);
+        assert_eq!(
+            GatewaySettings::from_env(&env).unwrap().queue_type,
+            QueueType::Quorum
+        );
+        let env = Env::from_pairs([
+            ("ICON_JWT_SECRET", "s"),
+            ("ICON_AMQP_QUEUE_TYPE", "classic"),
+        ]);
+        assert_eq!(
+            GatewaySettings::from_env(&env).unwrap().queue_type,
+            QueueType::Classic
+        );
     }
 
     #[test]

@@ -6,12 +6,9 @@ use crate::problem::ApiError;
 use crate::routes::{self, docs::Docs, AppState};
 use crate::settings::GatewaySettings;
 use actix_web::{dev::Server, error::JsonPayloadError, web, App, HttpRequest, HttpServer};
-use icon_outbox::{run_relay, RelaySettings};
+use icon_outbox::{Relay, RelaySettings};
 use icon_store::PoolSettings;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// Largest request body accepted.
@@ -32,7 +29,7 @@ pub struct Application {
     address: SocketAddr,
     public_url: String,
     server: Server,
-    relay: JoinHandle<()>,
+    relay: Relay,
     shutdown: CancellationToken,
 }
 
@@ -66,17 +63,16 @@ impl Application {
             format!("http://{host}:{}", address.port())
         });
 
-        let broker_ready = Arc::new(AtomicBool::new(false));
-        let relay = tokio::spawn(run_relay(
+        let relay = icon_outbox::spawn(
             pool.clone(),
             RelaySettings {
                 amqp_url: settings.amqp_url.clone(),
                 database_url: settings.database_url.clone(),
                 name: "icon-gateway-outbox".into(),
             },
-            broker_ready.clone(),
+            settings.queue_type,
             shutdown.clone(),
-        ));
+        );
 
         tokio::spawn(purge_idempotency_keys(pool.clone(), shutdown.clone()));
 
@@ -84,7 +80,7 @@ impl Application {
             pool,
             public_url: public_url.clone(),
             callback_policy: settings.callback_policy.clone(),
-            broker_ready,
+            broker_ready: relay.broker_ready(),
         });
         let keys = web::Data::new(JwtKeys::new(settings.jwt_secret.expose()));
         let docs = web::Data::new(Docs::build());
@@ -151,14 +147,14 @@ impl Application {
         let result = self.server.await;
         self.shutdown.cancel();
         let _ = stopper.await;
-        let _ = self.relay.await;
+        self.relay.stopped().await;
         tracing::info!("gateway stopped");
         result
     }
 }
 
 fn routes_config(cfg: &mut web::ServiceConfig) {
-    use routes::{carts, checkouts, docs, health, retailers};
+    use routes::{callbacks, carts, checkouts, docs, health, retailers};
     cfg.route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .route("/openapi.json", web::get().to(docs::openapi_json))
@@ -175,12 +171,12 @@ fn routes_config(cfg: &mut web::ServiceConfig) {
         )
         .service(
             web::resource("/cart/checkout/{checkout_id}/attempts")
-                .route(web::get().to(checkouts::list_attempts))
+                .route(web::get().to(callbacks::list_attempts))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(
             web::resource("/cart/checkout/{checkout_id}/callback/redeliver")
-                .route(web::post().to(checkouts::redeliver_callback))
+                .route(web::post().to(callbacks::redeliver_callback))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(

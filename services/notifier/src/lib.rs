@@ -15,7 +15,7 @@ pub mod settings;
 use channels::{callback::CallbackChannel, Channels};
 use icon_broker::{run_consumer, ConsumerSettings, LazyPublisher, Topology};
 use icon_contracts::topology::{CHECKOUT_FINISHED, PARKED};
-use icon_outbox::{run_relay, RelaySettings};
+use icon_outbox::RelaySettings;
 use icon_store::PoolSettings;
 pub use settings::NotifierSettings;
 use std::sync::atomic::AtomicBool;
@@ -37,9 +37,10 @@ pub enum StartError {
 }
 
 /// The notifier's queues: its work queue, one delay tier per distinct delay, and the parked
-/// queue.
+/// queue, of the configured type (`icon-notifier migrate-queues` converts them).
 pub fn topology(settings: &NotifierSettings) -> Topology {
     let mut t = Topology::new()
+        .queue_type(settings.queue_type)
         .work_queue(CHECKOUT_FINISHED)
         .plain_queue(PARKED);
     for delay in settings.schedule.tiers() {
@@ -72,16 +73,16 @@ pub async fn run(
     };
     let _ = connected.set(pool.clone());
     // Redeliveries and the stuck-notification sweep write due messages to the outbox.
-    let relay = tokio::spawn(run_relay(
+    let relay = icon_outbox::spawn(
         pool.clone(),
         RelaySettings {
             amqp_url: settings.amqp_url.clone(),
             database_url: settings.database_url.clone(),
             name: "icon-notifier-outbox".into(),
         },
-        Arc::new(AtomicBool::new(false)),
+        settings.queue_type,
         shutdown.clone(),
-    ));
+    );
     let sweeper = tokio::spawn(icon_store::sweep::run(
         pool.clone(),
         icon_store::sweep::Stuck::Notifications,
@@ -120,7 +121,7 @@ pub async fn run(
     .await;
     shutdown.cancel();
     dispatcher.close().await;
-    let _ = relay.await;
+    relay.stopped().await;
     let _ = sweeper.await;
     Ok(())
 }

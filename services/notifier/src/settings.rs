@@ -12,6 +12,8 @@ pub struct NotifierSettings {
     pub database_url: String,
     /// `ICON_AMQP_URL`
     pub amqp_url: String,
+    /// `ICON_AMQP_QUEUE_TYPE`: the type of every queue this notifier declares.
+    pub queue_type: icon_broker::QueueType,
     /// `ICON_CALLBACK_RETRY_SCHEDULE` and `ICON_CALLBACK_GIVE_UP_AFTER`.
     pub schedule: RetrySchedule,
     /// `ICON_CALLBACK_TIMEOUT`: one callback attempt, body included.
@@ -48,6 +50,7 @@ impl NotifierSettings {
         Ok(Self {
             database_url: env.string("ICON_DATABASE_URL", icon_store::pool::DEFAULT_DATABASE_URL),
             amqp_url: env.string("ICON_AMQP_URL", icon_broker::connect::DEFAULT_AMQP_URL),
+            queue_type: icon_broker::QueueType::from_env(env)?,
             schedule: RetrySchedule::new(delays, give_up_after),
             callback_timeout: env.duration("ICON_CALLBACK_TIMEOUT", Duration::from_secs(10))?,
             callback_policy: NetworkPolicy::new(env.parse_with(

@@ -208,6 +208,10 @@ async fn a_checkout_that_cannot_be_recorded_fails_with_a_reason_and_still_calls_
     let view = app
         .wait_for_checkout("alice", &id, "failed", |c| c["status"] == "failed")
         .await;
+    assert_eq!(
+        view["reason"], reason,
+        "the resource says why, as the callback does"
+    );
     // The retailer may have placed it: the order is `unknown`, so a retry re-sends its key.
     assert_eq!(order(&view, "acme")["status"], "unknown");
     // Three passes, each calling the retailer with the same key: one order there.

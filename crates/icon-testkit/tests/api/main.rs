@@ -7,5 +7,6 @@ mod checkout;
 mod delivery;
 mod errors;
 mod guarantee;
+mod hardening;
 mod isolation;
 mod probes;

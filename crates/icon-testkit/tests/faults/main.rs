@@ -15,6 +15,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+mod quorum;
+
 /// Submits checkouts `0..n` with `concurrency` at once; counts acceptances in `accepted`.
 async fn burst(
     fleet: &Fleet,

@@ -2,7 +2,7 @@
 
 use super::{State, Validation};
 use crate::auth::User;
-use crate::problem::{ApiError, FieldError};
+use crate::problem::{lost_write, ApiError, FieldError, WriteOutcome};
 use actix_web::{http::header, web, HttpResponse};
 use chrono::{DateTime, Utc};
 use icon_domain::{CartId, Currency, Money, Quantity, RetailerId};
@@ -85,7 +85,9 @@ impl From<Cart> for CartBody {
 )]
 pub async fn create_cart(user: User, state: State) -> Result<HttpResponse, ApiError> {
     let db = state.pool.get().await.map_err(StoreError::from)?;
-    let cart = carts::create(&db, &user.id).await?;
+    let cart = carts::create(&db, &user.id)
+        .await
+        .or_outcome_unknown(lost_write::CART)?;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/carts/{}", cart.id)))
         .json(CartBody::from(cart)))
@@ -143,7 +145,7 @@ pub async fn add_item(
     let mut v = Validation::default();
     let retailer_id = v.check("retailer_id", RetailerId::parse(body.retailer_id.clone()));
     let sku = body.sku.trim().to_owned();
-    if sku.is_empty() || sku.len() > 128 {
+    if v.text("sku", &sku) && (sku.is_empty() || sku.len() > 128) {
         v.push("sku", "must be 1 to 128 characters");
     }
     let quantity = v.check("quantity", Quantity::new(body.quantity));
@@ -169,7 +171,10 @@ pub async fn add_item(
         unit_price,
     };
     let mut db = state.pool.get().await.map_err(StoreError::from)?;
-    match carts::add_item(&mut db, cart_id, &user.id, &item).await? {
+    match carts::add_item(&mut db, cart_id, &user.id, &item)
+        .await
+        .or_outcome_unknown(lost_write::ITEM)?
+    {
         AddItem::Added(item) => Ok(HttpResponse::Created().json(ItemBody::from(item))),
         AddItem::CartNotFound => Err(cart_not_found()),
         AddItem::UnknownRetailer => Err(ApiError::unprocessable(

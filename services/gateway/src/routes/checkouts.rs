@@ -1,18 +1,16 @@
 //! `/cart/checkout`: the asynchronous checkout. Submitting answers 202 at once with where to
 //! poll; the work happens in the checkout worker and the result arrives by callback.
 
+use super::callbacks::CallbackBody;
 use super::{carts::cart_not_found, State, Validation};
 use crate::auth::User;
-use crate::problem::ApiError;
+use crate::problem::{lost_write, ApiError, WriteOutcome};
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
-use icon_domain::{
-    CallbackUrl, CartId, CheckoutId, CheckoutStatus, NotificationState, OrderStatus,
-};
+use icon_domain::{CallbackUrl, CartId, CheckoutId, CheckoutStatus, OrderStatus};
 use icon_store::checkouts::{self, CheckoutView, CreateCheckout, NewCheckout};
 use icon_store::idempotency::IdempotentRequest;
-use icon_store::notifications::Redeliver;
-use icon_store::{notifications, StoreError};
+use icon_store::StoreError;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -51,16 +49,6 @@ pub struct OrderBody {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct CallbackBody {
-    pub url: String,
-    pub state: NotificationState,
-    pub attempts: i32,
-    pub last_attempt_at: Option<DateTime<Utc>>,
-    pub next_attempt_at: Option<DateTime<Utc>>,
-    pub last_response_status: Option<i32>,
-}
-
-#[derive(Serialize, ToSchema)]
 pub struct CheckoutBody {
     pub checkout_id: String,
     pub cart_id: i64,
@@ -72,25 +60,10 @@ pub struct CheckoutBody {
     /// `null` when no callback_url was given.
     pub callback: Option<CallbackBody>,
     pub push_notification: bool,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct AttemptBody {
-    /// `callback` (later also `push`).
-    pub channel: String,
-    pub attempt: i32,
-    pub started_at: DateTime<Utc>,
-    pub duration_ms: i32,
-    /// The HTTP status the receiver answered, if it answered.
-    pub response_status: Option<i32>,
-    /// The transport error (timeout, connection refused, ...), if it did not.
-    pub error: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct AttemptList {
-    pub checkout_id: String,
-    pub attempts: Vec<AttemptBody>,
+    /// Why a `failed` checkout failed when its orders do not say (its processing failed
+    /// `ICON_WORKER_MAX_DELIVERIES` times); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl From<CheckoutView> for CheckoutBody {
@@ -112,15 +85,9 @@ impl From<CheckoutView> for CheckoutBody {
                     reason: o.reason,
                 })
                 .collect(),
-            callback: c.callback.map(|n| CallbackBody {
-                url: n.target,
-                state: n.state,
-                attempts: n.attempts,
-                last_attempt_at: n.last_attempt_at,
-                next_attempt_at: n.next_attempt_at,
-                last_response_status: n.last_response_status,
-            }),
+            callback: c.callback.map(CallbackBody::from),
             push_notification: c.push_notification,
+            reason: c.reason,
         }
     }
 }
@@ -157,11 +124,11 @@ pub async fn create_checkout(
     let key = idempotency_key(&req)?;
     let mut v = Validation::default();
     let callback_url = match &body.callback_url {
-        Some(raw) => v.check(
+        Some(raw) if v.text("callback_url", raw) => v.check(
             "callback_url",
             CallbackUrl::parse(raw, &state.callback_policy),
         ),
-        None => None,
+        _ => None,
     };
     v.finish()?;
 
@@ -196,8 +163,12 @@ pub async fn create_checkout(
         resource_url: resource_url.clone(),
         idempotency,
     };
+    // A failure to get a connection happens before anything is written: the plain 503.
     let mut db = state.pool.get().await.map_err(StoreError::from)?;
-    match checkouts::create(&mut db, &new).await? {
+    match checkouts::create(&mut db, &new)
+        .await
+        .or_outcome_unknown(lost_write::CHECKOUT)?
+    {
         CreateCheckout::Created(_) => {
             tracing::info!(checkout_id = %id, %cart_id, "checkout accepted");
             Ok(accepted_response(&resource_url, accepted_body, false))
@@ -279,11 +250,11 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     Ok(Some(key.to_owned()))
 }
 
-fn parse_checkout_id(raw: &str) -> Result<CheckoutId, ApiError> {
+pub(super) fn parse_checkout_id(raw: &str) -> Result<CheckoutId, ApiError> {
     raw.parse().map_err(|_| checkout_not_found())
 }
 
-fn checkout_not_found() -> ApiError {
+pub(super) fn checkout_not_found() -> ApiError {
     ApiError::not_found(
         "checkout_not_found",
         "no checkout with that id belongs to you",
@@ -317,107 +288,4 @@ pub async fn get_checkout(
         resp.insert_header((header::RETRY_AFTER, POLL_AFTER_SECS.to_string()));
     }
     Ok(resp.json(CheckoutBody::from(view)))
-}
-
-/// Every notification attempt of a checkout, oldest first.
-#[utoipa::path(
-    get, path = "/cart/checkout/{checkout_id}/attempts", tag = "checkout",
-    params(("checkout_id" = String, Path)),
-    responses(
-        (status = 200, body = AttemptList),
-        (status = 401, body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 404, body = crate::problem::Problem, content_type = "application/problem+json"),
-    ),
-    security(("bearer" = []))
-)]
-#[tracing::instrument(name = "GET /cart/checkout/{id}/attempts", skip_all, fields(checkout_id = %path))]
-pub async fn list_attempts(
-    user: User,
-    state: State,
-    path: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    let id = parse_checkout_id(&path)?;
-    let db = state.pool.get().await.map_err(StoreError::from)?;
-    if checkouts::get(&db, id, Some(&user.id)).await?.is_none() {
-        return Err(checkout_not_found());
-    }
-    let mut attempts = Vec::new();
-    for n in notifications::all_for_checkout(&db, id).await? {
-        for a in notifications::attempts(&db, n.id).await? {
-            attempts.push(AttemptBody {
-                channel: n.channel.clone(),
-                attempt: a.attempt,
-                started_at: a.started_at,
-                duration_ms: a.duration_ms,
-                response_status: a.response_status,
-                error: a.error,
-            });
-        }
-    }
-    attempts.sort_by_key(|a| a.started_at);
-    Ok(HttpResponse::Ok().json(AttemptList {
-        checkout_id: id.to_string(),
-        attempts,
-    }))
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct Redelivery {
-    pub checkout_id: String,
-    pub callback: CallbackBody,
-}
-
-/// Send a given-up callback again.
-///
-/// Re-queues a callback in state `failed`: its retry schedule and give-up deadline start over,
-/// and the new attempts are listed after the old ones. A callback that is still pending,
-/// retrying or delivered is not duplicated (409).
-#[utoipa::path(
-    post, path = "/cart/checkout/{checkout_id}/callback/redeliver", tag = "checkout",
-    params(("checkout_id" = String, Path)),
-    responses(
-        (status = 202, body = Redelivery, headers(("Location" = String, description = "The checkout's resource_url"))),
-        (status = 401, body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such checkout, or it has no callback", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The callback is not `failed`", body = crate::problem::Problem, content_type = "application/problem+json"),
-    ),
-    security(("bearer" = []))
-)]
-#[tracing::instrument(name = "POST /cart/checkout/{id}/callback/redeliver", skip_all, fields(checkout_id = %path))]
-pub async fn redeliver_callback(
-    user: User,
-    state: State,
-    path: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    let id = parse_checkout_id(&path)?;
-    let mut db = state.pool.get().await.map_err(StoreError::from)?;
-    let view = checkouts::get(&db, id, Some(&user.id))
-        .await?
-        .ok_or_else(checkout_not_found)?;
-    match notifications::redeliver(&mut db, id, "callback").await? {
-        Redeliver::Queued(n) => {
-            tracing::info!(checkout_id = %id, "callback redelivery requested");
-            Ok(HttpResponse::Accepted()
-                .insert_header((header::LOCATION, view.resource_url))
-                .json(Redelivery {
-                    checkout_id: id.to_string(),
-                    callback: CallbackBody {
-                        url: n.target,
-                        state: n.state,
-                        attempts: n.attempts,
-                        last_attempt_at: n.last_attempt_at,
-                        next_attempt_at: n.next_attempt_at,
-                        last_response_status: n.last_response_status,
-                    },
-                }))
-        }
-        Redeliver::NotFound => Err(ApiError::not_found(
-            "callback_not_found",
-            "this checkout was submitted without a callback_url",
-        )),
-        Redeliver::NotFailed(s) => Err(ApiError::conflict(
-            "callback_not_failed",
-            format!("the callback is {s}; only a failed callback can be redelivered"),
-        )),
-    }
 }

@@ -1,6 +1,7 @@
 //! One module per resource. Handlers parse wire DTOs into domain types, call the store, and map
 //! the outcome to a response; they hold no SQL and no broker code.
 
+pub mod callbacks;
 pub mod carts;
 pub mod checkouts;
 pub mod docs;
@@ -48,6 +49,17 @@ impl Validation {
             field: field.to_owned(),
             message: message.into(),
         });
+    }
+
+    /// Checks free text for NUL: PostgreSQL refuses it in `text` columns, so without this a
+    /// NUL would be a 500 rather than a 422 naming the field. True if `value` is acceptable.
+    pub fn text(&mut self, field: &str, value: &str) -> bool {
+        if value.contains('\0') {
+            self.push(field, "must not contain a NUL character (U+0000)");
+            false
+        } else {
+            true
+        }
     }
 
     pub fn finish(self) -> Result<(), ApiError> {
