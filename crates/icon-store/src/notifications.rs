@@ -202,18 +202,27 @@ pub async fn claim_attempt(
 /// Records a claimed attempt and releases the claim; `false` if the claim was lost (its lease
 /// ran out and another copy took the attempt over).
 #[tracing::instrument(name = "store.record_attempt", skip_all, fields(notification = %a.id, attempt = a.attempt))]
-pub async fn record_attempt(conn: &mut Conn, a: &RecordAttempt) -> Result<bool, StoreError> {
-    let tx = conn.transaction().await?;
-    let stmt = tx
+pub async fn record_attempt(
+    db: &impl GenericClient,
+    a: &RecordAttempt,
+) -> Result<bool, StoreError> {
+    // One statement: the notification's new state and the attempt's row, or neither.
+    let stmt = db
         .prepare_cached(
-            "UPDATE notifications
-             SET state = $3, last_attempt_at = $4, next_attempt_at = $5,
-                 last_response_status = $6, last_error = $7, claim = NULL, claimed_until = NULL,
-                 updated_at = now()
-             WHERE id = $1 AND claim = $2",
+            "WITH recorded AS (
+                 UPDATE notifications
+                 SET state = $3, last_attempt_at = $4, next_attempt_at = $5,
+                     last_response_status = $6, last_error = $7, claim = NULL,
+                     claimed_until = NULL, updated_at = now()
+                 WHERE id = $1 AND claim = $2
+                 RETURNING id
+             )
+             INSERT INTO notification_attempts
+               (notification_id, attempt, started_at, duration_ms, response_status, error)
+             SELECT id, $8, $4, $9, $6, $7 FROM recorded",
         )
         .await?;
-    let updated = tx
+    let inserted = db
         .execute(
             &stmt,
             &[
@@ -224,33 +233,12 @@ pub async fn record_attempt(conn: &mut Conn, a: &RecordAttempt) -> Result<bool, 
                 &a.next_attempt_at,
                 &a.response_status,
                 &a.error,
+                &a.attempt,
+                &a.duration_ms,
             ],
         )
         .await?;
-    if updated == 0 {
-        return Ok(false);
-    }
-    let stmt = tx
-        .prepare_cached(
-            "INSERT INTO notification_attempts
-               (notification_id, attempt, started_at, duration_ms, response_status, error)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .await?;
-    tx.execute(
-        &stmt,
-        &[
-            &a.id.as_uuid(),
-            &a.attempt,
-            &a.started_at,
-            &a.duration_ms,
-            &a.response_status,
-            &a.error,
-        ],
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(true)
+    Ok(inserted == 1)
 }
 
 pub async fn attempts(

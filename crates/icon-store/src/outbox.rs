@@ -32,10 +32,15 @@ pub async fn enqueue<T: Message>(
     routing_key: &str,
     message: &Envelope<T>,
 ) -> Result<(), StoreError> {
+    // One statement (one round trip): the row, and the wake-up delivered on commit.
     let stmt = tx
         .prepare_cached(
-            "INSERT INTO outbox (exchange, routing_key, message_id, message_type, checkout_id, body)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "WITH queued AS (
+                 INSERT INTO outbox
+                   (exchange, routing_key, message_id, message_type, checkout_id, body)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+             )
+             SELECT pg_notify($7, '')",
         )
         .await?;
     tx.execute(
@@ -47,11 +52,10 @@ pub async fn enqueue<T: Message>(
             &message.kind,
             &message.checkout_id.as_uuid(),
             &message.to_json(),
+            &CHANNEL,
         ],
     )
     .await?;
-    let notify = tx.prepare_cached("SELECT pg_notify($1, '')").await?;
-    tx.execute(&notify, &[&CHANNEL]).await?;
     Ok(())
 }
 

@@ -145,9 +145,8 @@ pub async fn complete(
     route: impl Fn(DateTime<Utc>) -> String,
 ) -> Result<Completed, StoreError> {
     let tx = conn.transaction().await?;
-    if !lock_own(&tx, pass).await? {
-        return Ok(Completed::Lost);
-    }
+    // Ownership is checked by the checkout's own UPDATE below (`claim = $2`, under its row
+    // lock); if the pass was taken over, the transaction is dropped and the orders are untouched.
     orders::apply(&tx, pass.checkout_id, updates).await?;
     let id = pass.checkout_id;
     // The orders as just written: the claim (and the row lock) keep anyone else from changing
@@ -170,17 +169,26 @@ pub async fn complete(
     let result = match next {
         None => {
             let views = now_orders.iter().map(OrderWork::view).collect();
-            Completed::Finished(Box::new(finish(&tx, pass, views, None).await?))
+            match finish(&tx, pass, views, None).await? {
+                Some(done) => Completed::Finished(Box::new(done)),
+                None => return Ok(Completed::Lost),
+            }
         }
         Some(at) => {
             let stmt = tx
                 .prepare_cached(
                     "UPDATE checkouts SET claim = NULL, claimed_until = NULL, deliveries = 0,
-                            last_error = NULL, next_due_at = $2, updated_at = now()
-                     WHERE id = $1",
+                            last_error = NULL, next_due_at = $3, updated_at = now()
+                     WHERE id = $1 AND claim = $2",
                 )
                 .await?;
-            tx.execute(&stmt, &[&id.as_uuid(), &at]).await?;
+            if tx
+                .execute(&stmt, &[&id.as_uuid(), &pass.claim, &at])
+                .await?
+                == 0
+            {
+                return Ok(Completed::Lost);
+            }
             schedule(&tx, id, pass.pass, at, &route(at)).await?;
             Completed::Next(at)
         }
@@ -231,9 +239,8 @@ pub async fn give_up(
     reason: &str,
 ) -> Result<Option<CheckoutFinished>, StoreError> {
     let tx = conn.transaction().await?;
-    if !lock_own(&tx, pass).await? {
-        return Ok(None);
-    }
+    // Orders first, then the checkout (whose UPDATE checks the claim), as `complete` does: one
+    // lock order, so the two cannot deadlock.
     let stmt = tx
         .prepare_cached(
             "UPDATE checkout_orders SET status = 'unknown', settle_until = NULL,
@@ -244,30 +251,22 @@ pub async fn give_up(
     tx.execute(&stmt, &[&pass.checkout_id.as_uuid()]).await?;
     let reason = icon_domain::text::sanitize(reason, icon_domain::text::MAX_REASON_CHARS);
     let views = orders::list(&tx, pass.checkout_id).await?;
-    let finished = finish(&tx, pass, views, Some(reason)).await?;
+    let Some(finished) = finish(&tx, pass, views, Some(reason)).await? else {
+        return Ok(None); // taken over: dropping the transaction undoes the orders' update
+    };
     tx.commit().await?;
     Ok(Some(finished))
 }
 
-/// Locks the checkout row if this pass still holds it.
-async fn lock_own(tx: &impl GenericClient, pass: &Pass) -> Result<bool, StoreError> {
-    let stmt = tx
-        .prepare_cached("SELECT 1 FROM checkouts WHERE id = $1 AND claim = $2 FOR UPDATE")
-        .await?;
-    Ok(tx
-        .query_opt(&stmt, &[&pass.checkout_id.as_uuid(), &pass.claim])
-        .await?
-        .is_some())
-}
-
-/// The final transition, inside the caller's transaction: the status follows from the orders
-/// (`unknown` counts as not confirmed), and `checkout.finished` goes to the outbox.
+/// The final transition, inside the caller's transaction, if the pass still holds the checkout
+/// (else `None`): the status follows from the orders (`unknown` counts as not confirmed), and
+/// `checkout.finished` goes to the outbox.
 async fn finish(
     tx: &impl GenericClient,
     pass: &Pass,
     orders: Vec<OrderView>,
     reason: Option<String>,
-) -> Result<CheckoutFinished, StoreError> {
+) -> Result<Option<CheckoutFinished>, StoreError> {
     let id = pass.checkout_id;
     let statuses: Vec<OrderStatus> = orders.iter().map(|o| o.status).collect();
     let status = CheckoutStatus::from_orders(&statuses);
@@ -275,12 +274,18 @@ async fn finish(
         .prepare_cached(
             "UPDATE checkouts SET status = $2, reason = $3, claim = NULL, claimed_until = NULL,
                     next_due_at = NULL, updated_at = now()
-             WHERE id = $1 RETURNING resource_url",
+             WHERE id = $1 AND claim = $4 RETURNING resource_url",
         )
         .await?;
-    let row = tx
-        .query_one(&stmt, &[&id.as_uuid(), &status.as_str(), &reason])
-        .await?;
+    let Some(row) = tx
+        .query_opt(
+            &stmt,
+            &[&id.as_uuid(), &status.as_str(), &reason, &pass.claim],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
     let finished = CheckoutFinished {
         checkout_id: id,
         cart_id: pass.cart_id,
@@ -296,7 +301,7 @@ async fn finish(
         &Envelope::new(finished.clone()),
     )
     .await?;
-    Ok(finished)
+    Ok(Some(finished))
 }
 
 /// Writes a `checkout.due` for the pass after `after_pass`, due at `at`, to the outbox, for the

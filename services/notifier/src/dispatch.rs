@@ -209,9 +209,9 @@ impl Dispatcher {
             next_attempt_at = ?next,
             "notification attempt"
         );
-        let mut db = self.pool.get().await.map_err(StoreError::from)?;
+        let db = self.pool.get().await.map_err(StoreError::from)?;
         let recorded = notifications::record_attempt(
-            &mut db,
+            &db,
             &RecordAttempt {
                 id: n.id,
                 claim,
