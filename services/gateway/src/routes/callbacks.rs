@@ -1,6 +1,6 @@
 //! A checkout's notifications: every attempt (`/attempts`) and redelivering a given-up callback.
 
-use super::checkouts::{checkout_not_found, parse_checkout_id};
+use super::checkouts::{owned, parse_checkout_id};
 use super::State;
 use crate::auth::User;
 use crate::problem::{lost_write, ApiError, WriteOutcome};
@@ -8,7 +8,7 @@ use actix_web::{http::header, web, HttpResponse};
 use chrono::{DateTime, Utc};
 use icon_domain::NotificationState;
 use icon_store::notifications::{Notification, Redeliver};
-use icon_store::{checkouts, notifications, StoreError};
+use icon_store::{notifications, StoreError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -73,9 +73,7 @@ pub async fn list_attempts(
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_checkout_id(&path)?;
     let db = state.pool.get().await.map_err(StoreError::from)?;
-    if checkouts::get(&db, id, Some(&user.id)).await?.is_none() {
-        return Err(checkout_not_found());
-    }
+    owned(&db, id, &user).await?;
     let mut attempts = Vec::new();
     for n in notifications::all_for_checkout(&db, id).await? {
         for a in notifications::attempts(&db, n.id).await? {
@@ -126,9 +124,7 @@ pub async fn redeliver_callback(
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_checkout_id(&path)?;
     let mut db = state.pool.get().await.map_err(StoreError::from)?;
-    let view = checkouts::get(&db, id, Some(&user.id))
-        .await?
-        .ok_or_else(checkout_not_found)?;
+    let view = owned(&db, id, &user).await?;
     match notifications::redeliver(&mut db, id, "callback")
         .await
         .or_outcome_unknown(lost_write::REDELIVERY)?

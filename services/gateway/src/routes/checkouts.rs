@@ -254,7 +254,18 @@ pub(super) fn parse_checkout_id(raw: &str) -> Result<CheckoutId, ApiError> {
     raw.parse().map_err(|_| checkout_not_found())
 }
 
-pub(super) fn checkout_not_found() -> ApiError {
+/// The checkout if it belongs to `user`; someone else's is indistinguishable from a missing one.
+pub(super) async fn owned(
+    db: &icon_store::Conn,
+    id: CheckoutId,
+    user: &User,
+) -> Result<CheckoutView, ApiError> {
+    checkouts::get(db, id, Some(&user.id))
+        .await?
+        .ok_or_else(checkout_not_found)
+}
+
+fn checkout_not_found() -> ApiError {
     ApiError::not_found(
         "checkout_not_found",
         "no checkout with that id belongs to you",
@@ -280,9 +291,7 @@ pub async fn get_checkout(
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_checkout_id(&path)?;
     let db = state.pool.get().await.map_err(StoreError::from)?;
-    let view = checkouts::get(&db, id, Some(&user.id))
-        .await?
-        .ok_or_else(checkout_not_found)?;
+    let view = owned(&db, id, &user).await?;
     let mut resp = HttpResponse::Ok();
     if !view.status.is_final() {
         resp.insert_header((header::RETRY_AFTER, POLL_AFTER_SECS.to_string()));
