@@ -4,7 +4,7 @@
 use crate::{error::corrupt, Conn, GenericClient, StoreError};
 use chrono::{DateTime, Utc};
 use icon_domain::{
-    CartId, CheckoutId, CheckoutStatus, Currency, Money, Quantity, RetailerId, UserId,
+    CartId, CheckoutId, CheckoutStatus, Currency, Money, OrderStatus, Quantity, RetailerId, UserId,
 };
 
 #[derive(Debug, Clone)]
@@ -36,6 +36,10 @@ pub enum AddItem {
     UnknownRetailer,
     /// The cart has a live checkout: changing it now would change what is being bought.
     Frozen(CheckoutId),
+    /// This cart's latest order at the item's retailer is `unknown` (it may have been placed):
+    /// a new checkout re-sends that order with the same key and body, so what is ordered from
+    /// that retailer can no longer change.
+    OrderUnknown(CheckoutId),
 }
 
 pub(crate) fn item_from_row(r: &tokio_postgres::Row) -> Result<CartItem, StoreError> {
@@ -125,6 +129,21 @@ pub async fn add_item(
     }
     if let Some((live, _)) = live_checkout(&tx, cart).await? {
         return Ok(AddItem::Frozen(live));
+    }
+    let stmt = tx
+        .prepare_cached(
+            "SELECT c.id, o.status FROM checkout_orders o JOIN checkouts c ON c.id = o.checkout_id
+             WHERE c.cart_id = $1 AND o.retailer_id = $2
+             ORDER BY c.created_at DESC LIMIT 1",
+        )
+        .await?;
+    if let Some(row) = tx
+        .query_opt(&stmt, &[&cart.get(), &item.retailer_id.as_str()])
+        .await?
+    {
+        if row.get::<_, &str>(1) == OrderStatus::Unknown.as_str() {
+            return Ok(AddItem::OrderUnknown(CheckoutId::from_uuid(row.get(0))));
+        }
     }
     let stmt = tx
         .prepare_cached("SELECT 1 FROM retailers WHERE id = $1")

@@ -320,6 +320,13 @@ pub const CODES: &[(&str, u16, &str)] = &[
         409,
         "The cart is being checked out or was bought; start a new cart.",
     ),
+    (
+        "order_unknown",
+        409,
+        "The cart's earlier order at that retailer may have been placed (its outcome is \
+         `unknown`): a new checkout re-sends it unchanged, so its items cannot change; use a new \
+         cart for other items from that retailer.",
+    ),
     ("payload_too_large", 413, "The body exceeds 64 KiB."),
     (
         "unsupported_media_type",

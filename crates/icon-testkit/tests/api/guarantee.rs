@@ -55,6 +55,20 @@ async fn retrying_a_failed_cart_resends_the_earlier_key_and_places_no_second_ord
     let callback = receiver.wait_for(1, Duration::from_secs(20)).await;
     assert_eq!(callback[0].body["orders"][0]["status"], "unknown");
 
+    // What is ordered from that retailer can no longer change: a retry re-sends that order.
+    let r = app
+        .api
+        .post(
+            &format!("/carts/{cart}/items"),
+            Some(&app.token("alice")),
+            &serde_json::json!({"retailer_id": "acme", "sku": "belt", "quantity": 1,
+                                "unit_price": {"amount_minor": 500, "currency": "GBP"}}),
+        )
+        .await;
+    assert_eq!(r.status, 409, "{r:?}");
+    assert_eq!(r.json["code"], "order_unknown");
+    assert_eq!(r.json["checkout_id"], first.as_str());
+
     // The shopper tries again: the retailer gets the earlier key (and body) and answers with
     // the order it placed the first time.
     let second = id_of(&app.checkout("alice", cart, None).await);

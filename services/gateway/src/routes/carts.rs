@@ -130,7 +130,7 @@ pub(crate) fn cart_not_found() -> ApiError {
         (status = 400, body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 401, body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 404, body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The cart is being checked out or was bought", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The cart is being checked out or was bought (`cart_frozen`), or its earlier order at that retailer may have been placed (`order_unknown`)", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Unknown retailer, quantity < 1, bad currency, ...", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -194,6 +194,16 @@ pub async fn add_item(
         AddItem::Frozen(checkout) => Err(ApiError::conflict(
             "cart_frozen",
             format!("cart {cart_id} has a live checkout {checkout}; it can no longer change"),
+        )
+        .with("checkout_id", checkout.to_string())),
+        AddItem::OrderUnknown(checkout) => Err(ApiError::conflict(
+            "order_unknown",
+            format!(
+                "the order at `{}` from checkout {checkout} may have been placed (its outcome is \
+                 unknown), so checking this cart out again re-sends that same order: its items \
+                 for that retailer can no longer change. Use a new cart for other items from it",
+                item.retailer_id
+            ),
         )
         .with("checkout_id", checkout.to_string())),
     }
