@@ -5,7 +5,7 @@
 //! - [`topology`]: declaring exchanges and queues, idempotently, with every option explained; an
 //!   existing queue of the other type is kept, not broken.
 //! - [`migrate`]: the operator's step that changes the type of existing queues without losing a
-//!   message.
+//!   message; [`migrate_command`]: the `migrate-queues` command around it.
 //! - [`publish`]: a publisher-confirms channel that pipelines a batch and awaits every confirm.
 //! - [`consume`]: a supervised consumer: bounded prefetch, manual acks, poison messages (and
 //!   handlers that panic twice) to a dead-letter queue with the reason, reconnects after a
@@ -15,6 +15,7 @@ pub mod connect;
 pub mod consume;
 mod declare;
 pub mod migrate;
+pub mod migrate_command;
 pub mod publish;
 pub mod queue_type;
 pub mod topology;

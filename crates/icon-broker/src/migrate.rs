@@ -3,7 +3,7 @@
 //! RabbitMQ cannot change a queue's type in place: the queue has to be deleted and declared
 //! again. [`migrate`] does that for every queue of a [`Topology`] that exists with the other
 //! type. Each service migrates its own topology (`icon-checkout-worker migrate-queues`,
-//! `icon-notifier migrate-queues`, through [`migrate_at`]): a work queue must be converted
+//! `icon-notifier migrate-queues`, through [`crate::migrate_command::migrate_at`]): a work queue must be converted
 //! together with the delay tiers that dead-letter into it, and only the service that owns them
 //! knows its tiers.
 //!
@@ -31,7 +31,7 @@ use lapin::options::{
     QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{Confirmation, Connection, ConnectionProperties};
+use lapin::{Confirmation, Connection};
 use std::fmt;
 use std::time::Duration;
 
@@ -103,37 +103,6 @@ pub enum MigrateError {
     NotEmpty { queue: String },
     #[error("queue `{queue}` is still {existing} after the migration: something declared it again meanwhile (a service still running with another ICON_AMQP_QUEUE_TYPE?). Its messages are back in it; stop that service and run the migration again")]
     Redeclared { queue: String, existing: String },
-}
-
-/// The `migrate-queues` command of a service: connects to `amqp_url`, [`migrate`]s the
-/// service's own topology (its work queue with the delay tiers that feed it), and closes.
-pub async fn migrate_at(
-    amqp_url: &str,
-    topology: &Topology,
-) -> Result<MigrationReport, MigrateError> {
-    let props = ConnectionProperties::default().with_connection_name("icon-migrate-queues".into());
-    let connect = tokio::time::timeout(
-        Duration::from_secs(10),
-        Connection::connect(amqp_url, props),
-    );
-    let conn = match connect.await {
-        Ok(Ok(conn)) => conn,
-        Ok(Err(e)) => {
-            return Err(MigrateError::Connect {
-                url: crate::connect::redact(amqp_url),
-                reason: e.to_string(),
-            })
-        }
-        Err(_) => {
-            return Err(MigrateError::Connect {
-                url: crate::connect::redact(amqp_url),
-                reason: "timed out after 10s".into(),
-            })
-        }
-    };
-    let result = migrate(&conn, topology).await;
-    let _ = conn.close(200, "migrated".into()).await;
-    result
 }
 
 /// Gives every queue of `topology` the topology's queue type. See the module docs.
@@ -392,32 +361,4 @@ async fn delete_emptied(conn: &Connection, queue: &str, how: Delete) -> Result<(
     Err(MigrateError::NotEmpty {
         queue: queue.to_owned(),
     })
-}
-
-/// `<binary> migrate-queues`, which the worker's and the notifier's `main` run instead of the
-/// service: the service's settings (or exit 2 naming the bad variable), then [`migrate_at`] on
-/// the AMQP URL and topology `target` derives from them, printing the report.
-pub async fn command<S, E: fmt::Display>(
-    binary: &str,
-    settings: Result<S, E>,
-    target: impl FnOnce(&S) -> (String, Topology),
-) -> std::process::ExitCode {
-    let settings = match settings {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("{binary}: {e}");
-            return std::process::ExitCode::from(2);
-        }
-    };
-    let (amqp_url, topology) = target(&settings);
-    match migrate_at(&amqp_url, &topology).await {
-        Ok(report) => {
-            print!("{report}");
-            std::process::ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("{binary} migrate-queues: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
 }

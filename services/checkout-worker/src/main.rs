@@ -9,7 +9,7 @@ use std::process::ExitCode;
 async fn main() -> ExitCode {
     let settings = WorkerSettings::from_env(&Env::from_process());
     if std::env::args().nth(1).as_deref() == Some("migrate-queues") {
-        return icon_broker::migrate::command("icon-checkout-worker", settings, |s| {
+        return icon_broker::migrate_command::command("icon-checkout-worker", settings, |s| {
             (s.amqp_url.clone(), topology(s))
         })
         .await;
