@@ -66,6 +66,8 @@ pub enum AttemptClaim {
     },
     /// Another copy is making this attempt until `until`: look again then.
     Busy { until: DateTime<Utc> },
+    /// The attempt before this one is still being recorded: look again shortly.
+    Recording,
     /// Delivered, given up, or this copy is stale.
     Nothing,
 }
@@ -185,16 +187,21 @@ pub async fn claim_attempt(
             first_attempt_at: row.get(1),
         });
     }
+    // The attempt this copy would make is held by another. Its lease may have run out between
+    // the claim and this read: then this copy comes straight back and takes it over.
     let stmt = db
         .prepare_cached(
             "SELECT attempts, claimed_until FROM notifications
-             WHERE id = $1 AND state IN ('pending', 'retrying') AND claimed_until > now()",
+             WHERE id = $1 AND state IN ('pending', 'retrying') AND claimed_until IS NOT NULL",
         )
         .await?;
     Ok(match db.query_opt(&stmt, &[&id.as_uuid()]).await? {
         Some(row) if row.get::<_, i32>(0) == after_attempt + 1 => {
             AttemptClaim::Busy { until: row.get(1) }
         }
+        // This copy is the retry of attempt `after_attempt`, which its claimer published before
+        // recording the attempt and is recording now (or died doing so: then its lease runs out).
+        Some(row) if row.get::<_, i32>(0) == after_attempt => AttemptClaim::Recording,
         _ => AttemptClaim::Nothing,
     })
 }

@@ -106,9 +106,7 @@ async fn why_not(
     after_pass: i32,
 ) -> Result<Claim, StoreError> {
     let stmt = db
-        .prepare_cached(
-            "SELECT status, pass, claimed_until, claimed_until > now() FROM checkouts WHERE id = $1",
-        )
+        .prepare_cached("SELECT status, pass, claimed_until FROM checkouts WHERE id = $1")
         .await?;
     let Some(row) = db.query_opt(&stmt, &[&id.as_uuid()]).await? else {
         return Ok(Claim::Missing);
@@ -116,10 +114,11 @@ async fn why_not(
     let status = CheckoutStatus::parse(row.get(0)).map_err(corrupt)?;
     let pass: i32 = row.get(1);
     let until: Option<DateTime<Utc>> = row.get(2);
-    let leased: Option<bool> = row.get(3);
-    Ok(match (status.is_final(), until, leased) {
-        (true, _, _) => Claim::Nothing("checkout already final"),
-        (false, Some(until), Some(true)) if pass == after_pass + 1 => Claim::Busy { until },
+    Ok(match until {
+        _ if status.is_final() => Claim::Nothing("checkout already final"),
+        // The pass this copy would make is held. Its lease may have run out between the claim
+        // and this read: then this copy comes straight back and takes it over.
+        Some(until) if pass == after_pass + 1 => Claim::Busy { until },
         _ => Claim::Nothing("stale copy: another copy made this pass"),
     })
 }

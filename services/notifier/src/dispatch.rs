@@ -29,6 +29,9 @@ use std::time::{Duration, Instant};
 /// A due message arriving this close to its `not_before` is attempted rather than delayed again.
 const EARLY_TOLERANCE: Duration = Duration::from_millis(20);
 
+/// How long a retry that overtook the recording of its own attempt waits (the shortest tier).
+const RECORDING_WAIT: Duration = Duration::from_millis(100);
+
 #[derive(Debug, thiserror::Error)]
 enum DispatchError {
     #[error(transparent)]
@@ -149,6 +152,20 @@ impl Dispatcher {
                 let remaining = (until - Utc::now()).to_std().unwrap_or_default();
                 return Ok(self.defer(due, remaining).await?);
             }
+            AttemptClaim::Recording => {
+                // A retry can overtake the recording of the attempt that scheduled it (a wait
+                // that was due at once): it comes back after the shortest tier.
+                tracing::info!(
+                    "the previous attempt is still being recorded; looking again shortly"
+                );
+                let due = NotificationDue {
+                    checkout_id: n.checkout_id,
+                    notification_id: n.id,
+                    after_attempt,
+                    not_before: Utc::now(),
+                };
+                return Ok(self.defer(due, RECORDING_WAIT).await?);
+            }
             AttemptClaim::Nothing => {
                 tracing::info!("another copy made this attempt; nothing to do");
                 return Ok(());
@@ -231,14 +248,23 @@ impl Dispatcher {
         Ok(())
     }
 
-    /// Publishes `due` into the delay tier that fits `remaining`.
+    /// Publishes `due` into the delay tier that fits `remaining`, or straight back into the work
+    /// queue when it is due already (a lease that ran out a moment ago).
     async fn defer(&self, due: NotificationDue, remaining: Duration) -> Result<(), PublishError> {
-        let tier = self.schedule.tier_for(remaining);
+        let (exchange, routing_key) = if remaining <= EARLY_TOLERANCE {
+            (String::new(), topology::CHECKOUT_FINISHED.to_owned())
+        } else {
+            let tier = self.schedule.tier_for(remaining);
+            (
+                topology::DELAY_EXCHANGE.to_owned(),
+                topology::delay_queue(tier),
+            )
+        };
         let envelope = Envelope::new(due);
         self.publisher
             .publish(OutgoingMessage {
-                exchange: topology::DELAY_EXCHANGE.into(),
-                routing_key: topology::delay_queue(tier),
+                exchange,
+                routing_key,
                 message_id: envelope.message_id.to_string(),
                 message_type: NotificationDue::TYPE.into(),
                 checkout_id: envelope.checkout_id.to_string(),

@@ -474,3 +474,55 @@ async fn a_hanging_retailer_does_not_hold_back_the_others() {
     ));
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_or_attempt_whose_claimer_died_is_taken_over_after_its_lease() {
+    let (mut app, sim) = with_acme(Options {
+        start_worker: false,
+        start_notifier: false,
+        ..Options::default()
+    })
+    .await;
+    let receiver = Receiver::start(vec![], None).await;
+    let cart = app.cart_with("alice", &[("acme", "dress")]).await;
+    let id = id_of(&app.checkout("alice", cart, Some(&receiver.url)).await);
+    let db = app.env.db().await;
+    // A worker claimed the first pass and died before recording anything.
+    db.execute(
+        "UPDATE checkouts SET pass = 1, claim = gen_random_uuid(), status = 'processing',
+                claimed_until = now() + interval '400 ms', deliveries = 1",
+        &[],
+    )
+    .await
+    .unwrap();
+    app.start_worker();
+    app.wait_for_checkout("alice", &id, "completed", |c| c["status"] == "completed")
+        .await;
+    assert_eq!(sim.orders().await.len(), 1);
+    // A notifier claimed the first attempt and died before calling out.
+    db.execute(
+        "UPDATE notifications SET attempts = 1, claim = gen_random_uuid(),
+                claimed_until = now() + interval '400 ms'",
+        &[],
+    )
+    .await
+    .unwrap();
+    app.start_notifier();
+    app.wait_for_checkout("alice", &id, "delivered", |c| {
+        c["callback"]["state"] == "delivered"
+    })
+    .await;
+    assert_eq!(receiver.seen().len(), 1);
+    let attempts: Vec<i32> = db
+        .query("SELECT attempt FROM notification_attempts", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(attempts, vec![1], "the taken-over attempt keeps its number");
+    report(
+        "FAULT claims whose holder died: pass and attempt taken over after the lease; callbacks=1",
+    );
+    app.stop().await;
+}
