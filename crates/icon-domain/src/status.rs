@@ -102,19 +102,27 @@ impl OrderStatus {
 }
 
 text_enum!(
-    /// A notification (callback or push): `pending` before its first attempt, `retrying` after a
-    /// failed one, then `delivered` or `failed` (given up, or the receiver answered 410 Gone).
+    /// A notification (callback, push to one device, or e-mail): `pending` before its first
+    /// attempt, `retrying` after a failed one, then `delivered` or `failed` (given up, the
+    /// receiver answered 410 Gone, or the device was unregistered); `not_configured` when the
+    /// notifier has no credentials for its channel (nothing was sent).
     NotificationState, "notification state" {
         Pending => "pending",
         Retrying => "retrying",
         Delivered => "delivered",
         Failed => "failed",
+        NotConfigured => "not_configured",
     }
 );
 
 impl NotificationState {
     pub fn is_final(&self) -> bool {
-        matches!(self, Self::Delivered | Self::Failed)
+        matches!(self, Self::Delivered | Self::Failed | Self::NotConfigured)
+    }
+
+    /// Given up without being delivered, so an operator or the owner may send it again.
+    pub fn is_redeliverable(&self) -> bool {
+        matches!(self, Self::Failed | Self::NotConfigured)
     }
 }
 

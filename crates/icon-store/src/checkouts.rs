@@ -8,8 +8,8 @@ use crate::{
 use chrono::{DateTime, Utc};
 use icon_contracts::{topology, CheckoutRequested, Envelope};
 use icon_domain::{
-    CallbackUrl, CartId, CheckoutId, CheckoutStatus, NotificationId, OrderStatus, RetailerId,
-    UserId,
+    CallbackUrl, CartId, CheckoutId, CheckoutStatus, EmailAddress, NotificationId, OrderStatus,
+    RetailerId, UserId,
 };
 
 #[derive(Debug, Clone)]
@@ -19,6 +19,8 @@ pub struct NewCheckout {
     pub owner: UserId,
     pub callback_url: Option<CallbackUrl>,
     pub push_notification: bool,
+    /// The `email` claim of the shopper's token: the outcome is e-mailed there too.
+    pub email: Option<EmailAddress>,
     pub resource_url: String,
     /// Set when the client sent an `Idempotency-Key`.
     pub idempotency: Option<IdempotentRequest>,
@@ -53,14 +55,20 @@ pub struct CheckoutView {
     pub updated_at: DateTime<Utc>,
     pub orders: Vec<OrderView>,
     pub callback: Option<notifications::Notification>,
+    /// One per device registered when the checkout was submitted with `push_notification`;
+    /// empty when none was (the resource says so).
+    pub push: Vec<notifications::Notification>,
+    pub email: Option<notifications::Notification>,
     /// Why a `failed` checkout failed when its orders do not say (processing failed
     /// `ICON_WORKER_MAX_DELIVERIES` times).
     pub reason: Option<String>,
 }
 
-/// Creates the checkout, its pending orders (one per retailer in the cart), its callback
-/// notification and the `checkout.requested` message, all in one transaction: either the
-/// client gets its 202 and the work is certain to be queued, or nothing happened.
+/// Creates the checkout, its pending orders (one per retailer in the cart), its notifications
+/// (the callback, one push per device the user has registered now, the e-mail) and the
+/// `checkout.requested` message, all in one transaction: either the client gets its 202 and the
+/// work is certain to be queued, or nothing happened. The devices are those of submission time,
+/// so the rows exist before the checkout can finish and the notifier's sweep covers them.
 #[tracing::instrument(name = "store.create_checkout", skip_all, fields(checkout_id = %new.id, cart_id = %new.cart_id))]
 pub async fn create(conn: &mut Conn, new: &NewCheckout) -> Result<CreateCheckout, StoreError> {
     let tx = conn.transaction().await?;
@@ -145,6 +153,18 @@ pub async fn create(conn: &mut Conn, new: &NewCheckout) -> Result<CreateCheckout
         ),
         None => None,
     };
+    let push = if new.push_notification {
+        notifications::create_pushes(&tx, new.id, &new.owner).await?
+    } else {
+        vec![]
+    };
+    let email = match &new.email {
+        Some(address) => Some(
+            notifications::create(&tx, NotificationId::new(), new.id, "email", address.as_str())
+                .await?,
+        ),
+        None => None,
+    };
 
     let message = Envelope::new(CheckoutRequested {
         checkout_id: new.id,
@@ -183,11 +203,13 @@ pub async fn create(conn: &mut Conn, new: &NewCheckout) -> Result<CreateCheckout
         updated_at,
         orders,
         callback,
+        push,
+        email,
         reason: None,
     })))
 }
 
-/// The checkout with its orders and callback, if it exists and (when `owner` is given) belongs
+/// The checkout with its orders and notifications, if it exists and (when `owner` is given) belongs
 /// to that user.
 pub async fn get(
     db: &impl GenericClient,
@@ -207,6 +229,16 @@ pub async fn get(
     if owner.is_some_and(|o| o.as_str() != row.get::<_, &str>("owner")) {
         return Ok(None);
     }
+    let mut callback = None;
+    let mut email = None;
+    let mut push = Vec::new();
+    for n in notifications::all_for_checkout(db, id).await? {
+        match n.channel.as_str() {
+            "callback" => callback = Some(n),
+            "email" => email = Some(n),
+            _ => push.push(n),
+        }
+    }
     Ok(Some(CheckoutView {
         id,
         cart_id: CartId::new(row.get("cart_id")),
@@ -216,7 +248,9 @@ pub async fn get(
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
         orders: orders::list(db, id).await?,
-        callback: notifications::for_checkout(db, id, "callback").await?,
+        callback,
+        push,
+        email,
         reason: row.get("reason"),
     }))
 }

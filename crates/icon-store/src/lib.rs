@@ -7,6 +7,7 @@
 //! - [`retailers`], [`carts`], [`checkouts`]: what the gateway reads and writes.
 //! - [`orders`]: one retailer order of a checkout, as shown and as the worker works on it.
 //! - [`passes`]: the worker's processing passes: claim, record, finish, give up.
+//! - [`devices`]: the shoppers' push devices.
 //! - [`notifications`]: the notifier's attempts and schedule.
 //! - [`idempotency`]: `Idempotency-Key`s of checkout submissions.
 //! - [`sweep`]: the safety net that queues stuck work again.
@@ -14,6 +15,7 @@
 
 pub mod carts;
 pub mod checkouts;
+pub mod devices;
 mod error;
 pub mod idempotency;
 pub mod migrate;

@@ -16,6 +16,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "guarantee",
         include_str!("../migrations/0003_guarantee.sql"),
     ),
+    (4, "push", include_str!("../migrations/0004_push.sql")),
 ];
 
 /// Arbitrary but fixed: the advisory lock every ICON process takes while migrating.

@@ -1,4 +1,4 @@
-//! Notifications (one per channel of a checkout) and their attempts.
+//! Notifications (a checkout's callback, its e-mail, and one push per device) and their attempts.
 //!
 //! The attempt counter is the notifier's concurrency control. An attempt is claimed in the
 //! database before the call goes out ([`claim_attempt`]): the counter moves on only if it still
@@ -11,7 +11,7 @@
 use crate::{error::corrupt, outbox, Conn, GenericClient, StoreError};
 use chrono::{DateTime, Utc};
 use icon_contracts::{topology, Envelope, NotificationDue};
-use icon_domain::{CheckoutId, NotificationId, NotificationState};
+use icon_domain::{CheckoutId, NotificationId, NotificationState, UserId};
 use uuid::Uuid;
 
 #[derive(Debug, Clone)]
@@ -111,18 +111,61 @@ pub async fn create(
     )
 }
 
-pub async fn for_checkout(
+/// One `push` notification per device `owner` has registered now; none if they have none.
+pub async fn create_pushes(
+    tx: &impl GenericClient,
+    checkout: CheckoutId,
+    owner: &UserId,
+) -> Result<Vec<Notification>, StoreError> {
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO notifications (id, checkout_id, channel, target, state)
+             SELECT gen_random_uuid(), $1, 'push', token, 'pending'
+             FROM devices WHERE owner = $2
+             RETURNING *",
+        )
+        .await?;
+    tx.query(&stmt, &[&checkout.as_uuid(), &owner.as_str()])
+        .await?
+        .iter()
+        .map(from_row)
+        .collect()
+}
+
+/// A checkout's notifications on one channel (one per device for `push`).
+pub async fn for_channel(
     db: &impl GenericClient,
     checkout: CheckoutId,
     channel: &str,
-) -> Result<Option<Notification>, StoreError> {
+) -> Result<Vec<Notification>, StoreError> {
     let stmt = db
-        .prepare_cached("SELECT * FROM notifications WHERE checkout_id = $1 AND channel = $2")
+        .prepare_cached(
+            "SELECT * FROM notifications WHERE checkout_id = $1 AND channel = $2 ORDER BY target",
+        )
         .await?;
-    db.query_opt(&stmt, &[&checkout.as_uuid(), &channel])
+    db.query(&stmt, &[&checkout.as_uuid(), &channel])
         .await?
-        .map(|r| from_row(&r))
-        .transpose()
+        .iter()
+        .map(from_row)
+        .collect()
+}
+
+/// Marks a notification nobody attempted as `not_configured`: this notifier has no credentials
+/// for its channel. False if it was no longer pending.
+pub async fn set_not_configured(
+    db: &impl GenericClient,
+    id: NotificationId,
+    why: &str,
+) -> Result<bool, StoreError> {
+    let stmt = db
+        .prepare_cached(
+            "UPDATE notifications
+             SET state = 'not_configured', last_error = $2, next_attempt_at = NULL,
+                 updated_at = now()
+             WHERE id = $1 AND state = 'pending' AND attempts = 0",
+        )
+        .await?;
+    Ok(db.execute(&stmt, &[&id.as_uuid(), &why]).await? == 1)
 }
 
 /// Every notification of a checkout, whatever the channel.
@@ -131,7 +174,9 @@ pub async fn all_for_checkout(
     checkout: CheckoutId,
 ) -> Result<Vec<Notification>, StoreError> {
     let stmt = db
-        .prepare_cached("SELECT * FROM notifications WHERE checkout_id = $1 ORDER BY channel")
+        .prepare_cached(
+            "SELECT * FROM notifications WHERE checkout_id = $1 ORDER BY channel, target",
+        )
         .await?;
     db.query(&stmt, &[&checkout.as_uuid()])
         .await?
@@ -274,17 +319,20 @@ pub async fn attempts(
 
 #[derive(Debug)]
 pub enum Redeliver {
-    /// Reset and queued again: this is the notification as it is now.
-    Queued(Notification),
+    /// Reset and queued again: these are the notifications as they are now (one per device
+    /// for `push`).
+    Queued(Vec<Notification>),
     /// The checkout has no notification on that channel.
     NotFound,
-    /// Only a `failed` notification can be redelivered; this one is in that state.
+    /// Only a `failed` or `not_configured` notification can be redelivered; none is (this is
+    /// the state of the first).
     NotFailed(NotificationState),
 }
 
-/// Re-queues a given-up notification: resets its schedule (the give-up deadline counts again
-/// from its next attempt), keeps its attempt count so new attempts are listed after the old
-/// ones, and writes the due message to the outbox in the same transaction.
+/// Re-queues a checkout's given-up notifications on `channel` (for `push`, every failed device):
+/// resets their schedule (the give-up deadline counts again from the next attempt), keeps
+/// their attempt count so new attempts are listed after the old ones, and writes the due
+/// messages to the outbox in the same transaction.
 #[tracing::instrument(name = "store.redeliver", skip_all, fields(checkout_id = %checkout))]
 pub async fn redeliver(
     conn: &mut Conn,
@@ -297,23 +345,25 @@ pub async fn redeliver(
             "UPDATE notifications
              SET state = 'pending', first_attempt_at = NULL, next_attempt_at = now(),
                  updated_at = now()
-             WHERE checkout_id = $1 AND channel = $2 AND state = 'failed'
+             WHERE checkout_id = $1 AND channel = $2 AND state IN ('failed', 'not_configured')
              RETURNING *",
         )
         .await?;
-    let Some(row) = tx
-        .query_opt(&stmt, &[&checkout.as_uuid(), &channel])
-        .await?
-    else {
-        return Ok(match for_checkout(&tx, checkout, channel).await? {
+    let rows = tx.query(&stmt, &[&checkout.as_uuid(), &channel]).await?;
+    if rows.is_empty() {
+        return Ok(match for_channel(&tx, checkout, channel).await?.first() {
             Some(n) => Redeliver::NotFailed(n.state),
             None => Redeliver::NotFound,
         });
-    };
-    let n = from_row(&row)?;
-    enqueue_due(&tx, &n).await?;
+    }
+    let mut queued = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let n = from_row(row)?;
+        enqueue_due(&tx, &n).await?;
+        queued.push(n);
+    }
     tx.commit().await?;
-    Ok(Redeliver::Queued(n))
+    Ok(Redeliver::Queued(queued))
 }
 
 /// Writes a due message for `n`'s next attempt to the outbox, straight into the notifier's

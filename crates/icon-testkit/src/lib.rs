@@ -20,10 +20,12 @@ mod env;
 pub mod fleet;
 pub mod process;
 mod receiver;
+mod sim;
 
 pub use api::{Api, Reply as ApiReply};
 pub use env::TestEnv;
 pub use receiver::{Receiver, Recorded, Scripted};
+pub use sim::Sim;
 
 use icon_checkout_worker::WorkerSettings;
 use icon_gateway::{auth::JwtKeys, Application, GatewaySettings};
@@ -205,6 +207,13 @@ impl TestApp {
             .expect("mint")
     }
 
+    /// A shopper token carrying an `email` claim.
+    pub fn token_with_email(&self, user: &str, email: &str) -> String {
+        self.keys
+            .mint_with_email(user, Some(email), false, Duration::from_secs(3600))
+            .expect("mint")
+    }
+
     pub fn admin_token(&self) -> String {
         self.keys
             .mint("ops", true, Duration::from_secs(3600))
@@ -301,52 +310,6 @@ impl TestApp {
 }
 
 impl Drop for TestApp {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-/// A retailer simulator on a random loopback port.
-pub struct Sim {
-    pub base_url: String,
-    shutdown: CancellationToken,
-}
-
-impl Sim {
-    pub async fn start() -> Self {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind sim");
-        let base_url = format!("http://{}", listener.local_addr().expect("addr"));
-        let shutdown = CancellationToken::new();
-        let settings = icon_retailer_sim::SimSettings {
-            addr: "127.0.0.1:0".into(),
-            slow_delay: Duration::from_millis(300),
-            log: "warn".into(),
-        };
-        let server = icon_retailer_sim::serve(listener, settings, shutdown.clone()).expect("sim");
-        tokio::spawn(server);
-        Self { base_url, shutdown }
-    }
-
-    /// The order URL for a retailer served by this simulator.
-    pub fn order_url(&self, retailer: &str) -> String {
-        format!("{}/{retailer}/orders", self.base_url)
-    }
-
-    /// Every order request the simulator received, oldest first (its `GET /requests`).
-    pub async fn orders(&self) -> Vec<Value> {
-        let r = Api::new(&self.base_url).get("/requests", None).await;
-        r.json.as_array().cloned().unwrap_or_default()
-    }
-
-    /// Every status lookup by idempotency key the simulator received, oldest first (its
-    /// `GET /lookups`).
-    pub async fn lookups(&self) -> Vec<Value> {
-        let r = Api::new(&self.base_url).get("/lookups", None).await;
-        r.json.as_array().cloned().unwrap_or_default()
-    }
-}
-
-impl Drop for Sim {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }

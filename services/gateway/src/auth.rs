@@ -6,7 +6,7 @@
 
 use crate::problem::ApiError;
 use actix_web::{dev::Payload, http::header, web, FromRequest, HttpRequest};
-use icon_domain::UserId;
+use icon_domain::{EmailAddress, UserId};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use std::future::{ready, Ready};
@@ -18,6 +18,9 @@ pub struct Claims {
     pub exp: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// The shopper's e-mail address: a checkout's outcome is e-mailed there as well.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
 }
 
 #[derive(Clone)]
@@ -46,6 +49,17 @@ impl JwtKeys {
         admin: bool,
         ttl: Duration,
     ) -> Result<String, jsonwebtoken::errors::Error> {
+        self.mint_with_email(sub, None, admin, ttl)
+    }
+
+    /// [`Self::mint`] with an `email` claim.
+    pub fn mint_with_email(
+        &self,
+        sub: &str,
+        email: Option<&str>,
+        admin: bool,
+        ttl: Duration,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
         let exp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -55,6 +69,7 @@ impl JwtKeys {
             sub: sub.to_owned(),
             exp,
             scope: admin.then(|| "admin".to_owned()),
+            email: email.map(str::to_owned),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
     }
@@ -81,6 +96,9 @@ impl JwtKeys {
 pub struct User {
     pub id: UserId,
     pub admin: bool,
+    /// From the token's `email` claim, when it holds an address; a malformed one is ignored
+    /// (logged), since e-mail is a courtesy and must not lock the shopper out.
+    pub email: Option<EmailAddress>,
 }
 
 /// An authenticated caller with the `admin` scope.
@@ -112,7 +130,16 @@ fn authenticate(req: &HttpRequest) -> Result<User, ApiError> {
         .scope
         .as_deref()
         .is_some_and(|s| s.split_whitespace().any(|s| s == "admin"));
-    Ok(User { id, admin })
+    let email = claims
+        .email
+        .and_then(|e| match EmailAddress::parse(e) {
+            Ok(e) => Some(e),
+            Err(why) => {
+                tracing::warn!(user = %id, "ignoring the token's `email` claim: it {why}");
+                None
+            }
+        });
+    Ok(User { id, admin, email })
 }
 
 impl FromRequest for User {

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 const USAGE: &str = "usage: icon-gateway                      serve the API\n       \
-icon-gateway token --sub USER [--admin] [--ttl 24h]   print a bearer token";
+icon-gateway token --sub USER [--admin] [--email ADDR] [--ttl 24h]   print a bearer token";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -63,12 +63,14 @@ async fn serve(settings: GatewaySettings) -> ExitCode {
 fn mint(settings: &GatewaySettings, args: &[String]) -> ExitCode {
     let mut sub = None;
     let mut admin = false;
+    let mut email = None;
     let mut ttl = Duration::from_secs(24 * 3600);
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--sub" => sub = it.next().cloned(),
             "--admin" => admin = true,
+            "--email" => email = it.next().cloned(),
             "--ttl" => match it.next().map(|v| parse_duration(v)) {
                 Some(Ok(d)) => ttl = d,
                 _ => {
@@ -86,7 +88,12 @@ fn mint(settings: &GatewaySettings, args: &[String]) -> ExitCode {
         eprintln!("icon-gateway token: --sub USER is required\n{USAGE}");
         return ExitCode::from(2);
     };
-    match JwtKeys::new(settings.jwt_secret.expose()).mint(&sub, admin, ttl) {
+    match JwtKeys::new(settings.jwt_secret.expose()).mint_with_email(
+        &sub,
+        email.as_deref(),
+        admin,
+        ttl,
+    ) {
         Ok(t) => {
             println!("{t}");
             ExitCode::SUCCESS

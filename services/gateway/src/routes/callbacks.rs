@@ -129,7 +129,8 @@ pub async fn redeliver_callback(
         .await
         .or_outcome_unknown(lost_write::REDELIVERY)?
     {
-        Redeliver::Queued(n) => {
+        Redeliver::Queued(mut list) => {
+            let n = list.remove(0);
             tracing::info!(checkout_id = %id, "callback redelivery requested");
             Ok(HttpResponse::Accepted()
                 .insert_header((header::LOCATION, view.resource_url))

@@ -160,6 +160,7 @@ pub async fn create_checkout(
         owner: user.id,
         callback_url,
         push_notification,
+        email: None,
         resource_url: resource_url.clone(),
         idempotency,
     };
