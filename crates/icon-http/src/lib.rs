@@ -115,7 +115,24 @@ impl HttpClient {
         headers: &[(HeaderName, String)],
         body: Vec<u8>,
     ) -> Result<Response, SendError> {
-        self.send(Method::POST, url, headers, Some(body)).await
+        self.send(Method::POST, url, headers, Some(("application/json", body)))
+            .await
+    }
+
+    /// POSTs an `application/x-www-form-urlencoded` body (an OAuth2 token request, say).
+    pub async fn post_form(
+        &self,
+        url: &Url,
+        headers: &[(HeaderName, String)],
+        fields: &[(&str, &str)],
+    ) -> Result<Response, SendError> {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields)
+            .finish()
+            .into_bytes();
+        let content_type = "application/x-www-form-urlencoded";
+        self.send(Method::POST, url, headers, Some((content_type, body)))
+            .await
     }
 
     /// GETs `url` (a status lookup, say), with the same deadline and policy as a POST.
@@ -132,15 +149,15 @@ impl HttpClient {
         method: Method,
         url: &Url,
         headers: &[(HeaderName, String)],
-        body: Option<Vec<u8>>,
+        body: Option<(&'static str, Vec<u8>)>,
     ) -> Result<Response, SendError> {
         self.check_literal(url)?;
         let mut req = Request::builder().method(method).uri(url.as_str()).header(
             header::USER_AGENT,
             concat!("ICON/", env!("CARGO_PKG_VERSION")),
         );
-        if body.is_some() {
-            req = req.header(header::CONTENT_TYPE, "application/json");
+        if let Some((content_type, _)) = &body {
+            req = req.header(header::CONTENT_TYPE, *content_type);
         }
         for (name, value) in headers {
             let value = HeaderValue::from_str(value)
@@ -148,7 +165,9 @@ impl HttpClient {
             req = req.header(name, value);
         }
         let req = req
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .body(Full::new(Bytes::from(
+                body.map(|(_, b)| b).unwrap_or_default(),
+            )))
             .map_err(|e| SendError::Invalid(e.to_string()))?;
         let started = Instant::now();
         let exchange = async {

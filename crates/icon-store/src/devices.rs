@@ -7,7 +7,7 @@
 
 use crate::{error::corrupt, Conn, GenericClient, StoreError};
 use chrono::{DateTime, Utc};
-use icon_domain::{DeviceToken, Platform, UserId};
+use icon_domain::{CheckoutId, DeviceToken, Platform, UserId};
 
 #[derive(Debug, Clone)]
 pub struct Device {
@@ -121,6 +121,26 @@ pub async fn get(db: &impl GenericClient, token: &str) -> Result<Option<Device>,
         .prepare_cached("SELECT * FROM devices WHERE token_hash = sha256($1::text::bytea)")
         .await?;
     db.query_opt(&stmt, &[&token])
+        .await?
+        .map(|r| from_row(&r))
+        .transpose()
+}
+
+/// The device a push of `checkout` goes to, if `token` is still registered to the checkout's
+/// owner: a device unregistered since, or moved to another user, must not get this shopper's
+/// outcome.
+pub async fn for_push(
+    db: &impl GenericClient,
+    token: &str,
+    checkout: CheckoutId,
+) -> Result<Option<Device>, StoreError> {
+    let stmt = db
+        .prepare_cached(
+            "SELECT d.* FROM devices d JOIN checkouts c ON c.owner = d.owner
+             WHERE d.token_hash = sha256($1::text::bytea) AND c.id = $2",
+        )
+        .await?;
+    db.query_opt(&stmt, &[&token, &checkout.as_uuid()])
         .await?
         .map(|r| from_row(&r))
         .transpose()
