@@ -11,7 +11,7 @@
 //! delay tier, and never neither. The price is an occasional repeated callback after a crash,
 //! always with the same `webhook-id`.
 
-use crate::channels::{Channels, Outcome};
+use crate::channels::{Channels, Outcome, Route};
 use crate::schedule::RetrySchedule;
 use chrono::Utc;
 use icon_broker::lapin::message::Delivery;
@@ -76,13 +76,16 @@ impl Dispatcher {
             let db = self.pool.get().await.map_err(StoreError::from)?;
             notifications::all_for_checkout(&db, msg.data.checkout_id).await?
         };
-        for n in list {
-            // Only a notification nobody has attempted yet; otherwise its retry chain owns it.
-            if n.state == NotificationState::Pending && n.attempts <= 1 {
-                self.attempt(&n, 0, &msg.data).await?;
-            }
-        }
-        Ok(())
+        // Only notifications nobody has attempted yet; otherwise their retry chains own them.
+        // All at once, so one slow device or receiver does not hold back the others.
+        let first_attempts = list
+            .iter()
+            .filter(|n| n.state == NotificationState::Pending && n.attempts <= 1)
+            .map(|n| self.attempt(n, 0, &msg.data));
+        futures_util::future::join_all(first_attempts)
+            .await
+            .into_iter()
+            .collect()
     }
 
     async fn on_due(&self, due: NotificationDue) -> Result<(), DispatchError> {
@@ -125,9 +128,19 @@ impl Dispatcher {
         after_attempt: i32,
         event: &CheckoutFinished,
     ) -> Result<(), DispatchError> {
-        let Some(channel) = self.channels.get(&n.channel) else {
-            tracing::error!(channel = %n.channel, "no such channel in this notifier; leaving it pending");
-            return Ok(());
+        let channel = match self.channels.get(&n.channel) {
+            Some(Route::Deliver(channel)) => channel,
+            Some(Route::Disabled(why)) => {
+                let db = self.pool.get().await.map_err(StoreError::from)?;
+                if notifications::set_not_configured(&db, n.id, why).await? {
+                    tracing::info!(channel = %n.channel, "channel not configured; nothing sent");
+                }
+                return Ok(());
+            }
+            None => {
+                tracing::error!(channel = %n.channel, "no such channel in this notifier; leaving it pending");
+                return Ok(());
+            }
         };
         let claimed = {
             let db = self.pool.get().await.map_err(StoreError::from)?;
@@ -181,6 +194,9 @@ impl Dispatcher {
 
         let (status, error, new_state, next) = match outcome {
             Outcome::Delivered { status } => (status, None, NotificationState::Delivered, None),
+            Outcome::Dropped { status, error } => {
+                (status, Some(error), NotificationState::Failed, None)
+            }
             Outcome::GiveUp { status, error } => {
                 let reason = error.clone().unwrap_or_else(|| "given up".into());
                 self.park(n, attempt_no, &reason).await?;

@@ -1,10 +1,11 @@
 //! `icon-notifier`: closes the loop. Consumes `checkout.finished`, delivers each notification of
-//! the checkout through its channel, and retries failures through delay tiers until a 2xx, a
-//! 410, or the give-up deadline, when the notification is parked and marked `failed`.
+//! the checkout through its channel (the callback, a push per device, the e-mail), and retries
+//! failures through delay tiers until delivered, refused for good, or the give-up deadline,
+//! when the notification is parked and marked `failed`.
 //!
 //! - [`settings`]: the environment it reads.
 //! - [`schedule`]: retry delays, give-up, delay tiers.
-//! - [`channels`]: one module per delivery channel (`callback` now; push joins here).
+//! - [`channels`]: one module per delivery channel: `callback`, `push` (FCM), `email` (SMTP).
 //! - [`dispatch`]: the work-queue handler: attempts, retries, parking, crash safety.
 
 pub mod channels;
@@ -12,7 +13,9 @@ pub mod dispatch;
 pub mod schedule;
 pub mod settings;
 
-use channels::{callback::CallbackChannel, Channels};
+use channels::{
+    callback::CallbackChannel, email::EmailChannel, push::PushChannel, Channel, Channels,
+};
 use icon_broker::{run_consumer, ConsumerSettings, LazyPublisher, Topology};
 use icon_contracts::topology::{CHECKOUT_FINISHED, PARKED};
 use icon_outbox::RelaySettings;
@@ -34,6 +37,10 @@ pub enum StartError {
     Store(#[from] icon_store::StoreError),
     #[error("cannot build the HTTP client: {0}")]
     Tls(#[from] icon_http::TlsError),
+    #[error("ICON_FCM_CREDENTIALS: {0}")]
+    Push(String),
+    #[error("{0}")]
+    Email(String),
 }
 
 /// The notifier's queues: its work queue, one delay tier per distinct delay, and the parked
@@ -47,6 +54,45 @@ pub fn topology(settings: &NotifierSettings) -> Topology {
         t = t.delay_tier(delay, CHECKOUT_FINISHED);
     }
     t
+}
+
+/// The push channel, or why it is off. Without credentials push is off (said once, here); with
+/// a file that cannot be used the notifier refuses to start rather than fail every push.
+fn push_channel(
+    settings: &NotifierSettings,
+    pool: &icon_store::Pool,
+) -> Result<Result<Arc<dyn Channel>, String>, StartError> {
+    let Some(path) = &settings.fcm.credentials else {
+        tracing::warn!("push disabled: ICON_FCM_CREDENTIALS is not set; checkouts that ask for push will show it as not_configured");
+        return Ok(Err(
+            "push is not configured on this deployment (ICON_FCM_CREDENTIALS is not set)".into(),
+        ));
+    };
+    let push = PushChannel::new(
+        pool.clone(),
+        path,
+        &settings.fcm.endpoint,
+        settings.callback_timeout,
+    )
+    .map_err(StartError::Push)?;
+    tracing::info!(project_id = push.project_id(), endpoint = %settings.fcm.endpoint, "push enabled (FCM HTTP v1)");
+    Ok(Ok(Arc::new(push)))
+}
+
+/// The e-mail channel, or why it is off.
+fn email_channel(
+    settings: &NotifierSettings,
+) -> Result<Result<Arc<dyn Channel>, String>, StartError> {
+    let Some(url) = &settings.smtp.url else {
+        tracing::info!("e-mail disabled: ICON_SMTP_URL is not set");
+        return Ok(Err(
+            "e-mail is not configured on this deployment (ICON_SMTP_URL is not set)".into(),
+        ));
+    };
+    let email = EmailChannel::new(url, &settings.smtp.from, settings.callback_timeout)
+        .map_err(StartError::Email)?;
+    tracing::info!("e-mail enabled (SMTP)");
+    Ok(Ok(Arc::new(email)))
 }
 
 /// Runs the notifier until `shutdown`.
@@ -91,7 +137,9 @@ pub async fn run(
     ));
     let callback =
         CallbackChannel::new(settings.callback_policy.clone(), settings.callback_timeout)?;
-    let channels = Channels::new(vec![Arc::new(callback)]);
+    let channels = Channels::new(vec![Arc::new(callback)])
+        .with("push", push_channel(&settings, &pool)?)
+        .with("email", email_channel(&settings)?);
     let topology = topology(&settings);
     let dispatcher = Arc::new(dispatch::Dispatcher::new(
         pool,

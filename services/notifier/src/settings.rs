@@ -28,8 +28,30 @@ pub struct NotifierSettings {
     /// `ICON_PROBE_ADDR`: where to serve `/healthz` and `/readyz` (e.g. `0.0.0.0:9090`); unset,
     /// no probe server.
     pub probe_addr: Option<String>,
+    /// Push over FCM HTTP v1.
+    pub fcm: FcmSettings,
+    /// E-mail over SMTP.
+    pub smtp: SmtpSettings,
     /// `ICON_LOG`
     pub log: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct FcmSettings {
+    /// `ICON_FCM_CREDENTIALS`: path of a Google service-account key file (JSON). Unset: push is
+    /// disabled and pushes are recorded as `not_configured`.
+    pub credentials: Option<String>,
+    /// `ICON_FCM_ENDPOINT`: where FCM is (default `https://fcm.googleapis.com`).
+    pub endpoint: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct SmtpSettings {
+    /// `ICON_SMTP_URL`: `smtp://[user:password@]host[:port]` (STARTTLS where offered) or
+    /// `smtps://...`. Unset: e-mail is disabled and recorded as `not_configured`.
+    pub url: Option<String>,
+    /// `ICON_SMTP_FROM`: the sender mailbox.
+    pub from: String,
 }
 
 impl NotifierSettings {
@@ -61,9 +83,36 @@ impl NotifierSettings {
             prefetch: env.positive_u16("ICON_NOTIFIER_PREFETCH", 64)?,
             stuck_after: env.duration("ICON_NOTIFIER_STUCK_AFTER", Duration::from_secs(300))?,
             probe_addr: env.optional_addr("ICON_PROBE_ADDR")?,
+            fcm: FcmSettings {
+                credentials: env.raw("ICON_FCM_CREDENTIALS").map(str::to_owned),
+                endpoint: env.parse_with(
+                    "ICON_FCM_ENDPOINT",
+                    crate::channels::push::DEFAULT_ENDPOINT.to_owned(),
+                    parse_base_url,
+                )?,
+            },
+            smtp: SmtpSettings {
+                url: env.parse_with("ICON_SMTP_URL", None, |v| {
+                    let u = url::Url::parse(v.trim()).map_err(|e| e.to_string())?;
+                    match u.scheme() {
+                        "smtp" | "smtps" if u.host_str().is_some() => Ok(Some(v.trim().to_owned())),
+                        _ => Err("expected smtp://host:port or smtps://host:port".into()),
+                    }
+                })?,
+                from: env.string("ICON_SMTP_FROM", "ICON <no-reply@icon.localhost>"),
+            },
             log: env.string("ICON_LOG", "info"),
         })
     }
+}
+
+/// An `http(s)://host[:port]` base without a path, trailing `/` dropped.
+fn parse_base_url(v: &str) -> Result<String, String> {
+    let u = url::Url::parse(v.trim()).map_err(|e| e.to_string())?;
+    if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
+        return Err("expected a base URL such as https://fcm.googleapis.com".into());
+    }
+    Ok(v.trim().trim_end_matches('/').to_owned())
 }
 
 #[cfg(test)]
@@ -77,6 +126,22 @@ mod tests {
         assert_eq!(s.schedule.delay_after(3), Duration::from_secs(600));
         assert_eq!(s.schedule.delay_after(9), Duration::from_secs(600));
         assert_eq!(s.callback_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn channels_off_by_default_and_urls_checked() {
+        let s = NotifierSettings::from_env(&Env::default()).unwrap();
+        assert!(s.fcm.credentials.is_none() && s.smtp.url.is_none());
+        assert_eq!(s.fcm.endpoint, "https://fcm.googleapis.com");
+        for (var, bad) in [
+            ("ICON_SMTP_URL", "http://mail"),
+            ("ICON_FCM_ENDPOINT", "fcm"),
+        ] {
+            let err = NotifierSettings::from_env(&Env::from_pairs([(var, bad)]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with(&format!("{var}=")), "{err}");
+        }
     }
 
     #[test]

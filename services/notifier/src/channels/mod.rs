@@ -1,9 +1,17 @@
 //! Delivery channels. Each turns a finished checkout into one notification attempt on its own
 //! medium and reports an [`Outcome`]; scheduling, retries, give-up and parking are shared and
-//! live in [`crate::dispatch`]. A new channel (push) is a new module implementing [`Channel`]
-//! and one line in [`Channels::new`].
+//! live in [`crate::dispatch`].
+//!
+//! - [`callback`]: an HTTP POST to the partner's `callback_url`.
+//! - [`push`]: FCM HTTP v1, one notification per registered device.
+//! - [`email`]: SMTP, to the address in the shopper's token.
+//!
+//! A channel whose credentials are missing is *disabled*: its notifications are marked
+//! `not_configured` rather than left pending forever or retried in vain.
 
 pub mod callback;
+pub mod email;
+pub mod push;
 
 use icon_contracts::CheckoutFinished;
 use icon_store::notifications::Notification;
@@ -24,11 +32,15 @@ pub enum Outcome {
         error: Option<String>,
         retry_after: Option<Duration>,
     },
-    /// Never worth trying again (410 Gone, a target the network policy refuses).
+    /// Never worth trying again, and worth an operator's look: parked (410 Gone, a target the
+    /// network policy refuses, a push FCM refuses for good).
     GiveUp {
         status: Option<u16>,
         error: Option<String>,
     },
+    /// Never worth trying again, and nothing an operator could do: the target is gone (a device
+    /// FCM no longer knows, or one unregistered since). Failed, not parked.
+    Dropped { status: Option<u16>, error: String },
 }
 
 pub type Attempting<'a> = Pin<Box<dyn Future<Output = Outcome> + Send + 'a>>;
@@ -43,16 +55,38 @@ pub trait Channel: Send + Sync {
     ) -> Attempting<'a>;
 }
 
-/// The channels this notifier can deliver, by name.
+/// What this notifier does with a channel's notifications.
 #[derive(Clone)]
-pub struct Channels(HashMap<&'static str, Arc<dyn Channel>>);
+pub enum Route {
+    Deliver(Arc<dyn Channel>),
+    /// Not configured here: the reason, recorded on each notification.
+    Disabled(String),
+}
+
+/// The channels this notifier can deliver, by name.
+#[derive(Clone, Default)]
+pub struct Channels(HashMap<&'static str, Route>);
 
 impl Channels {
     pub fn new(list: Vec<Arc<dyn Channel>>) -> Self {
-        Self(list.into_iter().map(|c| (c.name(), c)).collect())
+        Self(
+            list.into_iter()
+                .map(|c| (c.name(), Route::Deliver(c)))
+                .collect(),
+        )
     }
 
-    pub fn get(&self, name: &str) -> Option<&Arc<dyn Channel>> {
+    /// Adds a channel, or records why it is disabled.
+    pub fn with(mut self, name: &'static str, channel: Result<Arc<dyn Channel>, String>) -> Self {
+        let route = match channel {
+            Ok(c) => Route::Deliver(c),
+            Err(why) => Route::Disabled(why),
+        };
+        self.0.insert(name, route);
+        self
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Route> {
         self.0.get(name)
     }
 }
