@@ -36,6 +36,12 @@ export ICON_JWT_SECRET="${ICON_JWT_SECRET:-dev-secret-change-me}"
 # The simulator's callback sink is on loopback; production leaves this empty.
 export ICON_CALLBACK_ALLOW_NETWORKS="${ICON_CALLBACK_ALLOW_NETWORKS:-127.0.0.0/8,::1/128}"
 export ICON_SIM_ADDR="${ICON_SIM_ADDR:-127.0.0.1:8090}"
+# Push and e-mail go to the simulator's fake FCM (with its OAuth2 token endpoint) and its SMTP
+# sink. The demo service account's token_uri is http://127.0.0.1:8090/oauth2/token.
+export ICON_FCM_CREDENTIALS="${ICON_FCM_CREDENTIALS:-deploy/demo/fcm-demo-service-account.json}"
+export ICON_FCM_ENDPOINT="${ICON_FCM_ENDPOINT:-http://127.0.0.1:8090}"
+export ICON_SIM_SMTP_ADDR="${ICON_SIM_SMTP_ADDR:-127.0.0.1:2525}"
+export ICON_SMTP_URL="${ICON_SMTP_URL:-smtp://127.0.0.1:2525}"
 export ICON_LOG="${ICON_LOG:-info}"
 
 pids=()
@@ -55,6 +61,6 @@ start sim icon-retailer-sim
 start gateway icon-gateway
 start worker icon-checkout-worker
 start notifier icon-notifier
-say "run: gateway http://127.0.0.1:8080 (docs at /docs), simulator http://127.0.0.1:8090; Ctrl-C stops all"
+say "run: gateway http://127.0.0.1:8080 (docs at /docs), simulator http://127.0.0.1:8090 (FCM messages at /fcm/messages, mail at /mail); Ctrl-C stops all"
 # Stop everything as soon as one of them exits.
 wait -n "${pids[@]}" || true

@@ -152,6 +152,19 @@ impl Fleet {
         }
     }
 
+    /// Registers a push device for the fleet's shopper.
+    pub async fn register_device(&self, token: &str, platform: &str) {
+        let r = self
+            .api
+            .put(
+                &format!("/me/devices/{token}"),
+                Some(&self.token),
+                &json!({ "platform": platform }),
+            )
+            .await;
+        assert!(r.status == 200 || r.status == 201, "{r:?}");
+    }
+
     /// Fills a cart with `skus` (retailer, sku) and checks it out with an idempotency key,
     /// retrying through outages. Returns the checkout id.
     pub async fn submit(
@@ -159,6 +172,18 @@ impl Fleet {
         n: usize,
         skus: &[(&str, &str)],
         callback: &str,
+        stats: &Mutex<Tally>,
+    ) -> String {
+        self.submit_with(n, skus, json!({ "callback_url": callback }), stats)
+            .await
+    }
+
+    /// [`Self::submit`] with `fields` (say `callback_url`, `push_notification`) in the body.
+    pub async fn submit_with(
+        &self,
+        n: usize,
+        skus: &[(&str, &str)],
+        fields: Value,
         stats: &Mutex<Tally>,
     ) -> String {
         let r = self.call("/carts", &json!({}), None, stats).await;
@@ -177,13 +202,10 @@ impl Fleet {
             assert!(r.status == 201 || r.status == 409, "{r:?}");
         }
         let key = format!("fault-{n}-{cart}");
+        let mut body = fields;
+        body["cart_id"] = cart.into();
         let r = self
-            .call(
-                "/cart/checkout/",
-                &json!({"cart_id": cart, "callback_url": callback}),
-                Some(&key),
-                stats,
-            )
+            .call("/cart/checkout/", &body, Some(&key), stats)
             .await;
         assert_eq!(r.status, 202, "{r:?}");
         lock(stats).accepted += 1;

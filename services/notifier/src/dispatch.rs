@@ -45,10 +45,17 @@ pub struct Dispatcher {
     channels: Channels,
     schedule: RetrySchedule,
     publisher: LazyPublisher,
+    /// The most one attempt may take on any channel (`ICON_CALLBACK_TIMEOUT`): a push may
+    /// need a token grant, a send, a renewal and a second send, so the channels' own request
+    /// timeouts alone do not bound it.
+    attempt_limit: Duration,
     /// How long a claimed attempt may run before another copy may take it over: longer than
-    /// any attempt (the channel's timeout) plus recording it.
+    /// any attempt ([`Self::attempt_limit`]) plus recording it.
     lease: Duration,
 }
+
+/// Time to record an attempt, on top of the attempt itself, within a claim's lease.
+const RECORDING_MARGIN: Duration = Duration::from_secs(5);
 
 impl Dispatcher {
     pub fn new(
@@ -56,15 +63,21 @@ impl Dispatcher {
         channels: Channels,
         schedule: RetrySchedule,
         publisher: LazyPublisher,
-        lease: Duration,
+        attempt_limit: Duration,
     ) -> Self {
         Self {
             pool,
             channels,
             schedule,
             publisher,
-            lease,
+            attempt_limit,
+            lease: attempt_limit + RECORDING_MARGIN,
         }
+    }
+
+    /// How long a claimed attempt is protected from other copies.
+    pub fn lease(&self) -> Duration {
+        self.lease
     }
 
     pub async fn close(&self) {
@@ -186,7 +199,13 @@ impl Dispatcher {
         };
         let started_at = Utc::now();
         let clock = Instant::now();
-        let outcome = channel.deliver(n, event).await;
+        let outcome = tokio::time::timeout(self.attempt_limit, channel.deliver(n, event))
+            .await
+            .unwrap_or_else(|_| Outcome::Retry {
+                status: None,
+                error: Some(format!("no outcome within {:?}", self.attempt_limit)),
+                retry_after: None,
+            });
         let duration_ms = clock.elapsed().as_millis().min(i32::MAX as u128) as i32;
         let deadline = first_attempt_at
             + chrono::Duration::from_std(self.schedule.give_up_after())

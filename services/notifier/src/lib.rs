@@ -23,7 +23,6 @@ use icon_store::PoolSettings;
 pub use settings::NotifierSettings;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, thiserror::Error)]
@@ -150,8 +149,7 @@ pub async fn run(
             "icon-notifier-publisher",
             topology.clone(),
         ),
-        // An attempt takes at most the callback timeout; the rest is recording it.
-        settings.callback_timeout + Duration::from_secs(5),
+        settings.callback_timeout,
     ));
     run_consumer(
         ConsumerSettings {
@@ -159,7 +157,7 @@ pub async fn run(
             name: "icon-notifier".into(),
             queue: CHECKOUT_FINISHED.into(),
             prefetch: settings.prefetch,
-            grace: settings.callback_timeout + Duration::from_secs(5),
+            grace: dispatcher.lease(),
         },
         topology,
         dispatcher.clone(),
