@@ -14,13 +14,11 @@ CREATE TABLE devices (
 );
 CREATE INDEX devices_by_owner ON devices (owner, updated_at DESC);
 
--- A checkout has one callback and one e-mail at most, but one push per device.
+-- A checkout has one notification per channel and target: one callback, one e-mail, one push
+-- per device. One index serves that and every lookup by checkout (md5 keeps long tokens within
+-- a B-tree entry; a collision could only refuse an insert, never merge two rows).
 ALTER TABLE notifications DROP CONSTRAINT notifications_checkout_id_channel_key;
-CREATE UNIQUE INDEX notifications_one_per_channel ON notifications (checkout_id, channel)
-    WHERE channel <> 'push';
-CREATE UNIQUE INDEX notifications_one_per_device ON notifications (checkout_id, sha256(target::bytea))
-    WHERE channel = 'push';
-CREATE INDEX notifications_by_checkout ON notifications (checkout_id);
+CREATE UNIQUE INDEX notifications_one_per_target ON notifications (checkout_id, channel, md5(target));
 
 -- `not_configured`: the notifier has no credentials for the channel (FCM, SMTP); final, and
 -- redeliverable once it has.
