@@ -5,7 +5,8 @@
 -- Tokens may be up to 4,096 characters, longer than a B-tree entry may be, so the key is the
 -- token's SHA-256; the CHECK keeps the text cast in the hash faithful (no backslashes).
 CREATE TABLE devices (
-    token       text NOT NULL CHECK (token ~ '^[A-Za-z0-9_:.-]{1,4096}$'),
+    -- Length apart from the pattern: PostgreSQL regexes allow a repetition count up to 255.
+    token       text NOT NULL CHECK (token ~ '^[A-Za-z0-9_:.-]+$' AND length(token) <= 4096),
     token_hash  bytea GENERATED ALWAYS AS (sha256(token::bytea)) STORED PRIMARY KEY,
     owner       text NOT NULL,
     platform    text NOT NULL CHECK (platform IN ('android', 'ios', 'web')),
