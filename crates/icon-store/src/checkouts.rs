@@ -160,8 +160,14 @@ pub async fn create(conn: &mut Conn, new: &NewCheckout) -> Result<CreateCheckout
     };
     let email = match &new.email {
         Some(address) => Some(
-            notifications::create(&tx, NotificationId::new(), new.id, "email", address.as_str())
-                .await?,
+            notifications::create(
+                &tx,
+                NotificationId::new(),
+                new.id,
+                "email",
+                address.as_str(),
+            )
+            .await?,
         ),
         None => None,
     };

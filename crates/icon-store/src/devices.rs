@@ -50,7 +50,9 @@ pub async fn register(
 ) -> Result<Registered, StoreError> {
     let tx = conn.transaction().await?;
     let stmt = tx
-        .prepare_cached("SELECT owner FROM devices WHERE token_hash = sha256($1::text::bytea) FOR UPDATE")
+        .prepare_cached(
+            "SELECT owner FROM devices WHERE token_hash = sha256($1::text::bytea) FOR UPDATE",
+        )
         .await?;
     let before: Option<String> = tx
         .query_opt(&stmt, &[&token.as_str()])
@@ -67,7 +69,10 @@ pub async fn register(
         )
         .await?;
     let row = tx
-        .query_one(&stmt, &[&token.as_str(), &owner.as_str(), &platform.as_str()])
+        .query_one(
+            &stmt,
+            &[&token.as_str(), &owner.as_str(), &platform.as_str()],
+        )
         .await?;
     let device = from_row(&row)?;
     let stmt = tx
@@ -100,7 +105,10 @@ pub async fn remove(
             "DELETE FROM devices WHERE token_hash = sha256($1::text::bytea) AND owner = $2",
         )
         .await?;
-    Ok(db.execute(&stmt, &[&token.as_str(), &owner.as_str()]).await? == 1)
+    Ok(db
+        .execute(&stmt, &[&token.as_str(), &owner.as_str()])
+        .await?
+        == 1)
 }
 
 /// `owner`'s devices, most recently registered first.

@@ -28,6 +28,8 @@ pub struct Notification {
     pub last_response_status: Option<i32>,
     pub last_error: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// The last change of state, schedule or claim: which of several rows spoke last.
+    pub updated_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone)]
@@ -86,6 +88,7 @@ fn from_row(r: &tokio_postgres::Row) -> Result<Notification, StoreError> {
         last_response_status: r.get("last_response_status"),
         last_error: r.get("last_error"),
         created_at: r.get("created_at"),
+        updated_at: r.get("updated_at"),
     })
 }
 
@@ -313,6 +316,46 @@ pub async fn attempts(
             duration_ms: r.get(2),
             response_status: r.get(3),
             error: r.get(4),
+        })
+        .collect())
+}
+
+/// An attempt of one of a checkout's notifications, with the channel and target it went to.
+#[derive(Debug, Clone)]
+pub struct CheckoutAttempt {
+    pub channel: String,
+    pub target: String,
+    pub attempt: Attempt,
+}
+
+/// Every attempt of every notification of `checkout`, oldest first, in one query (a checkout
+/// has one notification per device).
+pub async fn attempts_for_checkout(
+    db: &impl GenericClient,
+    checkout: CheckoutId,
+) -> Result<Vec<CheckoutAttempt>, StoreError> {
+    let stmt = db
+        .prepare_cached(
+            "SELECT n.channel, n.target, a.attempt, a.started_at, a.duration_ms,
+                    a.response_status, a.error
+             FROM notification_attempts a JOIN notifications n ON n.id = a.notification_id
+             WHERE n.checkout_id = $1 ORDER BY a.started_at, a.id",
+        )
+        .await?;
+    Ok(db
+        .query(&stmt, &[&checkout.as_uuid()])
+        .await?
+        .iter()
+        .map(|r| CheckoutAttempt {
+            channel: r.get(0),
+            target: r.get(1),
+            attempt: Attempt {
+                attempt: r.get(2),
+                started_at: r.get(3),
+                duration_ms: r.get(4),
+                response_status: r.get(5),
+                error: r.get(6),
+            },
         })
         .collect())
 }
