@@ -1,6 +1,9 @@
 //! A fake retailer for local runs, demos, tests and benchmarks: it speaks the retailer order
 //! protocol ICON's checkout worker uses, with outcomes chosen by SKU prefix, and offers a sink
-//! that records callbacks from ICON's notifier.
+//! that records callbacks from ICON's notifier. It also plays the third parties behind the
+//! notifier's other channels: Firebase Cloud Messaging (HTTP v1) with the OAuth2 token endpoint
+//! a service account uses, and an SMTP server, each with outcomes chosen by device token or
+//! recipient prefix.
 //!
 //! - [`settings`]: [`SimSettings`], read once from the environment.
 //! - [`orders`]: placing orders, `POST /orders` and `POST /{retailer}/orders`.
@@ -10,24 +13,38 @@
 //! - [`lookup`]: the status lookup by key, `GET /orders?idempotency_key=K` and
 //!   `GET /{retailer}/orders?idempotency_key=K`, and its log, `GET /lookups`.
 //! - [`sink`]: `POST /sink/{name}` and `GET /sink/{name}`.
-//! - This module: [`serve`], which wires the routes into an actix-web server, and `GET /healthz`.
+//! - [`fcm`]: `POST /oauth2/token`, `POST /v1/projects/{project_id}/messages:send`, and
+//!   `GET /fcm/grants`, `GET /fcm/messages`, `POST /fcm/revoke`.
+//! - [`smtp`]: the SMTP sink on its own listener, and `GET /mail`.
+//! - `recent` and [`base64`]: bounded logs and the one decoder the above need.
+//! - This module: [`serve`], which wires the routes into an actix-web server and runs the SMTP
+//!   sink beside it, and `GET /healthz`.
 //!
 //! Everything is kept in memory (bounded, see [`book::MAX_RECORDED_ORDERS`],
-//! [`lookup::MAX_RECORDED_LOOKUPS`] and [`sink::MAX_RECORDED_PER_SINK`]) and lost on restart: the
-//! simulator is a test double, not a store. Its error bodies are `{"reason": ...}` because that
-//! is the retailer protocol, not ICON's own problem+json.
+//! [`lookup::MAX_RECORDED_LOOKUPS`], [`sink::MAX_RECORDED_PER_SINK`],
+//! [`fcm::MAX_RECORDED_GRANTS`], [`fcm::MAX_RECORDED_SENDS`] and [`smtp::MAX_RECORDED_MAILS`])
+//! and lost on restart: the simulator is a test double, not a store. Its own error bodies are
+//! `{"reason": ...}` because that is the retailer protocol, not ICON's own problem+json; the
+//! Google endpoints answer in Google's shapes instead, since those are what the notifier must
+//! handle.
 //!
-//! The logs are served at single-segment paths (`/requests`, `/lookups`) so they can never be
-//! taken for a retailer's `/{retailer}/orders`, nor hide one: a retailer may be called
-//! `requests`. `/sink/orders` is the sink named `orders`, though, so `sink` cannot be used as a
-//! retailer name.
+//! The logs are served at single-segment paths (`/requests`, `/lookups`, `/mail`) so they can
+//! never be taken for a retailer's `/{retailer}/orders`, nor hide one: a retailer may be called
+//! `requests`. The FCM paths (`/oauth2/token`, `/fcm/grants`, `/fcm/messages`, `/fcm/revoke`,
+//! `/v1/projects/{project_id}/messages:send`) never end in `/orders`, so `oauth2`, `fcm` and `v1`
+//! remain usable retailer names too. `/sink/orders` is the sink named `orders`, though, so `sink`
+//! is the one name that cannot be used as a retailer.
 
+pub mod base64;
 pub mod behaviour;
 pub mod book;
+pub mod fcm;
 pub mod lookup;
 pub mod orders;
+pub(crate) mod recent;
 pub mod settings;
 pub mod sink;
+pub mod smtp;
 
 pub use settings::SimSettings;
 
@@ -35,7 +52,8 @@ use actix_web::error::InternalError;
 use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use std::future::Future;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -49,27 +67,56 @@ pub(crate) struct Sim {
     orders: Mutex<book::OrderBook>,
     lookups: Mutex<lookup::LookupLog>,
     sinks: Mutex<sink::Sinks>,
+    fcm: fcm::Fcm,
+    /// Shared with the SMTP sink's sessions, which run outside actix.
+    mailbox: Arc<smtp::Mailbox>,
     slow_delay: Duration,
     /// Lets `slow-` and `hang-` requests end as soon as shutdown starts instead of holding the
     /// graceful stop for its whole timeout.
     shutdown: CancellationToken,
 }
 
-/// Starts serving on an already-bound listener; the returned future runs the server until
-/// `shutdown` is cancelled.
+/// The sockets the simulator serves, bound by the caller.
 ///
-/// Taking a bound listener lets tests bind `127.0.0.1:0` and learn the port before serving. The
-/// server starts when the future is first polled (e.g. by `tokio::spawn`), so this function needs
-/// no runtime; the future resolves once the server has stopped after `shutdown` is cancelled.
+/// A `TcpListener` alone converts into `Listeners` without an SMTP sink, so a caller that only
+/// needs the retailer side passes just that.
+#[derive(Debug)]
+pub struct Listeners {
+    /// HTTP: the retailer protocol, the sink, the fake FCM and the logs.
+    pub http: TcpListener,
+    /// The SMTP sink, if wanted.
+    pub smtp: Option<TcpListener>,
+}
+
+impl From<TcpListener> for Listeners {
+    fn from(http: TcpListener) -> Self {
+        Self { http, smtp: None }
+    }
+}
+
+/// Starts serving on already-bound listeners; the returned future runs the HTTP server (and the
+/// SMTP sink, if given a listener) until `shutdown` is cancelled.
+///
+/// Taking bound listeners lets tests bind `127.0.0.1:0` and learn the ports before serving. The
+/// servers start when the future is first polled (e.g. by `tokio::spawn`), so this function needs
+/// no runtime; the future resolves once both have stopped after `shutdown` is cancelled.
 pub fn serve(
-    listener: std::net::TcpListener,
+    listeners: impl Into<Listeners>,
     settings: SimSettings,
     shutdown: CancellationToken,
 ) -> std::io::Result<impl Future<Output = std::io::Result<()>> + Send + 'static> {
+    let Listeners { http, smtp } = listeners.into();
+    if let Some(smtp) = &smtp {
+        // Required by tokio's `from_std`, which must wait for a runtime (see below).
+        smtp.set_nonblocking(true)?;
+    }
+    let mailbox = Arc::new(smtp::Mailbox::default());
     let sim = web::Data::new(Sim {
         orders: Mutex::default(),
         lookups: Mutex::default(),
         sinks: Mutex::default(),
+        fcm: fcm::Fcm::new(settings.fcm_public_key, settings.fcm_token_ttl),
+        mailbox: Arc::clone(&mailbox),
         slow_delay: settings.slow_delay,
         shutdown: shutdown.clone(),
     });
@@ -82,7 +129,7 @@ pub fn serve(
             }))
             .configure(routes)
     })
-    .listen(listener)?
+    .listen(http)?
     // Two workers: enough for a benchmark to not be limited by one thread, few enough that
     // tests starting many simulators stay light. State is shared, so which one answers is
     // irrelevant.
@@ -95,6 +142,9 @@ pub fn serve(
     let handle = server.handle();
     Ok(async move {
         // Spawned on first poll rather than in `serve`, so `serve` works outside a runtime.
+        // An error here drops the HTTP server unpolled, so it never started.
+        let smtp = smtp.map(tokio::net::TcpListener::from_std).transpose()?;
+        let smtp = smtp.map(|l| tokio::spawn(smtp::run(l, mailbox, shutdown.clone())));
         let stopper = tokio::spawn(async move {
             shutdown.cancelled().await;
             tracing::info!("shutting down the retailer simulator");
@@ -102,6 +152,9 @@ pub fn serve(
         });
         let result = server.await;
         stopper.abort();
+        if let Some(smtp) = smtp {
+            smtp.await.map_err(std::io::Error::other)?;
+        }
         result
     })
 }
@@ -115,6 +168,16 @@ fn routes(cfg: &mut web::ServiceConfig) {
         )
         .service(resource("/requests").route(web::get().to(book::list)))
         .service(resource("/lookups").route(web::get().to(lookup::list)))
+        .service(resource("/mail").route(web::get().to(smtp::list)))
+        // Google's paths, and the fake FCM's logs: none ends in `/orders` (see the crate docs).
+        .service(resource("/oauth2/token").route(web::post().to(fcm::oauth::token)))
+        .service(
+            resource("/v1/projects/{project_id}/messages:send")
+                .route(web::post().to(fcm::send::send)),
+        )
+        .service(resource("/fcm/grants").route(web::get().to(fcm::oauth::list)))
+        .service(resource("/fcm/messages").route(web::get().to(fcm::send::list)))
+        .service(resource("/fcm/revoke").route(web::post().to(fcm::send::revoke)))
         // Before `/{retailer}/orders`, so `/sink/orders` is a sink (see the crate docs).
         .service(
             resource("/sink/{name}")

@@ -1,4 +1,5 @@
-//! A simulator per test, on a random loopback port, and a hyper client to talk to it.
+//! A simulator per test, on random loopback ports (HTTP and SMTP), a hyper client to talk to
+//! it, and grants signed with the demo service account for the fake FCM.
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -6,7 +7,9 @@ use hyper::header::HeaderMap;
 use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
-use icon_retailer_sim::{serve, SimSettings};
+use icon_retailer_sim::{serve, Listeners, SimSettings};
+use icon_runtime::Env;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -20,6 +23,8 @@ pub const DEADLINE: Duration = Duration::from_secs(10);
 
 pub struct TestSim {
     pub addr: SocketAddr,
+    /// The SMTP sink's address.
+    pub smtp_addr: SocketAddr,
     pub shutdown: CancellationToken,
     pub server: JoinHandle<std::io::Result<()>>,
     pub client: Client<HttpConnector, Full<Bytes>>,
@@ -38,18 +43,28 @@ impl TestSim {
     }
 
     pub async fn start_with(slow_delay: Duration) -> Self {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("bound address");
+        let bind = || std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let (http, smtp) = (bind(), bind());
+        let addr = http.local_addr().expect("bound address");
+        let smtp_addr = smtp.local_addr().expect("bound address");
         let settings = SimSettings {
             addr: addr.to_string(),
             slow_delay,
+            smtp_addr: Some(smtp_addr.to_string()),
             log: "off".to_owned(),
+            // The defaults (the demo key, a 1h token lifetime) for the rest.
+            ..SimSettings::from_env(&Env::default()).expect("default settings")
         };
         let shutdown = CancellationToken::new();
-        let server = tokio::spawn(serve(listener, settings, shutdown.clone()).expect("serve"));
+        let listeners = Listeners {
+            http,
+            smtp: Some(smtp),
+        };
+        let server = tokio::spawn(serve(listeners, settings, shutdown.clone()).expect("serve"));
         let client = Client::builder(TokioExecutor::new()).build_http();
         Self {
             addr,
+            smtp_addr,
             shutdown,
             server,
             client,
@@ -77,8 +92,12 @@ impl TestSim {
             let resp = client.request(req).await.map_err(|e| e.to_string())?;
             let (parts, body) = resp.into_parts();
             let bytes = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
-            let body = serde_json::from_slice(&bytes)
-                .map_err(|e| format!("non-JSON body {bytes:?}: {e}"))?;
+            // An empty body (a 204) reads as null.
+            let body = match bytes.is_empty() {
+                true => Value::Null,
+                false => serde_json::from_slice(&bytes)
+                    .map_err(|e| format!("non-JSON body {bytes:?}: {e}"))?,
+            };
             Ok(Reply {
                 status: parts.status,
                 headers: parts.headers,
@@ -137,7 +156,8 @@ impl TestSim {
         self.log(&format!("/lookups{query}")).await
     }
 
-    async fn log(&self, path: &str) -> Vec<Value> {
+    /// A log served as a JSON array (`/requests`, `/fcm/messages`, `/mail`...).
+    pub async fn log(&self, path: &str) -> Vec<Value> {
         let reply = self.get(path).await;
         assert_eq!(reply.status, StatusCode::OK, "{path}: {reply:?}");
         reply.body.as_array().expect("an array").clone()
@@ -184,5 +204,65 @@ pub fn order_id(reply: &Reply) -> String {
     reply.body["order_id"]
         .as_str()
         .unwrap_or_else(|| panic!("no order_id in {reply:?}"))
+        .to_owned()
+}
+
+/// The scope the notifier asks for.
+pub const FCM_SCOPE: &str = "https://www.googleapis.com/auth/firebase.messaging";
+
+/// The demo service account, as the notifier would load it.
+pub fn service_account() -> Value {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/demo/fcm-demo-service-account.json"
+    );
+    let text = std::fs::read_to_string(path).expect("the demo service account");
+    serde_json::from_str(&text).expect("JSON")
+}
+
+/// The claims a Google client library signs, for this simulator's token endpoint.
+pub fn claims(sim: &TestSim) -> Value {
+    let now = chrono::Utc::now().timestamp();
+    json!({
+        "iss": service_account()["client_email"],
+        "scope": FCM_SCOPE,
+        "aud": format!("http://{}/oauth2/token", sim.addr),
+        "iat": now,
+        "exp": now + 3600,
+    })
+}
+
+/// Signs with the demo private key, RS256, as the notifier does.
+pub fn sign(claims: &Value) -> String {
+    let account = service_account();
+    let pem = account["private_key"].as_str().expect("private_key");
+    let key = EncodingKey::from_rsa_pem(pem.as_bytes()).expect("an RSA key");
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = account["private_key_id"].as_str().map(str::to_owned);
+    jsonwebtoken::encode(&header, claims, &key).expect("signed")
+}
+
+pub async fn grant_with(sim: &TestSim, grant_type: &str, assertion: &str) -> Reply {
+    let form = format!("grant_type={grant_type}&assertion={assertion}");
+    let headers = [("content-type", "application/x-www-form-urlencoded")];
+    sim.call(Method::POST, "/oauth2/token", &headers, form.into_bytes())
+        .await
+}
+
+pub async fn grant(sim: &TestSim, assertion: &str) -> Reply {
+    grant_with(
+        sim,
+        "urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer",
+        assertion,
+    )
+    .await
+}
+
+pub async fn access_token(sim: &TestSim) -> String {
+    let reply = grant(sim, &sign(&claims(sim))).await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    reply.body["access_token"]
+        .as_str()
+        .expect("a token")
         .to_owned()
 }

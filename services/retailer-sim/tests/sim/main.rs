@@ -6,9 +6,15 @@
 //! - `idempotency`: one order per key, replays, and 409 while a key's request is in progress.
 //! - `lookup`: the status lookup by key and the lookup log.
 //! - `server`: the request log, routing, the sink, health and shutdown.
+//! - `grants`: the fake FCM's OAuth2 token endpoint and its log.
+//! - `push`: the fake FCM's send, token prefixes and the message log.
+//! - `smtp`: the SMTP sink, over raw TCP, and `GET /mail`.
 
+mod grants;
 mod helpers;
 mod idempotency;
 mod lookup;
 mod orders;
+mod push;
 mod server;
+mod smtp;

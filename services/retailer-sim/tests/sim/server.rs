@@ -96,6 +96,37 @@ async fn logs_and_retailers_do_not_shadow_each_other() {
 }
 
 #[tokio::test]
+async fn fcm_and_mail_paths_and_retailers_do_not_shadow_each_other() {
+    let sim = TestSim::start().await;
+    for retailer in ["fcm", "oauth2", "v1", "mail"] {
+        let path = format!("/{retailer}/orders");
+        let placed = sim
+            .order(&path, Some("c1:x"), &order_body("c1", &["dress"]))
+            .await;
+        assert_eq!(placed.status, StatusCode::CREATED, "{path}");
+    }
+    let requests = sim.requests("").await;
+    let retailers: Vec<_> = requests.iter().map(|r| r["retailer"].clone()).collect();
+    assert_eq!(
+        retailers,
+        [json!("fcm"), json!("oauth2"), json!("v1"), json!("mail")]
+    );
+    for log in ["/fcm/grants", "/fcm/messages", "/mail"] {
+        assert_eq!(sim.get(log).await.body, json!([]), "{log}");
+    }
+    // The Google endpoints take POSTs only, and say so like every other endpoint here.
+    for path in [
+        "/oauth2/token",
+        "/v1/projects/icon-demo/messages:send",
+        "/fcm/revoke",
+    ] {
+        let reply = sim.get(path).await;
+        assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED, "{path}");
+        assert!(reply.body["reason"].is_string());
+    }
+}
+
+#[tokio::test]
 async fn sink_records_deliveries_and_answers_the_requested_status() {
     let sim = TestSim::start().await;
     let headers = [
