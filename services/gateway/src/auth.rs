@@ -130,15 +130,13 @@ fn authenticate(req: &HttpRequest) -> Result<User, ApiError> {
         .scope
         .as_deref()
         .is_some_and(|s| s.split_whitespace().any(|s| s == "admin"));
-    let email = claims
-        .email
-        .and_then(|e| match EmailAddress::parse(e) {
-            Ok(e) => Some(e),
-            Err(why) => {
-                tracing::warn!(user = %id, "ignoring the token's `email` claim: it {why}");
-                None
-            }
-        });
+    let email = claims.email.and_then(|e| match EmailAddress::parse(e) {
+        Ok(e) => Some(e),
+        Err(why) => {
+            tracing::warn!(user = %id, "ignoring the token's `email` claim: it {why}");
+            None
+        }
+    });
     Ok(User { id, admin, email })
 }
 

@@ -1,7 +1,7 @@
 //! The OpenAPI 3.1 document, generated from the handlers' and DTOs' annotations, so it cannot
 //! drift from the code.
 
-use crate::routes::{callbacks, carts, checkouts, health, retailers};
+use crate::routes::{callbacks, carts, checkouts, devices, health, retailers};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -10,13 +10,19 @@ use utoipa::{Modify, OpenApi};
     info(
         title = "ICON — Integrated CheckOut Network",
         description = "One asynchronous checkout across many retailers. Submit a cart, get 202 and \
-                       a resource_url, and receive the outcome by callback (or poll).",
+                       a resource_url, and receive the outcome by callback, push to the shopper's \
+                       registered devices and e-mail (or poll).",
     ),
     paths(
         checkouts::create_checkout,
         checkouts::get_checkout,
         callbacks::list_attempts,
         callbacks::redeliver_callback,
+        callbacks::redeliver_push,
+        callbacks::redeliver_email,
+        devices::put_device,
+        devices::delete_device,
+        devices::list_devices,
         carts::create_cart,
         carts::get_cart,
         carts::add_item,
@@ -30,6 +36,7 @@ use utoipa::{Modify, OpenApi};
     tags(
         (name = "checkout", description = "Asynchronous checkout and its outcome"),
         (name = "carts", description = "Carts and their items"),
+        (name = "devices", description = "The caller's devices, to which checkout outcomes are pushed"),
         (name = "retailers", description = "Where orders are placed (admin)"),
         (name = "operations", description = "Probes"),
     )
@@ -47,7 +54,7 @@ impl Modify for BearerAuth {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("JWT")
-                    .description(Some("HS256 JWT signed with ICON_JWT_SECRET; `sub` is the user, `scope` may contain `admin`, `exp` is required."))
+                    .description(Some("HS256 JWT signed with ICON_JWT_SECRET; `sub` is the user, `scope` may contain `admin`, `exp` is required; an optional `email` gets checkout outcomes e-mailed."))
                     .build(),
             ),
         );
@@ -57,4 +64,54 @@ impl Modify for BearerAuth {
 /// The spec as JSON.
 pub fn spec() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::problem::CODES;
+    use serde_json::Value;
+
+    #[test]
+    fn documents_devices_push_and_email() {
+        let spec: Value = serde_json::from_str(&super::spec().to_json().unwrap()).unwrap();
+        for (path, method) in [
+            ("/me/devices", "get"),
+            ("/me/devices/{token}", "put"),
+            ("/me/devices/{token}", "delete"),
+            ("/cart/checkout/{checkout_id}/push/redeliver", "post"),
+            ("/cart/checkout/{checkout_id}/email/redeliver", "post"),
+        ] {
+            assert!(spec["paths"][path][method].is_object(), "{method} {path}");
+        }
+        let schemas = &spec["components"]["schemas"];
+        for (schema, field) in [
+            ("CheckoutBody", "push"),
+            ("CheckoutBody", "email"),
+            ("AttemptBody", "device"),
+            ("PushBody", "last_error"),
+            ("EmailBody", "next_attempt_at"),
+            ("DeviceBody", "platform"),
+            ("PushRedelivery", "push"),
+            ("EmailRedelivery", "email"),
+        ] {
+            assert!(
+                schemas[schema]["properties"][field].is_object(),
+                "{schema}.{field}"
+            );
+        }
+        assert!(schemas["PushBody"]["example"].is_object());
+        for code in [
+            "push_not_found",
+            "push_not_failed",
+            "email_not_found",
+            "email_not_failed",
+            "callback_not_found",
+            "callback_not_failed",
+        ] {
+            assert!(
+                CODES.iter().any(|(c, _, _)| *c == code),
+                "{code} not on /docs"
+            );
+        }
+    }
 }

@@ -239,6 +239,22 @@ before adding it again.";
 
     pub const RETAILER: &str = "ICON lost its connection to the database while saving \
 the retailer, so it may have been saved. Retry after Retry-After seconds: the PUT is idempotent.";
+
+    pub const DEVICE: &str = "ICON lost its connection to the database while \
+registering the device, so it may have been registered. Retry after Retry-After seconds: the \
+PUT is idempotent.";
+
+    pub const DEVICE_REMOVAL: &str = "ICON lost its connection to the database while \
+unregistering the device, so it may have been unregistered. Retry after Retry-After seconds: the \
+DELETE is idempotent.";
+
+    pub const PUSH_REDELIVERY: &str = "ICON lost its connection to the database while \
+re-queuing the push notifications, so they may have been re-queued. Retry after Retry-After \
+seconds: pushes that were re-queued answer 409 push_not_failed and are not sent twice.";
+
+    pub const EMAIL_REDELIVERY: &str = "ICON lost its connection to the database while \
+re-queuing the e-mail, so it may have been re-queued. Retry after Retry-After seconds: an \
+e-mail that was re-queued answers 409 email_not_failed and is not sent twice.";
 }
 
 impl fmt::Display for ApiError {
@@ -309,6 +325,41 @@ pub const CODES: &[(&str, u16, &str)] = &[
         "checkout_not_found",
         404,
         "No checkout with that id belongs to you.",
+    ),
+    (
+        "callback_not_found",
+        404,
+        "The checkout was submitted without a `callback_url`, so there is no callback to \
+         redeliver.",
+    ),
+    (
+        "push_not_found",
+        404,
+        "The checkout has no push notification: it was submitted without \
+         `push_notification: true`, or no device was registered then (see `push.detail`).",
+    ),
+    (
+        "email_not_found",
+        404,
+        "The checkout has no e-mail: the token that submitted it carried no `email` claim.",
+    ),
+    (
+        "callback_not_failed",
+        409,
+        "Only a `failed` callback can be redelivered; this one is pending, retrying or \
+         delivered. Poll the checkout.",
+    ),
+    (
+        "push_not_failed",
+        409,
+        "None of the checkout's pushes is `failed` or `not_configured`; they are pending, \
+         retrying or delivered. Poll the checkout.",
+    ),
+    (
+        "email_not_failed",
+        409,
+        "Only a `failed` or `not_configured` e-mail can be redelivered; this one is pending, \
+         retrying or delivered. Poll the checkout.",
     ),
     (
         "checkout_exists",

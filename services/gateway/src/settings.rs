@@ -1,5 +1,6 @@
 //! The gateway's settings, read once from the environment.
 
+use icon_domain::device::DEFAULT_MAX_DEVICES_PER_USER;
 use icon_domain::NetworkPolicy;
 use icon_runtime::settings::{parse_networks, MissingSetting};
 use icon_runtime::{Env, SettingsError};
@@ -27,6 +28,10 @@ pub struct GatewaySettings {
     pub callback_policy: NetworkPolicy,
     /// `ICON_HTTP_WORKERS`: HTTP worker threads; defaults to the number of CPUs.
     pub http_workers: Option<usize>,
+    /// `ICON_MAX_DEVICES_PER_USER`: push devices one user keeps registered; registering one
+    /// more drops the least recently registered, so an app that registers a fresh token on
+    /// every start cannot grow the registry (or the pushes per checkout) without bound.
+    pub max_devices_per_user: u32,
     /// `ICON_LOG`: log filter.
     pub log: String,
 }
@@ -95,6 +100,14 @@ impl GatewaySettings {
                     _ => Err("expected a whole number from 1 to 256".into()),
                 }
             })?,
+            max_devices_per_user: env.parse_with(
+                "ICON_MAX_DEVICES_PER_USER",
+                DEFAULT_MAX_DEVICES_PER_USER,
+                |v| match v.trim().parse::<u32>() {
+                    Ok(n) if n >= 1 => Ok(n),
+                    _ => Err("expected a positive whole number such as 10".into()),
+                },
+            )?,
             log: env.string("ICON_LOG", "info"),
         })
     }
@@ -174,5 +187,29 @@ mod tests {
         assert_eq!(s.http_addr, "0.0.0.0:0");
         assert_eq!(s.database_url, DEFAULT_DATABASE_URL);
         assert!(s.public_url.is_none());
+        assert_eq!(s.max_devices_per_user, DEFAULT_MAX_DEVICES_PER_USER);
+    }
+
+    #[test]
+    fn the_device_bound_is_a_positive_whole_number() {
+        for bad in ["0", "-1", "ten", "1.5"] {
+            let env =
+                Env::from_pairs([("ICON_JWT_SECRET", "s"), ("ICON_MAX_DEVICES_PER_USER", bad)]);
+            let err = GatewaySettings::from_env(&env).err().unwrap().to_string();
+            assert!(
+                err.starts_with("ICON_MAX_DEVICES_PER_USER="),
+                "{bad}: {err}"
+            );
+        }
+        let env = Env::from_pairs([
+            ("ICON_JWT_SECRET", "s"),
+            ("ICON_MAX_DEVICES_PER_USER", " 3 "),
+        ]);
+        assert_eq!(
+            GatewaySettings::from_env(&env)
+                .unwrap()
+                .max_devices_per_user,
+            3
+        );
     }
 }

@@ -81,6 +81,7 @@ impl Application {
             public_url: public_url.clone(),
             callback_policy: settings.callback_policy.clone(),
             broker_ready: relay.broker_ready(),
+            max_devices_per_user: settings.max_devices_per_user,
         });
         let keys = web::Data::new(JwtKeys::new(settings.jwt_secret.expose()));
         let docs = web::Data::new(Docs::build());
@@ -154,7 +155,7 @@ impl Application {
 }
 
 fn routes_config(cfg: &mut web::ServiceConfig) {
-    use routes::{callbacks, carts, checkouts, docs, health, retailers};
+    use routes::{callbacks, carts, checkouts, devices, docs, health, retailers};
     cfg.route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .route("/openapi.json", web::get().to(docs::openapi_json))
@@ -177,6 +178,27 @@ fn routes_config(cfg: &mut web::ServiceConfig) {
         .service(
             web::resource("/cart/checkout/{checkout_id}/callback/redeliver")
                 .route(web::post().to(callbacks::redeliver_callback))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/cart/checkout/{checkout_id}/push/redeliver")
+                .route(web::post().to(callbacks::redeliver_push))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/cart/checkout/{checkout_id}/email/redeliver")
+                .route(web::post().to(callbacks::redeliver_email))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/me/devices")
+                .route(web::get().to(devices::list_devices))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/me/devices/{token}")
+                .route(web::put().to(devices::put_device))
+                .route(web::delete().to(devices::delete_device))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(

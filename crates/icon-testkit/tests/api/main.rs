@@ -5,6 +5,7 @@
 mod callbacks;
 mod checkout;
 mod delivery;
+mod devices;
 mod errors;
 mod guarantee;
 mod hardening;

@@ -2,6 +2,7 @@
 //! poll; the work happens in the checkout worker and the result arrives by callback.
 
 use super::callbacks::CallbackBody;
+use super::channels::{push_summary, EmailBody, PushBody};
 use super::{carts::cart_not_found, State, Validation};
 use crate::auth::User;
 use crate::problem::{lost_write, ApiError, WriteOutcome};
@@ -25,7 +26,9 @@ pub struct CheckoutRequest {
     /// unless the operator allowed them.
     #[schema(example = "https://partner.example.com/hooks/icon")]
     pub callback_url: Option<String>,
-    /// Push the outcome to the user's registered devices.
+    /// Push the outcome to the devices the user has registered (`PUT /me/devices/{token}`)
+    /// when submitting. With none registered the checkout is still accepted; its `push` says
+    /// why nothing is pushed.
     pub push_notification: Option<bool>,
 }
 
@@ -60,6 +63,12 @@ pub struct CheckoutBody {
     /// `null` when no callback_url was given.
     pub callback: Option<CallbackBody>,
     pub push_notification: bool,
+    /// The push to the user's devices; `null` when `push_notification` was false.
+    pub push: Option<PushBody>,
+    /// The e-mail of the outcome, sent when the submitting token carried an `email` claim;
+    /// absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<EmailBody>,
     /// Why a `failed` checkout failed when its orders do not say (its processing failed
     /// `ICON_WORKER_MAX_DELIVERIES` times); absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -86,7 +95,9 @@ impl From<CheckoutView> for CheckoutBody {
                 })
                 .collect(),
             callback: c.callback.map(CallbackBody::from),
+            push: push_summary(c.id, c.push_notification, &c.push),
             push_notification: c.push_notification,
+            email: c.email.map(EmailBody::from),
             reason: c.reason,
         }
     }
@@ -145,6 +156,7 @@ pub async fn create_checkout(
     let idempotency = key.map(|key| IdempotentRequest {
         key,
         // The effective request, so that an omitted `push_notification` and `false` match.
+        // Not the token's `email` claim: a replay with a refreshed token is the same request.
         request: serde_json::json!({
             "cart_id": body.cart_id,
             "callback_url": body.callback_url,
@@ -160,7 +172,7 @@ pub async fn create_checkout(
         owner: user.id,
         callback_url,
         push_notification,
-        email: None,
+        email: user.email.clone(),
         resource_url: resource_url.clone(),
         idempotency,
     };

@@ -3,7 +3,9 @@
 
 pub mod callbacks;
 pub mod carts;
+pub mod channels;
 pub mod checkouts;
+pub mod devices;
 pub mod docs;
 pub mod health;
 pub mod retailers;
@@ -22,6 +24,8 @@ pub struct AppState {
     pub callback_policy: NetworkPolicy,
     /// Set by the outbox relay while it holds a working broker channel.
     pub broker_ready: Arc<AtomicBool>,
+    /// `ICON_MAX_DEVICES_PER_USER`.
+    pub max_devices_per_user: u32,
 }
 
 pub type State = web::Data<AppState>;
