@@ -204,9 +204,7 @@ impl Fleet {
         let key = format!("fault-{n}-{cart}");
         let mut body = fields;
         body["cart_id"] = cart.into();
-        let r = self
-            .call("/cart/checkout/", &body, Some(&key), stats)
-            .await;
+        let r = self.call("/cart/checkout/", &body, Some(&key), stats).await;
         assert_eq!(r.status, 202, "{r:?}");
         lock(stats).accepted += 1;
         r.json["checkout_id"]

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+mod push;
 mod quorum;
 
 /// Submits checkouts `0..n` with `concurrency` at once; counts acceptances in `accepted`.
