@@ -103,7 +103,9 @@ impl EmailAddress {
     pub fn parse(s: impl Into<String>) -> Result<Self, DeviceError> {
         let s = s.into();
         let ok = s.len() <= 254
-            && !s.chars().any(|c| c.is_control() || c.is_whitespace() || "<>\",;".contains(c))
+            && !s
+                .chars()
+                .any(|c| c.is_control() || c.is_whitespace() || "<>\",;".contains(c))
             && matches!(s.split_once('@'), Some((local, domain))
                 if !local.is_empty() && !domain.is_empty() && !domain.contains('@'));
         if ok {
@@ -159,7 +161,15 @@ mod tests {
     #[test]
     fn emails() {
         assert!(EmailAddress::parse("ana@example.com").is_ok());
-        for bad in ["", "ana", "@example.com", "ana@", "a b@example.com", "a@b@c", "<a@b>"] {
+        for bad in [
+            "",
+            "ana",
+            "@example.com",
+            "ana@",
+            "a b@example.com",
+            "a@b@c",
+            "<a@b>",
+        ] {
             assert!(EmailAddress::parse(bad).is_err(), "{bad}");
         }
         assert!(EmailAddress::parse(format!("{}@x.io", "a".repeat(250))).is_err());
