@@ -1,0 +1,168 @@
+//! The callback receiver: a keep-alive HTTP/1.1 server that answers 200 at once and records
+//! each POST's `checkout_id`, `webhook-id` and the instant its head arrived.
+
+use std::collections::HashSet;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::stats::CallbackRecord;
+
+/// What the receiver has recorded; shared with the driver.
+pub struct Inbox {
+    /// Instants are measured from here (the clock start, set before any checkout is sent).
+    epoch: Mutex<Instant>,
+    records: Mutex<Vec<CallbackRecord>>,
+    count: AtomicUsize,
+    arrived: Notify,
+}
+
+impl Inbox {
+    fn new() -> Self {
+        Inbox {
+            epoch: Mutex::new(Instant::now()),
+            records: Mutex::new(Vec::new()),
+            count: AtomicUsize::new(0),
+            arrived: Notify::new(),
+        }
+    }
+
+    /// Starts the clock; callbacks are timed from here.
+    pub fn set_epoch(&self, epoch: Instant) {
+        *self.epoch.lock().unwrap_or_else(PoisonError::into_inner) = epoch;
+    }
+
+    pub fn count(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    pub fn records(&self) -> Vec<CallbackRecord> {
+        self.records
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn record(&self, at: Instant, checkout_id: Option<String>, webhook_id: Option<String>) {
+        let epoch = *self.epoch.lock().unwrap_or_else(PoisonError::into_inner);
+        self.records
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(CallbackRecord {
+                received: at.saturating_duration_since(epoch),
+                checkout_id,
+                webhook_id,
+            });
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.arrived.notify_one();
+    }
+
+    /// Waits until every id in `expected` has been called back, or `deadline`. Returns how
+    /// many are still missing.
+    pub async fn wait_for(&self, expected: &[String], deadline: Duration) -> usize {
+        let mut remaining: HashSet<&str> = expected.iter().map(String::as_str).collect();
+        let mut cursor = 0;
+        let until = tokio::time::Instant::now() + deadline;
+        loop {
+            {
+                let records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
+                for r in &records[cursor..] {
+                    if let Some(id) = &r.checkout_id {
+                        remaining.remove(id.as_str());
+                    }
+                }
+                cursor = records.len();
+            }
+            if remaining.is_empty() {
+                return 0;
+            }
+            // `notify_one` keeps a permit, so a callback between the scan and here is not lost.
+            if tokio::time::timeout_at(until, self.arrived.notified())
+                .await
+                .is_err()
+            {
+                return remaining.len();
+            }
+        }
+    }
+}
+
+pub struct Receiver {
+    pub addr: SocketAddr,
+    pub inbox: Arc<Inbox>,
+}
+
+/// Binds `bind` and serves until `shutdown` is cancelled.
+pub async fn start(bind: SocketAddr, shutdown: CancellationToken) -> std::io::Result<Receiver> {
+    let listener = TcpListener::bind(bind).await?;
+    let addr = listener.local_addr()?;
+    let inbox = Arc::new(Inbox::new());
+    let served = inbox.clone();
+    tokio::spawn(async move {
+        loop {
+            let stream = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(_) => continue,
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            let inbox = served.clone();
+            let conn_shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req| handle(inbox.clone(), req));
+                let conn = http1::Builder::new()
+                    .keep_alive(true)
+                    .serve_connection(TokioIo::new(stream), service);
+                tokio::select! {
+                    _ = conn => {}
+                    _ = conn_shutdown.cancelled() => {}
+                }
+            });
+        }
+    });
+    Ok(Receiver { addr, inbox })
+}
+
+async fn handle(
+    inbox: Arc<Inbox>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let at = Instant::now();
+    if req.method() != http::Method::POST {
+        return Ok(status(StatusCode::METHOD_NOT_ALLOWED));
+    }
+    let webhook_id = req
+        .headers()
+        .get("webhook-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let checkout_id = match req.into_body().collect().await {
+        Ok(body) => serde_json::from_slice::<serde_json::Value>(&body.to_bytes())
+            .ok()
+            .and_then(|v| v.get("checkout_id")?.as_str().map(str::to_string)),
+        Err(_) => None,
+    };
+    inbox.record(at, checkout_id, webhook_id);
+    Ok(status(StatusCode::OK))
+}
+
+fn status(code: StatusCode) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = code;
+    r
+}
