@@ -203,21 +203,25 @@ fn cdf_svg(series: &[Series]) -> String {
             .iter()
             .map(|(v, f)| format!("{:.1},{:.1}", x(*v), y(*f)))
             .collect();
-        let _ = write!(
-            svg,
-            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>",
-            path.join(" ")
-        );
-        let _ = write!(
-            svg,
-            "<text x=\"{}\" y=\"{}\" font-size=\"12\" fill=\"{color}\">{}</text>",
-            PAD + 10.0,
-            PAD + 16.0 + 16.0 * i as f64,
-            esc(name)
-        );
+        line_with_legend(&mut svg, i, &esc(name), color, &path);
     }
     svg.push_str("</svg>");
     svg
+}
+
+/// One series of a chart: its polyline and, in the top left corner, its `i`-th legend line.
+fn line_with_legend(svg: &mut String, i: usize, name: &str, color: &str, points: &[String]) {
+    let _ = write!(
+        svg,
+        "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>",
+        points.join(" ")
+    );
+    let _ = write!(
+        svg,
+        "<text x=\"{}\" y=\"{}\" font-size=\"12\" fill=\"{color}\">{name}</text>",
+        PAD + 10.0,
+        PAD + 16.0 + 16.0 * i as f64
+    );
 }
 
 /// Sent, accepted and callbacks per second over the run.
@@ -258,17 +262,7 @@ fn throughput_svg(s: &Summary) -> String {
             .enumerate()
             .map(|(j, b)| format!("{:.1},{:.1}", x(j as f64 + 0.5), y(get(b) as f64)))
             .collect();
-        let _ = write!(
-            svg,
-            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>",
-            pts.join(" ")
-        );
-        let _ = write!(
-            svg,
-            "<text x=\"{}\" y=\"{}\" font-size=\"12\" fill=\"{color}\">{name}</text>",
-            PAD + 10.0,
-            PAD + 16.0 + 16.0 * i as f64
-        );
+        line_with_legend(&mut svg, i, name, color, &pts);
     }
     svg.push_str("</svg>");
     svg
