@@ -14,24 +14,33 @@ SCENARIOS (--scenario):
     steady        open loop at a fixed rate (default --rate 20)
     max           a bounded number in flight (default --concurrency 32)
     fan-out       like steady, with carts of --retailers-per-cart retailers (default 3)
-    slow-receiver, backlog: not implemented yet
+    slow-receiver like steady, but a share --slow-share of the checkouts (every 10th for 0.1)
+                  get a callback URL on which this tool's receiver never answers; the
+                  healthy ones are reported apart from the slow ones
+    backlog: not implemented yet
 
 OPTIONS:
     --gateway URL             ICON's gateway [default: http://127.0.0.1:8080]
     --sim URL                 the retailer simulator, as this tool reaches it [default: http://127.0.0.1:8090]
     --sim-from-icon URL       the simulator as ICON reaches it (order URLs) [default: --sim]
     --jwt-secret SECRET       HS256 secret of ICON's tokens [default: env ICON_JWT_SECRET]
-    --scenario NAME           steady | max | fan-out [default: steady]
+    --scenario NAME           steady | max | fan-out | slow-receiver [default: steady]
     --rate N                  checkouts per second, open loop (steady, fan-out)
     --concurrency N           checkouts in flight at most (max, fan-out)
     --duration D              how long to send, e.g. 60s, 2m [default: 60s]
     --count N                 send exactly N checkouts instead of --duration
     --retailers-per-cart N    retailers bench-r0..r(N-1) in every cart (fan-out only) [default: 3]
+    --slow-share F            share of checkouts whose callback hangs, 0 < F < 1, picked evenly
+                              by send order (slow-receiver only) [default: 0.1]
     --carts N                 carts made ahead for --concurrency with --duration [default: 4000]
     --callback-host HOST      host ICON uses to reach the callback receiver [default: 127.0.0.1]
     --callback-bind ADDR      where the callback receiver listens [default: 127.0.0.1:0]
     --settle D                wait this long for missing callbacks after the last answer [default: 60s]
     --pids NAME=PID,...       measure these processes (grouped by NAME) instead of finding them by name
+    --database-url URL        postgres://user@host:port/db of ICON's database: report committed
+                              transactions, rollbacks and rows inserted/updated/deleted per
+                              checkout from pg_stat_database (database-wide: other clients
+                              count too); unreachable: said once, the run goes on without them
     --json PATH               write the summary as JSON
     --html PATH               write a self-contained HTML report
     -h, --help                print this help
@@ -48,6 +57,7 @@ pub enum Scenario {
     Steady,
     Max,
     FanOut,
+    SlowReceiver,
 }
 
 impl Scenario {
@@ -56,6 +66,7 @@ impl Scenario {
             Scenario::Steady => "steady",
             Scenario::Max => "max",
             Scenario::FanOut => "fan-out",
+            Scenario::SlowReceiver => "slow-receiver",
         }
     }
 }
@@ -83,6 +94,32 @@ fn ser_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error>
     s.serialize_f64(d.as_secs_f64())
 }
 
+/// Which checkouts get the callback URL that hangs: a share held in parts per million, so the
+/// pick is exact integer arithmetic and the same checkouts are slow in every run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlowShare(u64);
+
+impl SlowShare {
+    const WHOLE: u64 = 1_000_000;
+
+    /// `None` unless `0 < share < 1` (at the resolution of one in a million).
+    pub fn new(share: f64) -> Option<Self> {
+        let ppm = (share * Self::WHOLE as f64).round();
+        (share.is_finite() && ppm >= 1.0 && ppm < Self::WHOLE as f64).then_some(Self(ppm as u64))
+    }
+
+    pub fn as_f64(self) -> f64 {
+        self.0 as f64 / Self::WHOLE as f64
+    }
+
+    /// Whether the checkout sent `index`-th (from 0) is slow: the running count of slow ones
+    /// steps up by one each time `share * sent` passes a whole number, so 0.1 picks indices
+    /// 9, 19, 29, ... and any prefix of the run holds the share, rounded down.
+    pub fn picks(self, index: u64) -> bool {
+        ((index + 1) * self.0) / Self::WHOLE > (index * self.0) / Self::WHOLE
+    }
+}
+
 /// Everything a run needs, validated.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -97,6 +134,8 @@ pub struct Config {
     pub load: Load,
     pub stop: Stop,
     pub retailers_per_cart: usize,
+    /// `Some` for `slow-receiver` only.
+    pub slow_share: Option<SlowShare>,
     /// Upper bound on carts made ahead when the number of checkouts is not known in advance.
     pub carts_cap: u64,
     pub callback_host: String,
@@ -106,6 +145,8 @@ pub struct Config {
     pub pids: Option<Vec<(String, u32)>>,
     pub json: Option<PathBuf>,
     pub html: Option<PathBuf>,
+    /// `--database-url`: where to read `pg_stat_database` before and after the run.
+    pub database: Option<tokio_postgres::Config>,
 }
 
 impl Config {
@@ -148,6 +189,8 @@ where
     let mut duration = None;
     let mut count = None;
     let mut retailers = None;
+    let mut slow_share = None;
+    let mut database = None;
     let mut carts_cap = 4000;
     let mut callback_host = "127.0.0.1".to_string();
     let mut callback_bind: SocketAddr = ([127, 0, 0, 1], 0).into();
@@ -189,6 +232,18 @@ where
             "--retailers-per-cart" => {
                 retailers = Some(positive("--retailers-per-cart", &value()?)? as usize)
             }
+            "--slow-share" => {
+                let v = value()?;
+                match v.parse::<f64>().ok().and_then(SlowShare::new) {
+                    Some(s) => slow_share = Some(s),
+                    None => {
+                        return err(format!(
+                            "--slow-share: {v:?} is not a share between 0 and 1, like 0.1"
+                        ))
+                    }
+                }
+            }
+            "--database-url" => database = Some(database_url(&value()?)?),
             "--carts" => carts_cap = positive("--carts", &value()?)?,
             "--callback-host" => callback_host = value()?,
             "--callback-bind" => {
@@ -211,22 +266,26 @@ where
         "steady" => Scenario::Steady,
         "max" => Scenario::Max,
         "fan-out" => Scenario::FanOut,
-        "slow-receiver" | "backlog" => {
+        "slow-receiver" => Scenario::SlowReceiver,
+        "backlog" => {
             return err(format!(
-                "--scenario {scenario}: not implemented yet (available: steady, max, fan-out)"
+                "--scenario {scenario}: not implemented yet (available: steady, max, fan-out, slow-receiver)"
             ))
         }
         other => {
             return err(format!(
-                "--scenario: unknown {other:?} (available: steady, max, fan-out)"
+                "--scenario: unknown {other:?} (available: steady, max, fan-out, slow-receiver)"
             ))
         }
     };
     let load =
         match (scenario, rate, concurrency) {
             (_, Some(_), Some(_)) => return err("--rate and --concurrency exclude each other"),
-            (Scenario::Steady, _, Some(_)) => {
-                return err("--scenario steady is open loop: use --rate, or --scenario max")
+            (Scenario::Steady | Scenario::SlowReceiver, _, Some(_)) => {
+                return err(format!(
+                    "--scenario {} is open loop: use --rate, or --scenario max",
+                    scenario.name()
+                ))
             }
             (Scenario::Max, Some(_), _) => return err(
                 "--scenario max bounds what is in flight: use --concurrency, or --scenario steady",
@@ -245,6 +304,11 @@ where
         (_, None) => 1,
         (_, Some(_)) => return err("--retailers-per-cart applies to --scenario fan-out only"),
     };
+    let slow_share = match (scenario, slow_share) {
+        (Scenario::SlowReceiver, s) => Some(s.unwrap_or(SlowShare(SlowShare::WHOLE / 10))),
+        (_, None) => None,
+        (_, Some(_)) => return err("--slow-share applies to --scenario slow-receiver only"),
+    };
     if retailers_per_cart > 64 {
         return err("--retailers-per-cart: at most 64");
     }
@@ -260,6 +324,7 @@ where
         load,
         stop,
         retailers_per_cart,
+        slow_share,
         carts_cap,
         callback_host,
         callback_bind,
@@ -267,6 +332,7 @@ where
         pids,
         json,
         html,
+        database,
     })))
 }
 
@@ -309,6 +375,15 @@ fn base_url(flag: &str, v: &str) -> Result<String, ArgError> {
             "{flag}: {v:?} is not a URL like http://127.0.0.1:8080"
         )),
     }
+}
+
+/// A libpq-style URL; the database named in it is the one whose counters are read.
+fn database_url(v: &str) -> Result<tokio_postgres::Config, ArgError> {
+    if !(v.starts_with("postgres://") || v.starts_with("postgresql://")) {
+        return err("--database-url: expected a URL like postgres://postgres@127.0.0.1:5432/icon");
+    }
+    v.parse()
+        .or_else(|e| err(format!("--database-url: not a PostgreSQL URL: {e}")))
 }
 
 /// `gateway=123,postgres=45,postgres=46`.
@@ -384,10 +459,8 @@ mod tests {
 
     #[test]
     fn unimplemented_and_unknown_scenarios_are_refused_by_name() {
-        for s in ["slow-receiver", "backlog"] {
-            let e = run(&["--scenario", s]).unwrap_err();
-            assert!(e.0.contains("not implemented yet"), "{e}");
-        }
+        let e = run(&["--scenario", "backlog"]).unwrap_err();
+        assert!(e.0.contains("not implemented yet"), "{e}");
         assert!(run(&["--scenario", "nope"])
             .unwrap_err()
             .0
@@ -438,5 +511,45 @@ mod tests {
             parse(["--help".to_string()], None),
             Ok(Parsed::Help)
         ));
+    }
+
+    #[test]
+    fn slow_receiver_is_open_loop_with_a_tenth_slow_by_default() {
+        let c = run(&["--scenario", "slow-receiver", "--rate", "5"]).unwrap();
+        assert_eq!(c.scenario, Scenario::SlowReceiver);
+        assert_eq!(c.load, Load::Rate(5.0));
+        assert_eq!(c.slow_share.unwrap().as_f64(), 0.1);
+        let c = run(&["--scenario", "slow-receiver", "--slow-share=0.25"]).unwrap();
+        assert_eq!(c.slow_share, SlowShare::new(0.25));
+        assert_eq!(run(&[]).unwrap().slow_share, None);
+        assert!(run(&["--scenario", "slow-receiver", "--concurrency", "4"]).is_err());
+        assert!(run(&["--slow-share", "0.1"]).is_err());
+        for bad in ["0", "1", "-0.1", "1.5", "NaN", "x"] {
+            assert!(
+                run(&["--scenario", "slow-receiver", "--slow-share", bad]).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_slow_pick_is_every_nth_and_holds_the_share() {
+        let tenth = SlowShare::new(0.1).unwrap();
+        let picked: Vec<u64> = (0..40).filter(|&i| tenth.picks(i)).collect();
+        assert_eq!(picked, vec![9, 19, 29, 39]);
+        let third = SlowShare::new(0.3).unwrap();
+        for n in [10u64, 100, 1000, 1001] {
+            let slow = (0..n).filter(|&i| third.picks(i)).count() as u64;
+            assert_eq!(slow, n * 3 / 10, "first {n}");
+        }
+    }
+
+    #[test]
+    fn database_url_is_parsed_at_the_edge() {
+        let c = run(&["--database-url", "postgres://postgres@127.0.0.1:5432/icon"]).unwrap();
+        assert_eq!(c.database.unwrap().get_dbname(), Some("icon"));
+        assert!(run(&[]).unwrap().database.is_none());
+        assert!(run(&["--database-url", "mysql://x/y"]).is_err());
+        assert!(run(&["--database-url", "icon"]).is_err());
     }
 }

@@ -1,5 +1,9 @@
 //! The callback receiver: a keep-alive HTTP/1.1 server that answers 200 at once and records
 //! each POST's `checkout_id`, `webhook-id` and the instant its head arrived.
+//!
+//! A POST to [`HANG_PATH`] is recorded the same way, then never answered: the connection is held
+//! until the caller gives up (ICON's `ICON_CALLBACK_TIMEOUT`) or the run ends. Every connection
+//! is served by its own task, so a held one does not stall the others.
 
 use std::collections::HashSet;
 use std::convert::Infallible;
@@ -20,6 +24,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::stats::CallbackRecord;
+
+/// The path on which the receiver holds requests open without answering.
+pub const HANG_PATH: &str = "/hang";
 
 /// What the receiver has recorded; shared with the driver.
 pub struct Inbox {
@@ -123,8 +130,9 @@ pub async fn start(bind: SocketAddr, shutdown: CancellationToken) -> std::io::Re
             let _ = stream.set_nodelay(true);
             let inbox = served.clone();
             let conn_shutdown = shutdown.clone();
+            let held = shutdown.clone();
             tokio::spawn(async move {
-                let service = service_fn(move |req| handle(inbox.clone(), req));
+                let service = service_fn(move |req| handle(inbox.clone(), held.clone(), req));
                 let conn = http1::Builder::new()
                     .keep_alive(true)
                     .serve_connection(TokioIo::new(stream), service);
@@ -140,12 +148,14 @@ pub async fn start(bind: SocketAddr, shutdown: CancellationToken) -> std::io::Re
 
 async fn handle(
     inbox: Arc<Inbox>,
+    shutdown: CancellationToken,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let at = Instant::now();
     if req.method() != http::Method::POST {
         return Ok(status(StatusCode::METHOD_NOT_ALLOWED));
     }
+    let hang = req.uri().path() == HANG_PATH;
     let webhook_id = req
         .headers()
         .get("webhook-id")
@@ -158,6 +168,12 @@ async fn handle(
         Err(_) => None,
     };
     inbox.record(at, checkout_id, webhook_id);
+    if hang {
+        // Never answer. hyper drops this future when the caller closes the connection; the
+        // run's end closes what is left.
+        shutdown.cancelled().await;
+        return Ok(status(StatusCode::SERVICE_UNAVAILABLE));
+    }
     Ok(status(StatusCode::OK))
 }
 
@@ -165,4 +181,53 @@ fn status(code: StatusCode) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::new()));
     *r.status_mut() = code;
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    async fn post(addr: SocketAddr, path: &str, id: &str) -> TcpStream {
+        let body = format!("{{\"checkout_id\":\"{id}\"}}");
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(req.as_bytes()).await.unwrap();
+        s
+    }
+
+    /// A held request is recorded and left unanswered, while another connection is answered.
+    /// Waits on conditions (the record, the answer), never on a clock.
+    #[tokio::test]
+    async fn the_hang_path_records_and_holds_without_blocking_others() {
+        let shutdown = CancellationToken::new();
+        let r = start(([127, 0, 0, 1], 0).into(), shutdown.clone())
+            .await
+            .unwrap();
+        let held = post(r.addr, HANG_PATH, "slow").await;
+        assert_eq!(
+            r.inbox
+                .wait_for(&["slow".to_string()], Duration::from_secs(30))
+                .await,
+            0
+        );
+
+        let mut ok = post(r.addr, "/cb", "fast").await;
+        let mut head = [0u8; 12];
+        ok.read_exact(&mut head).await.unwrap();
+        assert_eq!(&head, b"HTTP/1.1 200");
+        assert_eq!(r.inbox.count(), 2);
+
+        // Still nothing on the held connection: a read would block, so try without waiting.
+        let mut buf = [0u8; 1];
+        assert!(matches!(
+            held.try_read(&mut buf),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+        ));
+        shutdown.cancel();
+    }
 }

@@ -43,10 +43,28 @@ fn describe(s: &Summary) -> String {
         Stop::Duration(d) => format!("duration {}s", d.as_secs_f64()),
         Stop::Count(n) => format!("count {n}"),
     };
+    let slow = s
+        .slow_share
+        .map_or(String::new(), |f| format!(", slow share {f}"));
     format!(
-        "scenario {}, {load}, {stop}, {} retailer(s) per cart",
+        "scenario {}, {load}, {stop}, {} retailer(s) per cart{slow}",
         s.scenario, s.retailers_per_cart
     )
+}
+
+/// Up to ten ids, then how many more.
+fn id_list(ids: &[String]) -> String {
+    if ids.is_empty() {
+        return "0".to_string();
+    }
+    let shown: Vec<&str> = ids.iter().take(10).map(String::as_str).collect();
+    let more = ids.len().saturating_sub(shown.len());
+    let tail = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    format!("{}: {}{tail}", ids.len(), shown.join(", "))
 }
 
 fn latency_row(out: &mut String, name: &str, p: &Option<Percentiles>) {
@@ -54,12 +72,12 @@ fn latency_row(out: &mut String, name: &str, p: &Option<Percentiles>) {
         Some(p) => {
             let _ = writeln!(
                 out,
-                "  {name:<12} {:>7} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+                "  {name:<18} {:>7} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
                 p.count, p.p50_ms, p.p90_ms, p.p99_ms, p.p999_ms, p.max_ms
             );
         }
         None => {
-            let _ = writeln!(out, "  {name:<12}       0         -");
+            let _ = writeln!(out, "  {name:<18}       0         -");
         }
     }
 }
@@ -81,24 +99,41 @@ pub fn table(s: &Summary) -> String {
         "accepted (202)             {}  ({:.1}/s over {:.1} s)",
         a.accepted, a.accepted_per_s, a.send_window_s
     );
+    // With slow checkouts, the figures below are the healthy ones' and say so.
+    let healthy = if a.slow.is_some() { " healthy" } else { "" };
+    if let Some(slow) = &a.slow {
+        let _ = writeln!(
+            out,
+            "healthy                    {} sent, {} accepted",
+            a.sent - slow.sent,
+            c.accepted
+        );
+        let _ = writeln!(
+            out,
+            "slow (callback hangs)      {} sent, {} accepted; callbacks arrived for {} ({} attempts seen); never complete, not counted as missing",
+            slow.sent, slow.accepted, slow.attempted, slow.attempts_seen
+        );
+        let _ = writeln!(
+            out,
+            "slow, no attempt seen      {}",
+            id_list(&slow.not_attempted)
+        );
+    }
     let _ = writeln!(
         out,
-        "called back                {}  ({:.1}/s over {:.1} s)",
-        c.called_back, a.callbacks_per_s, a.callback_window_s
+        "{:<27}{}/{}  ({:.1}/s over {:.1} s)",
+        format!("called back{healthy}"),
+        c.called_back,
+        c.accepted,
+        a.callbacks_per_s,
+        a.callback_window_s
     );
-    let missing = if c.missing.is_empty() {
-        "0".to_string()
-    } else {
-        let shown: Vec<&str> = c.missing.iter().take(10).map(String::as_str).collect();
-        let more = c.missing.len().saturating_sub(shown.len());
-        let tail = if more > 0 {
-            format!(" and {more} more")
-        } else {
-            String::new()
-        };
-        format!("{}: {}{tail}", c.missing.len(), shown.join(", "))
-    };
-    let _ = writeln!(out, "missing callbacks          {missing}");
+    let _ = writeln!(
+        out,
+        "{:<27}{}",
+        format!("missing callbacks{healthy}"),
+        id_list(&c.missing)
+    );
     let _ = writeln!(
         out,
         "duplicate callbacks        {} by webhook-id, {} by checkout ({} without webhook-id, {} unexpected)",
@@ -119,10 +154,34 @@ pub fn table(s: &Summary) -> String {
     }
     let _ = writeln!(
         out,
-        "\n  latency ms     count       p50       p90       p99     p99.9       max"
+        "\n  latency ms           count       p50       p90       p99     p99.9       max"
     );
-    latency_row(&mut out, "202", &a.latency_202);
-    latency_row(&mut out, "end-to-end", &a.latency_end_to_end);
+    latency_row(&mut out, &format!("202{healthy}"), &a.latency_202);
+    latency_row(
+        &mut out,
+        &format!("end-to-end{healthy}"),
+        &a.latency_end_to_end,
+    );
+    if let Some(slow) = &a.slow {
+        latency_row(&mut out, "202 slow", &slow.latency_202);
+    }
+    if let Some(db) = &s.database {
+        let d = &db.delta;
+        let _ = writeln!(
+            out,
+            "\n  database {:?} (pg_stat_database, database-wide)   total   per checkout ({} accepted)",
+            db.database, db.checkouts
+        );
+        for (name, total, per) in [
+            ("committed transactions", d.xact_commit, db.commits),
+            ("rollbacks", d.xact_rollback, db.rollbacks),
+            ("rows inserted", d.tup_inserted, db.rows_inserted),
+            ("rows updated", d.tup_updated, db.rows_updated),
+            ("rows deleted", d.tup_deleted, db.rows_deleted),
+        ] {
+            let _ = writeln!(out, "  {name:<24} {total:>25} {per:>14.2}");
+        }
+    }
     let _ = writeln!(
         out,
         "\n  process group  procs    CPU ms  CPU ms/checkout  peak RSS MB   (window {:.1} s)",
@@ -271,9 +330,21 @@ fn throughput_svg(s: &Summary) -> String {
 pub fn html(s: &Summary) -> String {
     let a = &s.accounting;
     let cdf = cdf_svg(&[
-        ("202 latency", "#1f77b4", &a.cdf_202),
         (
-            "end-to-end (POST sent to callback received)",
+            if a.slow.is_some() {
+                "202 latency (healthy checkouts)"
+            } else {
+                "202 latency"
+            },
+            "#1f77b4",
+            &a.cdf_202,
+        ),
+        (
+            if a.slow.is_some() {
+                "end-to-end, healthy checkouts (POST sent to callback received)"
+            } else {
+                "end-to-end (POST sent to callback received)"
+            },
             "#d62728",
             &a.cdf_end_to_end,
         ),

@@ -13,13 +13,18 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{mint_token, Api};
-use crate::args::{Config, Load, Stop};
+use crate::args::{Config, Load, SlowShare, Stop};
+use crate::dbstats::{self, PerCheckout};
 use crate::procs::{self, GroupUsage};
-use crate::receiver::{self, Inbox};
+use crate::receiver::{self, Inbox, HANG_PATH};
 use crate::stats::{self, Accounting, Outcome, Submission};
 
 /// Carts and retailers are made this many at a time before the clock starts.
 const SETUP_CONCURRENCY: usize = 16;
+
+/// Wait before the last `pg_stat_database` reading: a backend's counters reach it only when
+/// the backend flushes them, which lags behind its commits.
+const STATS_FLUSH_WAIT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -40,6 +45,9 @@ pub struct Summary {
     pub retailers_per_cart: usize,
     pub gateway: String,
     pub callback_url: String,
+    /// `slow-receiver`: the URL that hangs, and the share of checkouts given it.
+    pub slow_callback_url: Option<String>,
+    pub slow_share: Option<f64>,
     pub user: String,
     /// Unix seconds when the clock started.
     pub started_at: u64,
@@ -51,6 +59,8 @@ pub struct Summary {
     #[serde(flatten)]
     pub accounting: Accounting,
     pub processes: Vec<GroupUsage>,
+    /// `--database-url`: the database's counters over the run, per accepted checkout.
+    pub database: Option<PerCheckout>,
     /// The first answer body seen for each error status.
     pub error_samples: BTreeMap<String, String>,
     pub notes: Vec<String>,
@@ -70,19 +80,22 @@ struct Shot {
     api: Api,
     token: String,
     callback_url: String,
+    slow_callback_url: String,
     epoch: Instant,
     counters: Counters,
     samples: Mutex<BTreeMap<String, String>>,
 }
 
 impl Shot {
-    async fn fire(&self, cart_id: i64) -> Submission {
+    async fn fire(&self, cart_id: i64, slow: bool) -> Submission {
+        let url = if slow {
+            &self.slow_callback_url
+        } else {
+            &self.callback_url
+        };
         let sent = self.epoch.elapsed();
         self.counters.sent.fetch_add(1, Ordering::Relaxed);
-        let reply = self
-            .api
-            .checkout(&self.token, cart_id, &self.callback_url)
-            .await;
+        let reply = self.api.checkout(&self.token, cart_id, url).await;
         let answered = self.epoch.elapsed();
         self.counters.answered.fetch_add(1, Ordering::Relaxed);
         let (outcome, sample) = match reply {
@@ -120,6 +133,7 @@ impl Shot {
             sent,
             answered,
             outcome,
+            slow,
         }
     }
 }
@@ -130,6 +144,11 @@ pub async fn run(cfg: &Config) -> Result<Summary, RunError> {
         .await
         .map_err(RunError::Receiver)?;
     let callback_url = format!("http://{}:{}/cb", cfg.callback_host, receiver.addr.port());
+    let slow_callback_url = format!(
+        "http://{}:{}{HANG_PATH}",
+        cfg.callback_host,
+        receiver.addr.port()
+    );
     let api = Api::new(&cfg.gateway);
     let user = format!("bench-{}", uuid::Uuid::new_v4());
     let admin = mint_token(&cfg.jwt_secret, "icon-bench-admin", true)?;
@@ -149,6 +168,27 @@ pub async fn run(cfg: &Config) -> Result<Summary, RunError> {
         retailers.len()
     );
 
+    let mut notes = Vec::new();
+    let db = match &cfg.database {
+        Some(url) => match dbstats::Reader::connect(url).await {
+            Ok(reader) => Some(reader),
+            Err(e) => {
+                let msg = format!(
+                    "--database-url: cannot connect ({}); no database figures",
+                    with_causes(&e)
+                );
+                eprintln!("icon-bench: {msg}");
+                notes.push(msg);
+                None
+            }
+        },
+        None => None,
+    };
+    let db_start = match &db {
+        Some(reader) => db_reading(reader, &mut notes).await,
+        None => None,
+    };
+
     let watched = procs::discover(cfg.pids.as_deref());
     let cpu_start = procs::sample(&watched);
     let epoch = Instant::now();
@@ -160,6 +200,7 @@ pub async fn run(cfg: &Config) -> Result<Summary, RunError> {
         api,
         token,
         callback_url: callback_url.clone(),
+        slow_callback_url: slow_callback_url.clone(),
         epoch,
         counters: Counters::default(),
         samples: Mutex::new(BTreeMap::new()),
@@ -171,10 +212,9 @@ pub async fn run(cfg: &Config) -> Result<Summary, RunError> {
         progress_stop.clone(),
     ));
 
-    let mut notes = Vec::new();
     let (subs, max_lag) = match cfg.load {
         Load::Rate(rate) => {
-            let (subs, lag) = drive_rate(&shot, &carts, rate).await;
+            let (subs, lag) = drive_rate(&shot, &carts, rate, cfg.slow_share).await;
             (subs, Some(lag))
         }
         Load::Concurrency(n) => {
@@ -189,14 +229,16 @@ pub async fn run(cfg: &Config) -> Result<Summary, RunError> {
         }
     };
 
-    let accepted_ids: Vec<String> = subs
+    // The slow ones never complete: waiting for them would only run out --settle.
+    let healthy_ids: Vec<String> = subs
         .iter()
+        .filter(|s| !s.slow)
         .filter_map(|s| match &s.outcome {
             Outcome::Accepted(id) => Some(id.clone()),
             _ => None,
         })
         .collect();
-    let missing = receiver.inbox.wait_for(&accepted_ids, cfg.settle).await;
+    let missing = receiver.inbox.wait_for(&healthy_ids, cfg.settle).await;
     if missing > 0 {
         notes.push(format!(
             "{missing} accepted checkout(s) not called back within --settle {:?} after the last answer",
@@ -205,12 +247,36 @@ pub async fn run(cfg: &Config) -> Result<Summary, RunError> {
     }
     let measured_window = epoch.elapsed();
     let cpu_end = procs::sample(&procs::discover(cfg.pids.as_deref()));
+    let db_end = match &db {
+        Some(reader) => {
+            tokio::time::sleep(STATS_FLUSH_WAIT).await;
+            db_reading(reader, &mut notes).await
+        }
+        None => None,
+    };
     progress_stop.cancel();
     let _ = progress.await;
     shutdown.cancel();
 
     let callbacks = receiver.inbox.records();
     let accounting = stats::account(&subs, &callbacks);
+    let database = match (&db, db_start, db_end) {
+        (Some(reader), Some(start), Some(end)) => {
+            notes.push(format!(
+                "database figures are pg_stat_database for all of {:?}: other clients count too (ICON's retries of earlier runs' callbacks included), and so does this tool's one reading; they are read at clock start and {} s after the wait for callbacks, as PostgreSQL publishes a backend's counters with a delay (up to ~0.5 s before PostgreSQL 15; from 15 on, a busy backend flushes at most once a second and an idle one may hold its last second's counts for up to 10 s)",
+                reader.database,
+                STATS_FLUSH_WAIT.as_secs()
+            ));
+            dbstats::per_checkout(&reader.database, start, end, accounting.accepted)
+        }
+        _ => None,
+    };
+    if let Some(slow) = &accounting.slow {
+        notes.push(format!(
+            "slow checkouts ({} of {} sent) never complete: their callbacks go to {slow_callback_url}, which holds each request until ICON gives up (ICON_CALLBACK_TIMEOUT); they are not counted as missing, and ICON goes on retrying them after this run",
+            slow.sent, accounting.sent
+        ));
+    }
     let processes = procs::usage(
         &cpu_start,
         &cpu_end,
@@ -240,6 +306,8 @@ pub async fn run(cfg: &Config) -> Result<Summary, RunError> {
         retailers_per_cart: cfg.retailers_per_cart,
         gateway: cfg.gateway.clone(),
         callback_url,
+        slow_callback_url: cfg.slow_share.map(|_| slow_callback_url),
+        slow_share: cfg.slow_share.map(SlowShare::as_f64),
         user,
         started_at,
         setup_s,
@@ -247,9 +315,40 @@ pub async fn run(cfg: &Config) -> Result<Summary, RunError> {
         max_schedule_lag_ms: max_lag.map(|d| d.as_secs_f64() * 1000.0),
         accounting,
         processes,
+        database,
         error_samples,
         notes,
     })
+}
+
+/// An error and its sources, `a: b: c`: tokio-postgres puts the useful part in the source.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    text
+}
+
+/// One reading of the database's counters; a failure is noted and the figures are dropped.
+async fn db_reading(
+    reader: &dbstats::Reader,
+    notes: &mut Vec<String>,
+) -> Option<dbstats::Counters> {
+    match reader.read().await {
+        Ok(c) => Some(c),
+        Err(e) => {
+            let msg = format!(
+                "--database-url: reading pg_stat_database failed ({}); no database figures",
+                with_causes(&e)
+            );
+            eprintln!("icon-bench: {msg}");
+            notes.push(msg);
+            None
+        }
+    }
 }
 
 /// Both ends answer before anything is created, so a wrong URL fails fast and clearly.
@@ -375,8 +474,14 @@ async fn make_cart(api: &Api, token: &str, retailers: &[String]) -> Result<i64, 
 }
 
 /// Open loop: checkout `i` leaves at `i / rate` seconds, in its own task, whatever became of
-/// the earlier ones. Returns the submissions and the worst lag behind schedule.
-async fn drive_rate(shot: &Arc<Shot>, carts: &[i64], rate: f64) -> (Vec<Submission>, Duration) {
+/// the earlier ones; those `slow` picks get the callback URL that hangs. Returns the submissions
+/// and the worst lag behind schedule.
+async fn drive_rate(
+    shot: &Arc<Shot>,
+    carts: &[i64],
+    rate: f64,
+    slow: Option<SlowShare>,
+) -> (Vec<Submission>, Duration) {
     let mut handles = Vec::with_capacity(carts.len());
     let mut max_lag = Duration::ZERO;
     for (i, &cart) in carts.iter().enumerate() {
@@ -384,7 +489,8 @@ async fn drive_rate(shot: &Arc<Shot>, carts: &[i64], rate: f64) -> (Vec<Submissi
         tokio::time::sleep_until(due.into()).await;
         max_lag = max_lag.max(Instant::now().saturating_duration_since(due));
         let shot = shot.clone();
-        handles.push(tokio::spawn(async move { shot.fire(cart).await }));
+        let is_slow = slow.is_some_and(|s| s.picks(i as u64));
+        handles.push(tokio::spawn(async move { shot.fire(cart, is_slow).await }));
     }
     let mut subs = Vec::with_capacity(handles.len());
     for h in handles {
@@ -420,7 +526,7 @@ async fn drive_concurrency(
                 }
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(&cart) = carts.get(i) else { break };
-                subs.push(shot.fire(cart).await);
+                subs.push(shot.fire(cart, false).await);
             }
             subs
         });

@@ -12,6 +12,8 @@ pub struct Submission {
     pub sent: Duration,
     pub answered: Duration,
     pub outcome: Outcome,
+    /// Its callback URL hangs (`slow-receiver`): it never completes, so it is accounted apart.
+    pub slow: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -222,10 +224,30 @@ pub fn end_to_end(subs: &[Submission], callbacks: &[CallbackRecord]) -> Vec<Dura
         .collect()
 }
 
+/// The checkouts whose callback URL hangs, apart from the healthy ones: they never complete,
+/// so what counts is whether ICON tried them at all and how often.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SlowAccount {
+    pub sent: usize,
+    pub accepted: usize,
+    pub latency_202: Option<Percentiles>,
+    /// Accepted slow checkouts whose callback reached the receiver at least once.
+    pub attempted: usize,
+    /// Every callback attempt seen for them, retries included.
+    pub attempts_seen: usize,
+    /// Accepted slow checkouts with no attempt seen, in send order.
+    pub not_attempted: Vec<String>,
+}
+
 /// Everything the report needs from one run's records.
+///
+/// Latencies, completeness, duplicates and the callback rate are over the healthy checkouts
+/// (all of them unless the scenario makes some slow); the slow ones are in [`Self::slow`].
 #[derive(Debug, Clone, Serialize)]
 pub struct Accounting {
+    /// Every checkout sent, healthy and slow.
     pub sent: usize,
+    /// Every 202, healthy and slow.
     pub accepted: usize,
     /// Accepted per second of sending (clock start to the last 202).
     pub accepted_per_s: f64,
@@ -241,27 +263,73 @@ pub struct Accounting {
     pub per_second: Vec<Second>,
     pub cdf_202: Vec<(f64, f64)>,
     pub cdf_end_to_end: Vec<(f64, f64)>,
+    /// `None` when no checkout was sent slow.
+    pub slow: Option<SlowAccount>,
 }
 
-pub fn account(subs: &[Submission], callbacks: &[CallbackRecord]) -> Accounting {
-    let accepted_ids: Vec<&str> = subs
-        .iter()
+fn accepted_ids(subs: &[Submission]) -> Vec<&str> {
+    subs.iter()
         .filter_map(|s| match &s.outcome {
             Outcome::Accepted(id) => Some(id.as_str()),
             _ => None,
         })
-        .collect();
-    let mut ack: Vec<Duration> = subs
-        .iter()
+        .collect()
+}
+
+fn ack_latencies(subs: &[Submission]) -> Vec<Duration> {
+    subs.iter()
         .filter(|s| matches!(s.outcome, Outcome::Accepted(_)))
         .map(|s| s.answered.saturating_sub(s.sent))
+        .collect()
+}
+
+fn slow_account(slow: &[Submission], callbacks: &[CallbackRecord]) -> SlowAccount {
+    let ids = accepted_ids(slow);
+    let wanted: HashSet<&str> = ids.iter().copied().collect();
+    let mut attempts: HashMap<&str, usize> = HashMap::new();
+    for c in callbacks {
+        if let Some(id) = c.checkout_id.as_deref().filter(|id| wanted.contains(id)) {
+            *attempts.entry(id).or_insert(0) += 1;
+        }
+    }
+    SlowAccount {
+        sent: slow.len(),
+        accepted: ids.len(),
+        latency_202: percentiles(&mut ack_latencies(slow)),
+        attempted: attempts.len(),
+        attempts_seen: attempts.values().sum(),
+        not_attempted: ids
+            .iter()
+            .filter(|id| !attempts.contains_key(**id))
+            .map(|id| id.to_string())
+            .collect(),
+    }
+}
+
+pub fn account(all: &[Submission], all_callbacks: &[CallbackRecord]) -> Accounting {
+    let (slow, subs): (Vec<Submission>, Vec<Submission>) =
+        all.iter().cloned().partition(|s| s.slow);
+    let slow_ids: HashSet<&str> = accepted_ids(&slow).into_iter().collect();
+    // The slow checkouts' attempts are neither completions, duplicates nor unexpected.
+    let callbacks: Vec<CallbackRecord> = all_callbacks
+        .iter()
+        .filter(|c| {
+            c.checkout_id
+                .as_deref()
+                .is_none_or(|id| !slow_ids.contains(id))
+        })
+        .cloned()
         .collect();
+    let callbacks = callbacks.as_slice();
+    let subs = subs.as_slice();
+    let accepted_ids = accepted_ids(subs);
+    let mut ack = ack_latencies(subs);
     let mut e2e = end_to_end(subs, callbacks);
     let latency_202 = percentiles(&mut ack);
     let latency_end_to_end = percentiles(&mut e2e);
     let completeness = completeness(&accepted_ids, callbacks);
+    let send_window = all.iter().map(|s| s.answered).max().unwrap_or_default();
 
-    let send_window = subs.iter().map(|s| s.answered).max().unwrap_or_default();
     let ours: HashSet<&str> = accepted_ids.iter().copied().collect();
     let callback_window = callbacks
         .iter()
@@ -276,21 +344,23 @@ pub fn account(subs: &[Submission], callbacks: &[CallbackRecord]) -> Accounting 
             n as f64 / w.as_secs_f64()
         }
     };
+    let accepted_all = accepted_ids.len() + slow_ids.len();
     Accounting {
-        sent: subs.len(),
-        accepted: accepted_ids.len(),
-        accepted_per_s: rate(accepted_ids.len(), send_window),
+        sent: all.len(),
+        accepted: accepted_all,
+        accepted_per_s: rate(accepted_all, send_window),
         callbacks_per_s: rate(completeness.called_back, callback_window),
         send_window_s: send_window.as_secs_f64(),
         callback_window_s: callback_window.as_secs_f64(),
         latency_202,
         latency_end_to_end,
         duplicates: duplicates(callbacks),
-        errors: errors(subs),
-        per_second: per_second(subs, callbacks),
+        errors: errors(all),
+        per_second: per_second(all, all_callbacks),
         cdf_202: cdf(&ack, 200),
         cdf_end_to_end: cdf(&e2e, 200),
         completeness,
+        slow: (!slow.is_empty()).then(|| slow_account(&slow, all_callbacks)),
     }
 }
 
@@ -307,6 +377,14 @@ mod tests {
             sent: ms(sent),
             answered: ms(answered),
             outcome: Outcome::Accepted(id.into()),
+            slow: false,
+        }
+    }
+
+    fn slow(id: &str, sent: u64, answered: u64) -> Submission {
+        Submission {
+            slow: true,
+            ..accepted(id, sent, answered)
         }
     }
 
@@ -390,21 +468,25 @@ mod tests {
                 sent: ms(1),
                 answered: ms(2),
                 outcome: Outcome::Status(422),
+                slow: false,
             },
             Submission {
                 sent: ms(1),
                 answered: ms(2),
                 outcome: Outcome::Status(422),
+                slow: false,
             },
             Submission {
                 sent: ms(1),
                 answered: ms(2),
                 outcome: Outcome::Status(503),
+                slow: false,
             },
             Submission {
                 sent: ms(1),
                 answered: ms(2),
                 outcome: Outcome::Transport,
+                slow: false,
             },
         ];
         let e = errors(&subs);
@@ -423,6 +505,7 @@ mod tests {
                 sent: ms(3100),
                 answered: ms(3200),
                 outcome: Outcome::Status(500),
+                slow: false,
             },
         ];
         let cbs = vec![
@@ -461,5 +544,62 @@ mod tests {
         assert_eq!(a.duplicates.by_webhook_id, 1);
         assert_eq!(a.send_window_s, 1.51);
         assert_eq!(a.callbacks_per_s, 1.0); // 2 checkouts called back by t = 2 s
+    }
+
+    #[test]
+    fn slow_checkouts_are_accounted_apart_and_never_missing() {
+        let subs = vec![
+            accepted("a", 0, 10),
+            accepted("b", 100, 120),
+            slow("s1", 200, 900), // a slow 202 must not move the healthy percentiles
+            accepted("c", 300, 310),
+            slow("s2", 400, 410),
+            Submission {
+                slow: true,
+                outcome: Outcome::Status(503),
+                ..accepted("x", 500, 510)
+            },
+        ];
+        let cbs = vec![
+            cb("a", "w-a", 50),
+            cb("s1", "w-s1", 60), // first attempt, held until ICON gives up
+            cb("b", "w-b", 400),
+            cb("s1", "w-s1", 5000), // ICON's retry: an attempt, not a duplicate
+            cb("zz", "w-zz", 5100),
+        ];
+        let a = account(&subs, &cbs);
+        assert_eq!(a.sent, 6);
+        assert_eq!(a.accepted, 5);
+        assert_eq!(a.errors["503"], 1);
+
+        // Healthy: a, b, c. c is missing; s1 and s2 are not.
+        assert_eq!(a.completeness.accepted, 3);
+        assert_eq!(a.completeness.called_back, 2);
+        assert_eq!(a.completeness.missing, vec!["c".to_string()]);
+        assert_eq!(a.completeness.unexpected, 1); // zz only
+        assert_eq!(a.duplicates.by_webhook_id, 0);
+        assert_eq!(a.duplicates.by_checkout, 0);
+        let ack = a.latency_202.unwrap();
+        assert_eq!((ack.count, ack.max_ms), (3, 20.0));
+        let e2e = a.latency_end_to_end.unwrap();
+        assert_eq!((e2e.count, e2e.p50_ms, e2e.max_ms), (2, 50.0, 300.0));
+        assert_eq!(a.callbacks_per_s, 5.0); // 2 healthy called back by t = 0.4 s
+
+        let s = a.slow.unwrap();
+        assert_eq!((s.sent, s.accepted), (3, 2));
+        assert_eq!((s.attempted, s.attempts_seen), (1, 2));
+        assert_eq!(s.not_attempted, vec!["s2".to_string()]);
+        assert_eq!(s.latency_202.unwrap().max_ms, 700.0);
+
+        // Every callback still counts per second, the slow ones' attempts included.
+        let per_s: usize = a.per_second.iter().map(|b| b.callbacks).sum();
+        assert_eq!(per_s, 5);
+    }
+
+    #[test]
+    fn without_slow_checkouts_there_is_no_slow_account() {
+        let a = account(&[accepted("a", 0, 10)], &[cb("a", "w", 20)]);
+        assert_eq!(a.slow, None);
+        assert!(a.completeness.missing.is_empty());
     }
 }
