@@ -241,13 +241,7 @@ fn cdf_svg(series: &[Series]) -> String {
     let (l0, l1) = (lo.log10().floor(), hi.log10().ceil());
     let x = |v: f64| PAD + (v.max(lo).log10() - l0) / (l1 - l0) * (W - 2.0 * PAD);
     let y = |f: f64| H - PAD + -f * (H - 2.0 * PAD);
-    let mut svg = format!("<svg viewBox=\"0 0 {W} {H}\" width=\"{W}\" height=\"{H}\">");
-    let _ = write!(
-        svg,
-        "<rect x=\"{PAD}\" y=\"{PAD}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#999\"/>",
-        W - 2.0 * PAD,
-        H - 2.0 * PAD
-    );
+    let mut svg = chart_frame();
     let mut decade = l0;
     while decade <= l1 {
         let v = 10f64.powf(decade);
@@ -265,6 +259,18 @@ fn cdf_svg(series: &[Series]) -> String {
         line_with_legend(&mut svg, i, &esc(name), color, &path);
     }
     svg.push_str("</svg>");
+    svg
+}
+
+/// An empty chart: the SVG element and the plot area's border.
+fn chart_frame() -> String {
+    let mut svg = format!("<svg viewBox=\"0 0 {W} {H}\" width=\"{W}\" height=\"{H}\">");
+    let _ = write!(
+        svg,
+        "<rect x=\"{PAD}\" y=\"{PAD}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#999\"/>",
+        W - 2.0 * PAD,
+        H - 2.0 * PAD
+    );
     svg
 }
 
@@ -295,13 +301,7 @@ fn throughput_svg(s: &Summary) -> String {
         .max(1) as f64;
     let x = |i: f64| PAD + i / n * (W - 2.0 * PAD);
     let y = |v: f64| H - PAD - v / top * (H - 2.0 * PAD);
-    let mut svg = format!("<svg viewBox=\"0 0 {W} {H}\" width=\"{W}\" height=\"{H}\">");
-    let _ = write!(
-        svg,
-        "<rect x=\"{PAD}\" y=\"{PAD}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#999\"/>",
-        W - 2.0 * PAD,
-        H - 2.0 * PAD
-    );
+    let mut svg = chart_frame();
     let _ = write!(svg, "<text x=\"{}\" y=\"{}\" font-size=\"11\" text-anchor=\"end\">{top}/s</text><text x=\"{}\" y=\"{}\" font-size=\"11\" text-anchor=\"end\">0</text>", PAD - 4.0, PAD + 4.0, PAD - 4.0, H - PAD);
     let _ = write!(
         svg,
