@@ -1,15 +1,13 @@
 //! Checkouts as the gateway creates and shows them.
 
-use crate::idempotency::{self, Claim, IdempotentRequest, StoredResponse};
+use crate::idempotency::{IdempotentRequest, StoredResponse};
 pub use crate::orders::OrderView;
-use crate::{
-    carts, error::corrupt, notifications, orders, outbox, Conn, GenericClient, StoreError,
-};
+use crate::outbox::{self, OutboxRow};
+use crate::{error::corrupt, notifications, orders, GenericClient, StoreError};
 use chrono::{DateTime, Utc};
 use icon_contracts::{topology, CheckoutRequested, Envelope};
 use icon_domain::{
-    CallbackUrl, CartId, CheckoutId, CheckoutStatus, EmailAddress, NotificationId, OrderStatus,
-    RetailerId, UserId,
+    CallbackUrl, CartId, CheckoutId, CheckoutStatus, EmailAddress, NotificationId, UserId,
 };
 
 #[derive(Debug, Clone)]
@@ -28,7 +26,8 @@ pub struct NewCheckout {
 
 #[derive(Debug)]
 pub enum CreateCheckout {
-    Created(Box<CheckoutView>),
+    /// Stored; the `checkout.requested` row to hand to the relay now.
+    Created(OutboxRow),
     CartNotFound,
     EmptyCart,
     /// The cart already has a live checkout: this one.
@@ -69,45 +68,31 @@ pub struct CheckoutView {
 /// `checkout.requested` message, all in one transaction: either the client gets its 202 and the
 /// work is certain to be queued, or nothing happened. The devices are those of submission time,
 /// so the rows exist before the checkout can finish and the notifier's sweep covers them.
+///
+/// One round trip: the checks and writes are the SQL function `icon_create_checkout`
+/// (migration 0005), called as one statement. The message is written for the caller to hand to
+/// its relay once this returns ([`CreateCheckout::Created`]).
 #[tracing::instrument(name = "store.create_checkout", skip_all, fields(checkout_id = %new.id, cart_id = %new.cart_id))]
-pub async fn create(conn: &mut Conn, new: &NewCheckout) -> Result<CreateCheckout, StoreError> {
-    let tx = conn.transaction().await?;
-    if let Some(idem) = &new.idempotency {
-        match idempotency::claim(&tx, new.owner.as_str(), idem).await? {
-            Claim::Fresh => {}
-            Claim::Replay(stored) => return Ok(CreateCheckout::Replayed(stored)),
-            Claim::Mismatch => return Ok(CreateCheckout::KeyReused),
-            Claim::InProgress => return Ok(CreateCheckout::KeyInProgress),
-        }
-    }
-    if !carts::lock_owned(&tx, new.cart_id, &new.owner).await? {
-        return Ok(CreateCheckout::CartNotFound);
-    }
-    if let Some((checkout_id, status)) = carts::live_checkout(&tx, new.cart_id).await? {
-        return Ok(CreateCheckout::AlreadyCheckedOut {
-            checkout_id,
-            status,
-        });
-    }
-    let stmt = tx
+pub async fn create(db: &impl GenericClient, new: &NewCheckout) -> Result<CreateCheckout, StoreError> {
+    let message = Envelope::new(CheckoutRequested {
+        checkout_id: new.id,
+        cart_id: new.cart_id,
+    });
+    let mut row = OutboxRow::new(
+        topology::EVENTS_EXCHANGE,
+        topology::CHECKOUT_REQUESTED,
+        &message,
+    );
+    let stmt = db
         .prepare_cached(
-            "SELECT DISTINCT i.retailer_id, r.order_url
-             FROM cart_items i JOIN retailers r ON r.id = i.retailer_id
-             WHERE i.cart_id = $1 ORDER BY i.retailer_id",
+            "SELECT outcome, checkout_id, checkout_status, response_status, response_body,
+                    outbox_id
+             FROM icon_create_checkout($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
+                                       $14, $15, $16, $17, $18, $19)",
         )
         .await?;
-    let retailers = tx.query(&stmt, &[&new.cart_id.get()]).await?;
-    if retailers.is_empty() {
-        return Ok(CreateCheckout::EmptyCart);
-    }
-
-    let stmt = tx
-        .prepare_cached(
-            "INSERT INTO checkouts (id, cart_id, owner, status, resource_url, push_notification)
-             VALUES ($1, $2, $3, 'queued', $4, $5) RETURNING created_at, updated_at",
-        )
-        .await?;
-    let row = tx
+    let idem = new.idempotency.as_ref();
+    let result = db
         .query_one(
             &stmt,
             &[
@@ -116,103 +101,44 @@ pub async fn create(conn: &mut Conn, new: &NewCheckout) -> Result<CreateCheckout
                 &new.owner.as_str(),
                 &new.resource_url,
                 &new.push_notification,
+                &NotificationId::new().as_uuid(),
+                &new.callback_url.as_ref().map(|u| u.as_str()),
+                &NotificationId::new().as_uuid(),
+                &new.email.as_ref().map(|e| e.as_str()),
+                &idem.map(|i| i.key.as_str()),
+                &idem.map(|i| i.request.as_str()),
+                &idem.map(|i| i.response_status),
+                &idem.map(|i| i.response_body.as_str()),
+                &row.message_id,
+                &row.message_type,
+                &row.exchange,
+                &row.routing_key,
+                &row.body,
+                &outbox::PUBLISH_GRACE.as_secs_f64(),
             ],
         )
         .await?;
-    let (created_at, updated_at) = (row.get(0), row.get(1));
-
-    let ids: Vec<String> = retailers.iter().map(|r| r.get(0)).collect();
-    let urls: Vec<String> = retailers.iter().map(|r| r.get(1)).collect();
-    let stmt = tx
-        .prepare_cached(
-            // The key belongs to the cart and the retailer: re-send the key of this cart's
-            // latest order at that retailer unless the retailer said it was not placed.
-            "INSERT INTO checkout_orders
-               (checkout_id, retailer_id, order_url, status, idempotency_key, key_checkout_id)
-             SELECT $1, t.r, t.u, 'pending',
-                    CASE WHEN prev.status IN ('rejected', 'failed') OR prev.status IS NULL
-                         THEN $1::text || ':' || t.r ELSE prev.idempotency_key END,
-                    CASE WHEN prev.status IN ('rejected', 'failed') OR prev.status IS NULL
-                         THEN $1 ELSE prev.key_checkout_id END
-             FROM unnest($2::text[], $3::text[]) AS t(r, u)
-             LEFT JOIN LATERAL (
-                 SELECT o.status, o.idempotency_key, o.key_checkout_id
-                 FROM checkout_orders o JOIN checkouts c ON c.id = o.checkout_id
-                 WHERE c.cart_id = $4 AND o.retailer_id = t.r AND c.id <> $1
-                 ORDER BY c.created_at DESC LIMIT 1
-             ) prev ON true",
-        )
-        .await?;
-    tx.execute(&stmt, &[&new.id.as_uuid(), &ids, &urls, &new.cart_id.get()])
-        .await?;
-
-    let callback = match &new.callback_url {
-        Some(url) => Some(
-            notifications::create(&tx, NotificationId::new(), new.id, "callback", url.as_str())
-                .await?,
-        ),
-        None => None,
-    };
-    let push = if new.push_notification {
-        notifications::create_pushes(&tx, new.id, &new.owner).await?
-    } else {
-        vec![]
-    };
-    let email = match &new.email {
-        Some(address) => Some(
-            notifications::create(
-                &tx,
-                NotificationId::new(),
-                new.id,
-                "email",
-                address.as_str(),
-            )
-            .await?,
-        ),
-        None => None,
-    };
-
-    let message = Envelope::new(CheckoutRequested {
-        checkout_id: new.id,
-        cart_id: new.cart_id,
-    });
-    outbox::enqueue(
-        &tx,
-        topology::EVENTS_EXCHANGE,
-        topology::CHECKOUT_REQUESTED,
-        &message,
-    )
-    .await?;
-    if let Some(idem) = &new.idempotency {
-        idempotency::save(&tx, new.owner.as_str(), new.id.as_uuid(), idem).await?;
-    }
-    tx.commit().await?;
-
-    let orders = ids
-        .into_iter()
-        .map(|id| {
-            Ok(OrderView {
-                retailer_id: RetailerId::parse(id).map_err(corrupt)?,
-                status: OrderStatus::Pending,
-                retailer_order_id: None,
-                reason: None,
-            })
-        })
-        .collect::<Result<_, StoreError>>()?;
-    Ok(CreateCheckout::Created(Box::new(CheckoutView {
-        id: new.id,
-        cart_id: new.cart_id,
-        status: CheckoutStatus::Queued,
-        resource_url: new.resource_url.clone(),
-        push_notification: new.push_notification,
-        created_at,
-        updated_at,
-        orders,
-        callback,
-        push,
-        email,
-        reason: None,
-    })))
+    let checkout = || result.get::<_, Option<uuid::Uuid>>(1).ok_or_else(|| corrupt("no checkout id"));
+    Ok(match result.get::<_, &str>(0) {
+        "created" => {
+            row.id = result.get(5);
+            CreateCheckout::Created(row)
+        }
+        "replayed" => CreateCheckout::Replayed(StoredResponse {
+            checkout_id: checkout()?,
+            status: result.get(3),
+            body: result.get(4),
+        }),
+        "key_reused" => CreateCheckout::KeyReused,
+        "key_in_progress" => CreateCheckout::KeyInProgress,
+        "cart_not_found" => CreateCheckout::CartNotFound,
+        "empty_cart" => CreateCheckout::EmptyCart,
+        "already_checked_out" => CreateCheckout::AlreadyCheckedOut {
+            checkout_id: CheckoutId::from_uuid(checkout()?),
+            status: CheckoutStatus::parse(result.get::<_, &str>(2)).map_err(corrupt)?,
+        },
+        other => return Err(corrupt(format!("icon_create_checkout answered `{other}`"))),
+    })
 }
 
 /// The checkout with its orders and notifications, if it exists and (when `owner` is given) belongs

@@ -17,6 +17,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../migrations/0003_guarantee.sql"),
     ),
     (4, "push", include_str!("../migrations/0004_push.sql")),
+    (
+        5,
+        "hot_path",
+        include_str!("../migrations/0005_hot_path.sql"),
+    ),
 ];
 
 /// Arbitrary but fixed: the advisory lock every ICON process takes while migrating.

@@ -60,12 +60,8 @@ pub struct RecordAttempt {
 /// The result of [`claim_attempt`].
 #[derive(Debug, Clone)]
 pub enum AttemptClaim {
-    /// This copy makes attempt number `attempt`.
-    Claimed {
-        claim: Uuid,
-        attempt: i32,
-        first_attempt_at: DateTime<Utc>,
-    },
+    /// This copy makes the attempt.
+    Claimed(Claimed),
     /// Another copy is making this attempt until `until`: look again then.
     Busy { until: DateTime<Utc> },
     /// The attempt before this one is still being recorded: look again shortly.
@@ -201,6 +197,65 @@ pub async fn get(
         .transpose()
 }
 
+/// A claimed attempt: made under `claim`, numbered `attempt`.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub claim: Uuid,
+    pub attempt: i32,
+    pub first_attempt_at: DateTime<Utc>,
+}
+
+/// Claims, in one statement, the first attempt of every pending notification of `checkout` on
+/// one of `channels` (those this notifier delivers), as [`claim_attempt`] with
+/// `after_attempt = 0` would one by one (a crashed first attempt whose lease ran out is taken
+/// over); and returns every notification of the checkout, with its claim when it got one.
+/// Those without are for [`claim_attempt`] to sort out (an attempt in flight elsewhere, a
+/// disabled channel, a retry chain that owns it).
+#[tracing::instrument(name = "store.claim_first_attempts", skip_all, fields(checkout_id = %checkout))]
+pub async fn claim_first_attempts(
+    db: &impl GenericClient,
+    checkout: CheckoutId,
+    channels: &[&str],
+    lease: std::time::Duration,
+) -> Result<Vec<(Notification, Option<Claimed>)>, StoreError> {
+    let stmt = db
+        .prepare_cached(
+            "WITH claimed AS (
+                 UPDATE notifications
+                 SET attempts = CASE WHEN attempts = 0 THEN 1 ELSE attempts END,
+                     claim = gen_random_uuid(),
+                     claimed_until = now() + make_interval(secs => $3),
+                     first_attempt_at = coalesce(first_attempt_at, now()), updated_at = now()
+                 WHERE checkout_id = $1 AND channel = ANY($2) AND state = 'pending'
+                   AND ((attempts = 0 AND (claimed_until IS NULL OR claimed_until < now()))
+                        OR (attempts = 1 AND claimed_until < now()))
+                 RETURNING *
+             )
+             SELECT true AS claimed_now, * FROM claimed
+             UNION ALL
+             SELECT false, n.* FROM notifications n
+             WHERE n.checkout_id = $1 AND NOT EXISTS (SELECT 1 FROM claimed c WHERE c.id = n.id)",
+        )
+        .await?;
+    db.query(&stmt, &[&checkout.as_uuid(), &channels, &lease.as_secs_f64()])
+        .await?
+        .iter()
+        .map(|r| {
+            let n = from_row(r)?;
+            let claimed = if r.get::<_, bool>("claimed_now") {
+                Some(Claimed {
+                    claim: r.get("claim"),
+                    attempt: n.attempts,
+                    first_attempt_at: n.first_attempt_at.ok_or_else(|| corrupt("claimed without first_attempt_at"))?,
+                })
+            } else {
+                None
+            };
+            Ok((n, claimed))
+        })
+        .collect()
+}
+
 /// Claims the attempt after `after_attempt` for `lease`, before anything is sent.
 #[tracing::instrument(name = "store.claim_attempt", skip_all, fields(notification = %id, after_attempt))]
 pub async fn claim_attempt(
@@ -229,11 +284,11 @@ pub async fn claim_attempt(
         )
         .await?;
     if let Some(row) = row {
-        return Ok(AttemptClaim::Claimed {
+        return Ok(AttemptClaim::Claimed(Claimed {
             claim,
             attempt: row.get(0),
             first_attempt_at: row.get(1),
-        });
+        }));
     }
     // The attempt this copy would make is held by another. Its lease may have run out between
     // the claim and this read: then this copy comes straight back and takes it over.

@@ -1,7 +1,8 @@
 //! One retailer order of a checkout: how the resource and the callback show it, and what the
 //! worker needs to make progress on it.
 
-use crate::{carts::CartItem, error::corrupt, GenericClient, StoreError};
+use crate::carts::{item_from_row, CartItem};
+use crate::{error::corrupt, GenericClient, StoreError};
 use chrono::{DateTime, Utc};
 use icon_domain::{CheckoutId, OrderStatus, RetailerId};
 
@@ -126,44 +127,37 @@ pub async fn list(db: &impl GenericClient, id: CheckoutId) -> Result<Vec<OrderVi
         .collect()
 }
 
-/// Every order of a checkout with the cart's items for its retailer.
-pub async fn work(
-    db: &impl GenericClient,
-    id: CheckoutId,
-    items: &[CartItem],
-) -> Result<Vec<OrderWork>, StoreError> {
-    let stmt = db
-        .prepare_cached(
-            "SELECT retailer_id, order_url, status, idempotency_key, key_checkout_id, attempts,
-                    lookups, retailer_order_id, reason, next_attempt_at, settle_until
-             FROM checkout_orders WHERE checkout_id = $1 ORDER BY retailer_id",
-        )
-        .await?;
-    db.query(&stmt, &[&id.as_uuid()])
-        .await?
-        .iter()
-        .map(|r| {
-            let retailer_id = RetailerId::parse(r.get::<_, String>(0)).map_err(corrupt)?;
-            Ok(OrderWork {
-                items: items
-                    .iter()
-                    .filter(|i| i.retailer_id == retailer_id)
-                    .cloned()
-                    .collect(),
+/// The orders of a pass from the rows of the claim (see `passes::claim`): one row per cart
+/// item, ordered by retailer, with the order's columns and the item's (`id`, `sku`, ...; NULL
+/// when that retailer has no item left).
+pub(crate) fn work_from_rows(rows: &[tokio_postgres::Row]) -> Result<Vec<OrderWork>, StoreError> {
+    let mut orders: Vec<OrderWork> = Vec::new();
+    for r in rows {
+        let retailer_id = RetailerId::parse(r.get::<_, String>("retailer_id")).map_err(corrupt)?;
+        if orders.last().is_none_or(|o| o.retailer_id != retailer_id) {
+            orders.push(OrderWork {
                 retailer_id,
-                order_url: r.get(1),
-                status: OrderStatus::parse(r.get(2)).map_err(corrupt)?,
-                idempotency_key: r.get(3),
-                key_checkout_id: CheckoutId::from_uuid(r.get(4)),
-                attempts: r.get(5),
-                lookups: r.get(6),
-                retailer_order_id: r.get(7),
-                reason: r.get(8),
-                next_attempt_at: r.get(9),
-                settle_until: r.get(10),
-            })
-        })
-        .collect()
+                order_url: r.get("order_url"),
+                status: OrderStatus::parse(r.get("status")).map_err(corrupt)?,
+                idempotency_key: r.get("idempotency_key"),
+                key_checkout_id: CheckoutId::from_uuid(r.get("key_checkout_id")),
+                attempts: r.get("attempts"),
+                lookups: r.get("lookups"),
+                retailer_order_id: r.get("retailer_order_id"),
+                reason: r.get("reason"),
+                next_attempt_at: r.get("next_attempt_at"),
+                settle_until: r.get("settle_until"),
+                items: Vec::new(),
+            });
+        }
+        if r.get::<_, Option<i64>>("id").is_some() {
+            let item = item_from_row(r)?;
+            if let Some(order) = orders.last_mut() {
+                order.items.push(item);
+            }
+        }
+    }
+    Ok(orders)
 }
 
 /// What one pass learnt about one order: its new state, written as a whole.
@@ -181,53 +175,47 @@ pub struct OrderUpdate {
     pub settle_until: Option<DateTime<Utc>>,
 }
 
-/// Writes a pass's order updates in one statement.
-pub(crate) async fn apply(
-    db: &impl GenericClient,
-    id: CheckoutId,
-    updates: &[OrderUpdate],
-) -> Result<(), StoreError> {
-    if updates.is_empty() {
-        return Ok(());
+/// A pass's order updates as the arrays one statement unnests (`passes::complete`), in the
+/// order `$n..$n+7`: retailer, status, retailer order id, reason, attempts and lookups to add,
+/// next attempt, settle until.
+pub(crate) struct UpdateColumns<'a> {
+    retailer: Vec<&'a str>,
+    status: Vec<&'a str>,
+    order_id: Vec<Option<&'a str>>,
+    reason: Vec<Option<&'a str>>,
+    attempts: Vec<i32>,
+    lookups: Vec<i32>,
+    next: Vec<Option<DateTime<Utc>>>,
+    settle: Vec<Option<DateTime<Utc>>>,
+}
+
+impl<'a> UpdateColumns<'a> {
+    pub(crate) fn new(updates: &'a [OrderUpdate]) -> Self {
+        Self {
+            retailer: updates.iter().map(|u| u.retailer_id.as_str()).collect(),
+            status: updates.iter().map(|u| u.status.as_str()).collect(),
+            order_id: updates
+                .iter()
+                .map(|u| u.retailer_order_id.as_deref())
+                .collect(),
+            reason: updates.iter().map(|u| u.reason.as_deref()).collect(),
+            attempts: updates.iter().map(|u| u.attempts_add).collect(),
+            lookups: updates.iter().map(|u| u.lookups_add).collect(),
+            next: updates.iter().map(|u| u.next_attempt_at).collect(),
+            settle: updates.iter().map(|u| u.settle_until).collect(),
+        }
     }
-    let retailer: Vec<&str> = updates.iter().map(|u| u.retailer_id.as_str()).collect();
-    let status: Vec<&str> = updates.iter().map(|u| u.status.as_str()).collect();
-    let order_id: Vec<Option<&str>> = updates
-        .iter()
-        .map(|u| u.retailer_order_id.as_deref())
-        .collect();
-    let reason: Vec<Option<&str>> = updates.iter().map(|u| u.reason.as_deref()).collect();
-    let attempts: Vec<i32> = updates.iter().map(|u| u.attempts_add).collect();
-    let lookups: Vec<i32> = updates.iter().map(|u| u.lookups_add).collect();
-    let next: Vec<Option<DateTime<Utc>>> = updates.iter().map(|u| u.next_attempt_at).collect();
-    let settle: Vec<Option<DateTime<Utc>>> = updates.iter().map(|u| u.settle_until).collect();
-    let stmt = db
-        .prepare_cached(
-            "UPDATE checkout_orders o
-             SET status = u.status, retailer_order_id = u.order_id, reason = u.reason,
-                 attempts = o.attempts + u.attempts, lookups = o.lookups + u.lookups,
-                 next_attempt_at = u.next_at, settle_until = u.settle_until, updated_at = now()
-             FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::int4[], $7::int4[],
-                         $8::timestamptz[], $9::timestamptz[])
-                  AS u(retailer_id, status, order_id, reason, attempts, lookups, next_at,
-                       settle_until)
-             WHERE o.checkout_id = $1 AND o.retailer_id = u.retailer_id",
-        )
-        .await?;
-    db.execute(
-        &stmt,
-        &[
-            &id.as_uuid(),
-            &retailer,
-            &status,
-            &order_id,
-            &reason,
-            &attempts,
-            &lookups,
-            &next,
-            &settle,
-        ],
-    )
-    .await?;
-    Ok(())
+
+    pub(crate) fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 8] {
+        [
+            &self.retailer,
+            &self.status,
+            &self.order_id,
+            &self.reason,
+            &self.attempts,
+            &self.lookups,
+            &self.next,
+            &self.settle,
+        ]
+    }
 }

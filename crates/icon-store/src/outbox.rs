@@ -5,13 +5,24 @@
 //! commit, which wakes the relay at once. The relay publishes with publisher confirms and
 //! deletes a row only after the broker confirmed it, so a crash between the two publishes the
 //! message again (consumers de-duplicate), and nothing is lost.
+//!
+//! The hot path writes its rows with [`enqueue_handed`] instead: due for the relay only after
+//! [`PUBLISH_GRACE`], and without a wake-up, because the writer hands the row to its own relay
+//! straight after commit (`icon_outbox::Outbox::publish`). The grace is the safety net: if the
+//! writer dies before publishing, any relay publishes the row once it ran out.
 
 use crate::{GenericClient, StoreError};
 use icon_contracts::{Envelope, Message};
+use std::time::Duration;
 use uuid::Uuid;
 
 /// The LISTEN/NOTIFY channel that wakes outbox relays.
 pub const CHANNEL: &str = "icon_outbox";
+
+/// How long a row written by [`enqueue_handed`] is left to its writer before any relay may
+/// publish it: far longer than a publish with confirm takes, so the safety net does not publish
+/// a second copy on the happy path, short enough that a crash delays the message only a little.
+pub const PUBLISH_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub struct OutboxRow {
@@ -59,13 +70,64 @@ pub async fn enqueue<T: Message>(
     Ok(())
 }
 
-/// The oldest pending messages, locked for this transaction; rows another relay holds are
+/// Writes `message` inside the caller's transaction for the writer to publish itself once the
+/// transaction committed (see the module docs); returns the row to hand over.
+pub async fn enqueue_handed<T: Message>(
+    tx: &impl GenericClient,
+    exchange: &str,
+    routing_key: &str,
+    message: &Envelope<T>,
+) -> Result<OutboxRow, StoreError> {
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO outbox
+               (exchange, routing_key, message_id, message_type, checkout_id, body, publish_after)
+             VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7))
+             RETURNING id",
+        )
+        .await?;
+    let mut row = OutboxRow::new(exchange, routing_key, message);
+    row.id = tx
+        .query_one(
+            &stmt,
+            &[
+                &row.exchange,
+                &row.routing_key,
+                &row.message_id,
+                &row.message_type,
+                &row.checkout_id,
+                &row.body,
+                &PUBLISH_GRACE.as_secs_f64(),
+            ],
+        )
+        .await?
+        .get(0);
+    Ok(row)
+}
+
+impl OutboxRow {
+    /// The row `message` becomes, before it has an id.
+    pub fn new<T: Message>(exchange: &str, routing_key: &str, message: &Envelope<T>) -> Self {
+        Self {
+            id: 0,
+            exchange: exchange.to_owned(),
+            routing_key: routing_key.to_owned(),
+            message_id: message.message_id,
+            message_type: message.kind.clone(),
+            checkout_id: message.checkout_id.as_uuid(),
+            body: message.to_json(),
+        }
+    }
+}
+
+/// The oldest messages due for the relay, locked for this transaction; rows another relay holds are
 /// skipped, so several relays (gateway replicas) share the work without publishing twice.
 pub async fn lock_batch(tx: &impl GenericClient, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
     let stmt = tx
         .prepare_cached(
             "SELECT id, exchange, routing_key, message_id, message_type, checkout_id, body
-             FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+             FROM outbox WHERE publish_after <= now()
+             ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
         )
         .await?;
     Ok(tx

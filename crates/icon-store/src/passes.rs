@@ -18,12 +18,14 @@
 //! Every transition and the message it implies (the next pass, or `checkout.finished`) are
 //! written in one transaction through the outbox.
 
-use crate::orders::{self, OrderUpdate, OrderView, OrderWork};
-use crate::{carts, error::corrupt, outbox, Conn, GenericClient, StoreError};
+use crate::orders::{self, OrderUpdate, OrderView, OrderWork, UpdateColumns};
+use crate::outbox::{self, OutboxRow};
+use crate::{error::corrupt, Conn, GenericClient, StoreError};
 use chrono::{DateTime, Utc};
 use icon_contracts::{topology, CheckoutDue, CheckoutFinished, Envelope, OrderOutcome};
 use icon_domain::{CartId, CheckoutId, CheckoutStatus, OrderStatus};
 use std::time::Duration;
+use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 /// A pass this worker holds.
@@ -39,6 +41,8 @@ pub struct Pass {
     pub deliveries: i32,
     /// The error that ended the last failed pass.
     pub last_error: Option<String>,
+    /// The checkout's `resource_url`: the `source_url` of `checkout.finished`.
+    pub resource_url: String,
     pub orders: Vec<OrderWork>,
 }
 
@@ -55,7 +59,9 @@ pub enum Claim {
     Missing,
 }
 
-/// Claims the pass after `after_pass` for `lease` (or takes over a crashed one).
+/// Claims the pass after `after_pass` for `lease` (or takes over a crashed one), and reads
+/// what the pass works on, in one statement: the checkout's claim, its orders and the cart's
+/// items (one row per item).
 #[tracing::instrument(name = "store.claim_pass", skip_all, fields(checkout_id = %id, after_pass))]
 pub async fn claim(
     db: &impl GenericClient,
@@ -66,37 +72,49 @@ pub async fn claim(
     let claim = Uuid::new_v4();
     let stmt = db
         .prepare_cached(
-            "UPDATE checkouts
-             SET pass = CASE WHEN pass = $2 THEN pass + 1 ELSE pass END,
-                 claim = $3, claimed_until = now() + make_interval(secs => $4),
-                 deliveries = deliveries + 1,
-                 status = CASE WHEN status = 'queued' THEN 'processing' ELSE status END,
-                 updated_at = now()
-             WHERE id = $1 AND status IN ('queued', 'processing')
-               AND ((pass = $2 AND (claimed_until IS NULL OR claimed_until < now()))
-                    OR (pass = $2 + 1 AND claimed_until < now()))
-             RETURNING cart_id, pass, deliveries, last_error",
+            "WITH claimed AS (
+                 UPDATE checkouts
+                 SET pass = CASE WHEN pass = $2 THEN pass + 1 ELSE pass END,
+                     claim = $3, claimed_until = now() + make_interval(secs => $4),
+                     deliveries = deliveries + 1,
+                     status = CASE WHEN status = 'queued' THEN 'processing' ELSE status END,
+                     updated_at = now()
+                 WHERE id = $1 AND status IN ('queued', 'processing')
+                   AND ((pass = $2 AND (claimed_until IS NULL OR claimed_until < now()))
+                        OR (pass = $2 + 1 AND claimed_until < now()))
+                 RETURNING id AS checkout_id, cart_id, pass, deliveries, last_error, resource_url
+             )
+             SELECT c.cart_id, c.pass, c.deliveries, c.last_error, c.resource_url,
+                    o.retailer_id, o.order_url, o.status, o.idempotency_key, o.key_checkout_id,
+                    o.attempts, o.lookups, o.retailer_order_id, o.reason, o.next_attempt_at,
+                    o.settle_until,
+                    i.id, i.sku, i.quantity, i.amount_minor, i.currency
+             FROM claimed c
+             JOIN checkout_orders o ON o.checkout_id = c.checkout_id
+             LEFT JOIN cart_items i ON i.cart_id = c.cart_id AND i.retailer_id = o.retailer_id
+             ORDER BY o.retailer_id, i.id",
         )
         .await?;
-    let row = db
-        .query_opt(
+    let rows = db
+        .query(
             &stmt,
             &[&id.as_uuid(), &after_pass, &claim, &lease.as_secs_f64()],
         )
         .await?;
-    let Some(row) = row else {
+    // A checkout always has an order (an empty cart cannot be checked out), so no row means no
+    // claim.
+    let Some(first) = rows.first() else {
         return why_not(db, id, after_pass).await;
     };
-    let cart_id = CartId::new(row.get(0));
-    let items = carts::items(db, cart_id).await?;
     Ok(Claim::Claimed(Box::new(Pass {
         checkout_id: id,
-        cart_id,
-        pass: row.get(1),
+        cart_id: CartId::new(first.get("cart_id")),
+        pass: first.get("pass"),
         claim,
-        deliveries: row.get(2),
-        last_error: row.get(3),
-        orders: orders::work(db, id, &items).await?,
+        deliveries: first.get("deliveries"),
+        last_error: first.get("last_error"),
+        resource_url: first.get("resource_url"),
+        orders: orders::work_from_rows(&rows)?,
     })))
 }
 
@@ -126,29 +144,33 @@ async fn why_not(
 /// The outcome of recording a pass.
 #[derive(Debug)]
 pub enum Completed {
-    /// The checkout reached its final state; `checkout.finished` is in the outbox.
-    Finished(Box<CheckoutFinished>),
-    /// Orders are still open; the next pass is scheduled for this instant.
-    Next(DateTime<Utc>),
+    /// The checkout reached its final state; `checkout.finished` is `message`, to hand to the
+    /// relay now.
+    Finished {
+        event: Box<CheckoutFinished>,
+        message: OutboxRow,
+    },
+    /// Orders are still open; the next pass is scheduled for `at` by `message` (to a delay
+    /// tier), to hand to the relay now.
+    Next { at: DateTime<Utc>, message: OutboxRow },
     /// The lease ran out and another copy took the pass over: nothing was written.
     Lost,
 }
 
-/// Records a pass: the orders' new states, then either the final transition or the next pass
-/// (routed by `route`, which names the queue that delivers a message due at an instant).
+/// Records a pass in one statement (its own transaction): the orders' new states, then either
+/// the final transition and `checkout.finished`, or the next pass's `checkout.due` (routed by
+/// `route`, which names the queue that delivers a message due at an instant). Everything is
+/// conditional on the claim, checked by the checkout's own `UPDATE` (under its row lock): if the
+/// pass was taken over, nothing is written.
 #[tracing::instrument(name = "store.complete_pass", skip_all, fields(checkout_id = %pass.checkout_id))]
 pub async fn complete(
-    conn: &mut Conn,
+    db: &impl GenericClient,
     pass: &Pass,
     updates: &[OrderUpdate],
     route: impl Fn(DateTime<Utc>) -> String,
 ) -> Result<Completed, StoreError> {
-    let tx = conn.transaction().await?;
-    // Ownership is checked by the checkout's own UPDATE below (`claim = $2`, under its row
-    // lock); if the pass was taken over, the transaction is dropped and the orders are untouched.
-    orders::apply(&tx, pass.checkout_id, updates).await?;
     let id = pass.checkout_id;
-    // The orders as just written: the claim (and the row lock) keep anyone else from changing
+    // The orders as they are about to be written: the claim keeps anyone else from changing
     // them, so there is no need to read them back.
     let now_orders: Vec<OrderWork> = pass
         .orders
@@ -165,35 +187,100 @@ pub async fn complete(
         .filter(|o| o.is_open())
         .map(|o| o.next_attempt_at.unwrap_or_else(Utc::now))
         .min();
-    let result = match next {
+    let (status, event, next_due_at, message) = match next {
         None => {
-            let views = now_orders.iter().map(OrderWork::view).collect();
-            match finish(&tx, pass, views, None).await? {
-                Some(done) => Completed::Finished(Box::new(done)),
-                None => return Ok(Completed::Lost),
-            }
+            let orders: Vec<OrderView> = now_orders.iter().map(OrderWork::view).collect();
+            let event = finished_event(pass, orders, None);
+            let message = OutboxRow::new(
+                topology::EVENTS_EXCHANGE,
+                topology::CHECKOUT_FINISHED,
+                &Envelope::new(event.clone()),
+            );
+            (Some(event.status), Some(event), None, message)
         }
-        Some(at) => {
-            let stmt = tx
-                .prepare_cached(
-                    "UPDATE checkouts SET claim = NULL, claimed_until = NULL, deliveries = 0,
-                            last_error = NULL, next_due_at = $3, updated_at = now()
-                     WHERE id = $1 AND claim = $2",
-                )
-                .await?;
-            if tx
-                .execute(&stmt, &[&id.as_uuid(), &pass.claim, &at])
-                .await?
-                == 0
-            {
-                return Ok(Completed::Lost);
-            }
-            schedule(&tx, id, pass.pass, at, &route(at)).await?;
-            Completed::Next(at)
-        }
+        Some(at) => (None, None, Some(at), due_message(id, pass.pass, at, &route(at))),
     };
-    tx.commit().await?;
-    Ok(result)
+    let stmt = db
+        .prepare_cached(
+            "WITH recorded AS (
+                 UPDATE checkouts
+                 SET status = coalesce($3, status), claim = NULL, claimed_until = NULL,
+                     deliveries = CASE WHEN $3 IS NULL THEN 0 ELSE deliveries END,
+                     last_error = CASE WHEN $3 IS NULL THEN NULL ELSE last_error END,
+                     next_due_at = $4, updated_at = now()
+                 WHERE id = $1 AND claim = $2
+                 RETURNING id
+             ), applied AS (
+                 UPDATE checkout_orders o
+                 SET status = u.status, retailer_order_id = u.order_id, reason = u.reason,
+                     attempts = o.attempts + u.attempts, lookups = o.lookups + u.lookups,
+                     next_attempt_at = u.next_at, settle_until = u.settle_until,
+                     updated_at = now()
+                 FROM unnest($5::text[], $6::text[], $7::text[], $8::text[], $9::int4[],
+                             $10::int4[], $11::timestamptz[], $12::timestamptz[])
+                      AS u(retailer_id, status, order_id, reason, attempts, lookups, next_at,
+                           settle_until)
+                 WHERE o.checkout_id IN (SELECT id FROM recorded)
+                   AND o.retailer_id = u.retailer_id
+             )
+             INSERT INTO outbox
+               (exchange, routing_key, message_id, message_type, checkout_id, body,
+                publish_after)
+             SELECT $13, $14, $15, $16, id, $17, now() + make_interval(secs => $18)
+             FROM recorded
+             RETURNING id",
+        )
+        .await?;
+    let columns = UpdateColumns::new(updates);
+    let status = status.map(|s| s.as_str());
+    let grace = outbox::PUBLISH_GRACE.as_secs_f64();
+    let uuid = id.as_uuid();
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&uuid, &pass.claim, &status, &next_due_at];
+    params.extend(columns.params());
+    params.extend([
+        &message.exchange as &(dyn ToSql + Sync),
+        &message.routing_key,
+        &message.message_id,
+        &message.message_type,
+        &message.body,
+        &grace,
+    ]);
+    let Some(row) = db.query_opt(&stmt, &params).await? else {
+        return Ok(Completed::Lost);
+    };
+    let message = OutboxRow {
+        id: row.get(0),
+        ..message
+    };
+    Ok(match (event, next_due_at) {
+        (Some(event), _) => Completed::Finished {
+            event: Box::new(event),
+            message,
+        },
+        (None, Some(at)) => Completed::Next { at, message },
+        (None, None) => unreachable!("a pass either finishes or schedules the next"),
+    })
+}
+
+fn finished_event(pass: &Pass, orders: Vec<OrderView>, reason: Option<String>) -> CheckoutFinished {
+    let statuses: Vec<OrderStatus> = orders.iter().map(|o| o.status).collect();
+    CheckoutFinished {
+        checkout_id: pass.checkout_id,
+        cart_id: pass.cart_id,
+        status: CheckoutStatus::from_orders(&statuses),
+        source_url: pass.resource_url.clone(),
+        orders: orders.into_iter().map(OrderOutcome::from).collect(),
+        reason,
+    }
+}
+
+fn due_message(id: CheckoutId, after_pass: i32, at: DateTime<Utc>, routing_key: &str) -> OutboxRow {
+    let due = Envelope::new(CheckoutDue {
+        checkout_id: id,
+        after_pass,
+        not_before: at,
+    });
+    OutboxRow::new("", routing_key, &due)
 }
 
 /// After a pass failed with an error that is not an outage: releases it, keeps the error, and
@@ -266,33 +353,24 @@ async fn finish(
     orders: Vec<OrderView>,
     reason: Option<String>,
 ) -> Result<Option<CheckoutFinished>, StoreError> {
-    let id = pass.checkout_id;
-    let statuses: Vec<OrderStatus> = orders.iter().map(|o| o.status).collect();
-    let status = CheckoutStatus::from_orders(&statuses);
+    let finished = finished_event(pass, orders, reason);
     let stmt = tx
         .prepare_cached(
             "UPDATE checkouts SET status = $2, reason = $3, claim = NULL, claimed_until = NULL,
                     next_due_at = NULL, updated_at = now()
-             WHERE id = $1 AND claim = $4 RETURNING resource_url",
+             WHERE id = $1 AND claim = $4",
         )
         .await?;
-    let Some(row) = tx
-        .query_opt(
+    let status = finished.status.as_str();
+    let recorded = tx
+        .execute(
             &stmt,
-            &[&id.as_uuid(), &status.as_str(), &reason, &pass.claim],
+            &[&pass.checkout_id.as_uuid(), &status, &finished.reason, &pass.claim],
         )
-        .await?
-    else {
+        .await?;
+    if recorded == 0 {
         return Ok(None);
-    };
-    let finished = CheckoutFinished {
-        checkout_id: id,
-        cart_id: pass.cart_id,
-        status,
-        source_url: row.get(0),
-        orders: orders.into_iter().map(OrderOutcome::from).collect(),
-        reason,
-    };
+    }
     outbox::enqueue(
         tx,
         topology::EVENTS_EXCHANGE,

@@ -5,7 +5,7 @@
 //! per order that is due, and records the outcome with either the final transition or the next
 //! pass, in one transaction. Nothing here sleeps: every wait is a delay tier.
 
-use crate::gate::RetailerGate;
+use crate::gate::{RetailerGate, SLOT_WAIT};
 use crate::progress;
 use crate::retailer::RetailerClient;
 use crate::settings::WorkerSettings;
@@ -16,6 +16,7 @@ use icon_broker::{Disposition, Handler};
 use icon_contracts::messages::{message_type, parse};
 use icon_contracts::topology::{delay_queue_for, CHECKOUT_REQUESTED};
 use icon_contracts::{CheckoutDue, CheckoutRequested, Message};
+use icon_outbox::Outbox;
 use icon_domain::CheckoutId;
 use icon_runtime::DelayTiers;
 use icon_store::orders::Step;
@@ -29,16 +30,24 @@ const EARLY_TOLERANCE: Duration = Duration::from_millis(20);
 pub struct CheckoutHandler {
     pool: Pool,
     retailers: RetailerClient,
+    /// Takes the message a recorded pass wrote (the next pass, or `checkout.finished`).
+    outbox: Outbox,
     gate: RetailerGate,
     tiers: DelayTiers,
     settings: WorkerSettings,
 }
 
 impl CheckoutHandler {
-    pub fn new(pool: Pool, retailers: RetailerClient, settings: WorkerSettings) -> Self {
+    pub fn new(
+        pool: Pool,
+        retailers: RetailerClient,
+        outbox: Outbox,
+        settings: WorkerSettings,
+    ) -> Self {
         Self {
             pool,
             retailers,
+            outbox,
             gate: RetailerGate::new(settings.retailer_max_in_flight),
             tiers: settings.delay_tiers(),
             settings,
@@ -107,7 +116,7 @@ impl CheckoutHandler {
         let calls = pass.orders.iter().filter_map(|order| {
             let step = order.due(due_by)?;
             Some(async move {
-                let Some(_slot) = self.gate.try_enter(&order.retailer_id) else {
+                let Some(_slot) = self.gate.enter(&order.retailer_id, SLOT_WAIT).await else {
                     tracing::info!(retailer = %order.retailer_id, "retailer has its maximum of calls in flight; postponed");
                     return progress::postponed(order, busy_until);
                 };
@@ -126,12 +135,16 @@ impl CheckoutHandler {
             })
         });
         let updates = join_all(calls).await;
-        let mut db = self.pool.get().await?;
-        match passes::complete(&mut db, pass, &updates, |at| self.route(at)).await? {
-            Completed::Finished(done) => {
-                tracing::info!(status = %done.status, "checkout finished")
+        let db = self.pool.get().await?;
+        let completed = passes::complete(&db, pass, &updates, |at| self.route(at)).await?;
+        drop(db);
+        match completed {
+            Completed::Finished { event, message } => {
+                self.outbox.publish(message);
+                tracing::info!(status = %event.status, "checkout finished")
             }
-            Completed::Next(at) => {
+            Completed::Next { at, message } => {
+                self.outbox.publish(message);
                 tracing::info!(next = %at, "orders still open; next pass scheduled")
             }
             Completed::Lost => {

@@ -74,6 +74,8 @@ pub async fn run(settings: WorkerSettings, shutdown: CancellationToken) -> Resul
     };
     let _ = connected.set(pool.clone());
     let retailers = retailer::RetailerClient::new(&settings)?;
+    // The relay stops after the consumer, so the passes finishing meanwhile still publish.
+    let relay_stop = CancellationToken::new();
     let relay = icon_outbox::spawn(
         pool.clone(),
         RelaySettings {
@@ -82,7 +84,7 @@ pub async fn run(settings: WorkerSettings, shutdown: CancellationToken) -> Resul
             name: "icon-checkout-worker-outbox".into(),
         },
         settings.queue_type,
-        shutdown.clone(),
+        relay_stop.clone(),
     );
     let sweeper = tokio::spawn(icon_store::sweep::run(
         pool.clone(),
@@ -93,6 +95,7 @@ pub async fn run(settings: WorkerSettings, shutdown: CancellationToken) -> Resul
     let handler = Arc::new(handler::CheckoutHandler::new(
         pool,
         retailers,
+        relay.outbox(),
         settings.clone(),
     ));
     run_consumer(
@@ -111,6 +114,7 @@ pub async fn run(settings: WorkerSettings, shutdown: CancellationToken) -> Resul
     )
     .await;
     shutdown.cancel();
+    relay_stop.cancel();
     relay.stopped().await;
     let _ = sweeper.await;
     Ok(())

@@ -23,8 +23,9 @@ pub struct WorkerSettings {
     /// retailer's `Retry-After` may ask for. Uncapped doubling at 20 attempts adds up to days.
     pub retailer_backoff_max: Duration,
     /// `ICON_RETAILER_MAX_IN_FLIGHT`: calls one worker makes to one retailer at once. A retailer
-    /// that hangs holds at most this many; its other orders wait in a delay tier, holding no
-    /// prefetch slot, and other retailers' checkouts go on.
+    /// that hangs holds at most this many; its other orders wait a moment for a slot
+    /// (`gate::SLOT_WAIT`), then in a delay tier, holding no prefetch slot, and other retailers'
+    /// checkouts go on.
     pub retailer_max_in_flight: usize,
     /// `ICON_RETAILER_SETTLE_SCHEDULE`: waits between status lookups of an `unknown` order;
     /// the last repeats.

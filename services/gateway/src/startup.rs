@@ -30,6 +30,8 @@ pub struct Application {
     public_url: String,
     server: Server,
     relay: Relay,
+    /// Stops the relay once the server stopped, so the last requests' messages still go out.
+    relay_stop: CancellationToken,
     shutdown: CancellationToken,
 }
 
@@ -63,6 +65,7 @@ impl Application {
             format!("http://{host}:{}", address.port())
         });
 
+        let relay_stop = CancellationToken::new();
         let relay = icon_outbox::spawn(
             pool.clone(),
             RelaySettings {
@@ -71,7 +74,7 @@ impl Application {
                 name: "icon-gateway-outbox".into(),
             },
             settings.queue_type,
-            shutdown.clone(),
+            relay_stop.clone(),
         );
 
         tokio::spawn(purge_idempotency_keys(pool.clone(), shutdown.clone()));
@@ -81,6 +84,7 @@ impl Application {
             public_url: public_url.clone(),
             callback_policy: settings.callback_policy.clone(),
             broker_ready: relay.broker_ready(),
+            outbox: relay.outbox(),
             max_devices_per_user: settings.max_devices_per_user,
         });
         let keys = web::Data::new(JwtKeys::new(settings.jwt_secret.expose()));
@@ -120,6 +124,7 @@ impl Application {
             public_url,
             server,
             relay,
+            relay_stop,
             shutdown,
         }))
     }
@@ -148,6 +153,7 @@ impl Application {
         let result = self.server.await;
         self.shutdown.cancel();
         let _ = stopper.await;
+        self.relay_stop.cancel();
         self.relay.stopped().await;
         tracing::info!("gateway stopped");
         result

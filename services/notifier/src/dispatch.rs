@@ -11,7 +11,7 @@
 //! delay tier, and never neither. The price is an occasional repeated callback after a crash,
 //! always with the same `webhook-id`.
 
-use crate::channels::{Channels, Outcome, Route};
+use crate::channels::{Channel, Channels, Outcome, Route};
 use crate::schedule::RetrySchedule;
 use chrono::Utc;
 use icon_broker::lapin::message::Delivery;
@@ -22,7 +22,9 @@ use icon_contracts::{
     OrderOutcome,
 };
 use icon_domain::{CheckoutId, NotificationState};
-use icon_store::notifications::{self, AttemptClaim, Notification, RecordAttempt};
+use futures_util::FutureExt;
+use icon_store::notifications::{self, AttemptClaim, Claimed, Notification, RecordAttempt};
+use std::sync::Arc;
 use icon_store::{checkouts, Pool, StoreError};
 use std::time::{Duration, Instant};
 
@@ -85,16 +87,31 @@ impl Dispatcher {
     }
 
     async fn on_finished(&self, msg: Envelope<CheckoutFinished>) -> Result<(), DispatchError> {
+        // One statement claims every first attempt this notifier can make and lists the rest.
         let list = {
             let db = self.pool.get().await.map_err(StoreError::from)?;
-            notifications::all_for_checkout(&db, msg.data.checkout_id).await?
+            notifications::claim_first_attempts(
+                &db,
+                msg.data.checkout_id,
+                &self.channels.deliverable(),
+                self.lease,
+            )
+            .await?
         };
         // Only notifications nobody has attempted yet; otherwise their retry chains own them.
         // All at once, so one slow device or receiver does not hold back the others.
-        let first_attempts = list
-            .iter()
-            .filter(|n| n.state == NotificationState::Pending && n.attempts <= 1)
-            .map(|n| self.attempt(n, 0, &msg.data));
+        let first_attempts = list.iter().filter_map(|(n, claimed)| match claimed {
+            Some(claimed) => match self.channels.get(&n.channel) {
+                Some(Route::Deliver(channel)) => {
+                    Some(self.make(n, channel, claimed.clone(), &msg.data).boxed())
+                }
+                _ => None,
+            },
+            None if n.state == NotificationState::Pending && n.attempts <= 1 => {
+                Some(self.attempt(n, 0, &msg.data).boxed())
+            }
+            None => None,
+        });
         futures_util::future::join_all(first_attempts)
             .await
             .into_iter()
@@ -159,12 +176,8 @@ impl Dispatcher {
             let db = self.pool.get().await.map_err(StoreError::from)?;
             notifications::claim_attempt(&db, n.id, after_attempt, self.lease).await?
         };
-        let (claim, attempt_no, first_attempt_at) = match claimed {
-            AttemptClaim::Claimed {
-                claim,
-                attempt,
-                first_attempt_at,
-            } => (claim, attempt, first_attempt_at),
+        let claimed = match claimed {
+            AttemptClaim::Claimed(claimed) => claimed,
             AttemptClaim::Busy { until } => {
                 // Another copy is calling out now. Look again once its lease is over, in case
                 // it crashed; if it did not, this copy will find the attempt made and stop.
@@ -197,6 +210,22 @@ impl Dispatcher {
                 return Ok(());
             }
         };
+        self.make(n, channel, claimed, event).await
+    }
+
+    /// Makes a claimed attempt, then schedules the retry, parks, or stops, and records it.
+    async fn make(
+        &self,
+        n: &Notification,
+        channel: &Arc<dyn Channel>,
+        claimed: Claimed,
+        event: &CheckoutFinished,
+    ) -> Result<(), DispatchError> {
+        let Claimed {
+            claim,
+            attempt: attempt_no,
+            first_attempt_at,
+        } = claimed;
         let started_at = Utc::now();
         let clock = Instant::now();
         let outcome = tokio::time::timeout(self.attempt_limit, channel.deliver(n, event))

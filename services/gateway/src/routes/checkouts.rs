@@ -177,12 +177,14 @@ pub async fn create_checkout(
         idempotency,
     };
     // A failure to get a connection happens before anything is written: the plain 503.
-    let mut db = state.pool.get().await.map_err(StoreError::from)?;
-    match checkouts::create(&mut db, &new)
+    let db = state.pool.get().await.map_err(StoreError::from)?;
+    match checkouts::create(&db, &new)
         .await
         .or_outcome_unknown(lost_write::CHECKOUT)?
     {
-        CreateCheckout::Created(_) => {
+        CreateCheckout::Created(message) => {
+            // Committed: publish now; the outbox row is the safety net.
+            state.outbox.publish(message);
             tracing::info!(checkout_id = %id, %cart_id, "checkout accepted");
             Ok(accepted_response(&resource_url, accepted_body, false))
         }

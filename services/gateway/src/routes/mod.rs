@@ -24,6 +24,8 @@ pub struct AppState {
     pub callback_policy: NetworkPolicy,
     /// Set by the outbox relay while it holds a working broker channel.
     pub broker_ready: Arc<AtomicBool>,
+    /// Takes the `checkout.requested` row of a new checkout straight after commit.
+    pub outbox: icon_outbox::Outbox,
     /// `ICON_MAX_DEVICES_PER_USER`.
     pub max_devices_per_user: u32,
 }

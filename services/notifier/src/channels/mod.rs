@@ -89,4 +89,13 @@ impl Channels {
     pub fn get(&self, name: &str) -> Option<&Route> {
         self.0.get(name)
     }
+
+    /// The names of the channels this notifier delivers (not the disabled ones).
+    pub fn deliverable(&self) -> Vec<&'static str> {
+        self.0
+            .iter()
+            .filter(|(_, route)| matches!(route, Route::Deliver(_)))
+            .map(|(name, _)| *name)
+            .collect()
+    }
 }

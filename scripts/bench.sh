@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Measures ICON on this machine as docs/performance.md does: builds release binaries, starts the
+# whole system (scripts/run.sh settings) on a fresh database `icon_bench` and a fresh RabbitMQ
+# vhost `icon-bench`, runs icon-bench with the arguments given, prints PostgreSQL's statements
+# per checkout (when pg_stat_statements is loaded), and stops everything.
+#
+#   scripts/bench.sh --scenario steady --rate 20 --duration 60s
+#   scripts/bench.sh --scenario max --concurrency 64 --duration 60s --json max.json --html max.html
+#
+# Needs PostgreSQL and RabbitMQ on 127.0.0.1 with `psql` and `rabbitmqctl` (as on ICON's
+# development machines). Against docker compose, run icon-bench itself (see the README).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+if ! local_services || ! command -v rabbitmqctl >/dev/null 2>&1; then
+  say "bench: needs PostgreSQL and RabbitMQ on 127.0.0.1 with psql and rabbitmqctl"
+  exit 1
+fi
+
+say "bench: building release binaries"
+cargo build --release --locked --bins
+
+db=icon_bench
+vhost=icon-bench
+say "bench: fresh database $db and vhost $vhost"
+psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
+rabbitmqctl -q delete_vhost "$vhost" >/dev/null 2>&1 || true
+rabbitmqctl -q add_vhost "$vhost"
+rabbitmqctl -q set_permissions -p "$vhost" guest '.*' '.*' '.*'
+
+export ICON_DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db"
+export ICON_AMQP_URL="amqp://guest:guest@127.0.0.1:5672/$vhost"
+export ICON_RUN_PROFILE=release
+if reachable 8080 || reachable 8090; then
+  say "bench: something already listens on 127.0.0.1:8080 or :8090; stop it first"
+  exit 1
+fi
+log=target/bench-system.log
+scripts/run.sh >"$log" 2>&1 &
+system=$!
+# SIGTERM, not SIGINT: a background job of a script ignores SIGINT.
+stop_system() {
+  kill -TERM "$system" 2>/dev/null || true
+  wait "$system" 2>/dev/null || true
+  for _ in $(seq 1 30); do
+    if ! reachable 8080 && ! reachable 8090; then return; fi
+    sleep 0.5
+  done
+  say "bench: the system did not stop within 15 s"
+}
+trap stop_system EXIT
+
+say "bench: waiting for the gateway to be ready (log in $log)"
+for _ in $(seq 1 120); do
+  if curl -fsS -o /dev/null http://127.0.0.1:8080/readyz 2>/dev/null; then break; fi
+  sleep 0.5
+done
+curl -fsS -o /dev/null http://127.0.0.1:8080/readyz || { say "bench: gateway not ready"; tail -20 "$log"; exit 1; }
+
+statements=false
+if psql -At -h 127.0.0.1 -U postgres -d "$db" -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null 2>&1 \
+  && psql -At -h 127.0.0.1 -U postgres -d "$db" -c "SELECT pg_stat_statements_reset()" >/dev/null 2>&1; then
+  statements=true
+fi
+
+export ICON_JWT_SECRET="${ICON_JWT_SECRET:-dev-secret-change-me}"
+target/release/icon-bench --database-url "$ICON_DATABASE_URL" "$@"
+
+if $statements; then
+  say "bench: PostgreSQL statements of database $db, per call and in all (pg_stat_statements)"
+  psql -h 127.0.0.1 -U postgres -d "$db" -P pager=off -c "
+    SELECT calls, round(total_exec_time::numeric, 1) AS total_ms,
+           round((total_exec_time / greatest(calls, 1))::numeric, 3) AS ms_per_call,
+           left(regexp_replace(query, '\s+', ' ', 'g'), 110) AS statement
+    FROM pg_stat_statements
+    WHERE dbid = (SELECT oid FROM pg_database WHERE datname = '$db')
+    ORDER BY calls DESC LIMIT 40"
+fi
