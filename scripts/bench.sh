@@ -6,6 +6,10 @@
 #
 #   scripts/bench.sh --scenario steady --rate 20 --duration 60s
 #   scripts/bench.sh --scenario max --concurrency 64 --duration 60s --json max.json --html max.html
+#   BENCH_WORKERS=2 BENCH_NOTIFIERS=2 scripts/bench.sh --scenario max --concurrency 64
+#
+# BENCH_WORKERS and BENCH_NOTIFIERS (default 1) run that many checkout workers and notifiers on
+# the one broker and database. Before the run it prints each service's resident memory at idle.
 #
 # Needs PostgreSQL and RabbitMQ on 127.0.0.1 with `psql` and `rabbitmqctl` (as on ICON's
 # development machines). Against docker compose, run icon-bench itself (see the README).
@@ -57,6 +61,28 @@ for _ in $(seq 1 120); do
   sleep 0.5
 done
 curl -fsS -o /dev/null http://127.0.0.1:8080/readyz || { say "bench: gateway not ready"; tail -20 "$log"; exit 1; }
+
+extra=()
+for _ in $(seq 2 "${BENCH_WORKERS:-1}"); do
+  target/release/icon-checkout-worker >>target/bench-extra.log 2>&1 &
+  extra+=("$!")
+done
+for _ in $(seq 2 "${BENCH_NOTIFIERS:-1}"); do
+  target/release/icon-notifier >>target/bench-extra.log 2>&1 &
+  extra+=("$!")
+done
+if [ "${#extra[@]}" -gt 0 ]; then
+  trap 'kill -TERM "${extra[@]}" 2>/dev/null; wait "${extra[@]}" 2>/dev/null; stop_system' EXIT
+  say "bench: ${BENCH_WORKERS:-1} worker(s), ${BENCH_NOTIFIERS:-1} notifier(s)"
+fi
+
+sleep 2
+say "bench: resident memory at idle (VmRSS)"
+for name in icon-gateway icon-checkout-worker icon-notifier; do
+  for pid in $(pgrep -f "target/release/$name\b"); do
+    printf '  %-22s pid %-7s %s\n' "$name" "$pid" "$(grep VmRSS /proc/"$pid"/status | tr -s ' ' | cut -d' ' -f2-)"
+  done
+done
 
 statements=false
 if psql -At -h 127.0.0.1 -U postgres -d "$db" -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null 2>&1 \

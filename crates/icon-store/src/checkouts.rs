@@ -73,7 +73,10 @@ pub struct CheckoutView {
 /// (migration 0005), called as one statement. The message is written for the caller to hand to
 /// its relay once this returns ([`CreateCheckout::Created`]).
 #[tracing::instrument(name = "store.create_checkout", skip_all, fields(checkout_id = %new.id, cart_id = %new.cart_id))]
-pub async fn create(db: &impl GenericClient, new: &NewCheckout) -> Result<CreateCheckout, StoreError> {
+pub async fn create(
+    db: &impl GenericClient,
+    new: &NewCheckout,
+) -> Result<CreateCheckout, StoreError> {
     let message = Envelope::new(CheckoutRequested {
         checkout_id: new.id,
         cart_id: new.cart_id,
@@ -118,7 +121,11 @@ pub async fn create(db: &impl GenericClient, new: &NewCheckout) -> Result<Create
             ],
         )
         .await?;
-    let checkout = || result.get::<_, Option<uuid::Uuid>>(1).ok_or_else(|| corrupt("no checkout id"));
+    let checkout = || {
+        result
+            .get::<_, Option<uuid::Uuid>>(1)
+            .ok_or_else(|| corrupt("no checkout id"))
+    };
     Ok(match result.get::<_, &str>(0) {
         "created" => {
             row.id = result.get(5);

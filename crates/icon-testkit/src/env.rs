@@ -1,6 +1,7 @@
 //! A fresh PostgreSQL database and RabbitMQ vhost for one test, removed when dropped.
 
 use std::process::Command;
+use std::time::Duration;
 
 pub struct TestEnv {
     pub name: String,
@@ -99,6 +100,15 @@ impl TestEnv {
             .await
             .expect("count")
             .get(0)
+    }
+
+    /// Waits until the outbox is empty: every message published and its row deleted (the
+    /// relays delete published rows in batches, `icon_outbox::CLEANUP_EVERY`).
+    pub async fn outbox_drained(&self) {
+        crate::eventually("the outbox to drain", Duration::from_secs(10), || async {
+            (self.count("outbox").await == 0).then_some(())
+        })
+        .await;
     }
 
     /// A connection to this test's vhost.

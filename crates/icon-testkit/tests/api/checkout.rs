@@ -95,7 +95,7 @@ async fn happy_path_over_two_retailers_closes_the_loop() {
     assert_eq!(attempts.json["attempts"][0]["response_status"], 200);
 
     // Nothing left waiting in the outbox.
-    assert_eq!(app.env.count("outbox").await, 0);
+    app.env.outbox_drained().await;
     app.stop().await;
 }
 

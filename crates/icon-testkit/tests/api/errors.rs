@@ -17,7 +17,7 @@ fn assert_problem(r: &ApiReply, status: u16, code: &str) {
 
 async fn assert_nothing_queued(app: &TestApp, checkouts: i64) {
     assert_eq!(app.env.count("checkouts").await, checkouts);
-    assert_eq!(app.env.count("outbox").await, 0);
+    app.env.outbox_drained().await;
     assert_eq!(
         app.env.count("checkout_orders").await,
         if checkouts == 0 { 0 } else { 1 }

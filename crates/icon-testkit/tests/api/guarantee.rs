@@ -236,7 +236,7 @@ async fn a_checkout_that_cannot_be_recorded_fails_with_a_reason_and_still_calls_
         .filter_map(|r| r["order_id"].as_str())
         .collect();
     assert_eq!(placed.len(), 1);
-    assert_eq!(app.env.count("outbox").await, 0);
+    app.env.outbox_drained().await;
     report(
         "FAULT unstorable retailer answer: passes=3 (ICON_WORKER_MAX_DELIVERIES), then failed \
          with a reason; callbacks=1, placed twice=0",
@@ -368,12 +368,7 @@ async fn sweepers_requeue_at_most_once_per_period_and_never_work_still_in_the_ou
     .unwrap();
     let mut conn = pool.get().await.unwrap();
     let db = app.env.db().await;
-    eventually(
-        "the request to be relayed",
-        Duration::from_secs(10),
-        || async { (app.env.count("outbox").await == 0).then_some(()) },
-    )
-    .await;
+    app.env.outbox_drained().await;
     let age = "UPDATE checkouts SET updated_at = now() - interval '1 hour',
                       next_due_at = now() - interval '1 hour'";
     let stuck = Duration::from_secs(60);
@@ -388,12 +383,7 @@ async fn sweepers_requeue_at_most_once_per_period_and_never_work_still_in_the_ou
 
     // The broker is down (the relay cannot publish): the outbox still holds a message for the
     // checkout, so the sweeper adds nothing, however long the outage lasts.
-    eventually(
-        "the copy to be relayed",
-        Duration::from_secs(10),
-        || async { (app.env.count("outbox").await == 0).then_some(()) },
-    )
-    .await;
+    app.env.outbox_drained().await;
     db.batch_execute(&format!(
         "{age}; INSERT INTO outbox (exchange, routing_key, message_id, message_type, checkout_id, body)
          SELECT '', 'nowhere', gen_random_uuid(), 'checkout.requested', id, '\\x00' FROM checkouts"

@@ -128,9 +128,11 @@ async fn a_nul_byte_is_a_422_naming_the_field_and_stores_nothing() {
     app.stop().await;
 }
 
-/// A TCP proxy in front of PostgreSQL that, once armed, lets the COMMIT of the transaction that
-/// inserts a checkout through to the server and then cuts the connection before the reply: the
-/// commit happens, the gateway never hears of it.
+/// A TCP proxy in front of PostgreSQL that, once armed, lets the statement that creates a
+/// checkout (`icon_create_checkout`, one statement and so its own transaction) through to the
+/// server and then cuts the connection before the reply: the commit happens, the gateway never
+/// hears of it. The statement is prepared first (its text goes out in a Parse message, answered
+/// normally); the cut is on the reply to the next message, which executes it.
 struct CommitReplyCutter {
     port: u16,
     armed: Arc<AtomicBool>,
@@ -171,24 +173,21 @@ async fn pipe(client: TcpStream, server: TcpStream, armed: Arc<AtomicBool>, cut:
         let cutting = cutting.clone();
         async move {
             let mut buf = vec![0u8; 64 * 1024];
-            let mut inserted_checkout = false;
+            let mut prepared_create = false;
             loop {
                 let n = match from_client.read(&mut buf).await {
                     Ok(0) | Err(_) => return,
                     Ok(n) => n,
                 };
                 let chunk = &buf[..n];
-                inserted_checkout |= contains(chunk, b"INSERT INTO checkouts");
-                let commit = contains(chunk, b"COMMIT");
-                if commit && inserted_checkout && armed.swap(false, Ordering::SeqCst) {
-                    // Set before the COMMIT leaves, so its reply is the first thing dropped.
+                let parse = contains(chunk, b"icon_create_checkout");
+                if !parse && prepared_create && armed.swap(false, Ordering::SeqCst) {
+                    // Set before the execution leaves, so its reply is the first thing dropped.
                     cutting.store(true, Ordering::SeqCst);
                     let _ = to_server.write_all(chunk).await;
                     return;
                 }
-                if commit {
-                    inserted_checkout = false;
-                }
+                prepared_create |= parse;
                 if to_server.write_all(chunk).await.is_err() {
                     return;
                 }
@@ -203,7 +202,7 @@ async fn pipe(client: TcpStream, server: TcpStream, armed: Arc<AtomicBool>, cut:
                 Ok(n) => n,
             };
             if cutting.load(Ordering::SeqCst) {
-                // PostgreSQL answered the COMMIT (so it is done); the gateway never sees it.
+                // PostgreSQL answered the statement (so it committed); the gateway never sees it.
                 cut.store(true, Ordering::SeqCst);
                 return;
             }
@@ -292,7 +291,7 @@ async fn a_lost_commit_reply_says_the_checkout_may_have_been_accepted() {
         .await;
     assert!(
         proxy.cut.load(Ordering::SeqCst),
-        "the proxy did not cut a COMMIT reply"
+        "the proxy did not cut the reply to the checkout's statement"
     );
     assert_eq!(r.status, 503, "{r:?}");
     assert_eq!(r.json["code"], "unavailable");

@@ -1,145 +1,14 @@
-//! The worker's processing passes over a checkout.
-//!
-//! A checkout is processed in passes: each makes at most one call per open order (an order
-//! request or a status lookup), records what it learnt, and either finishes the checkout or
-//! schedules the next pass through a delay tier. Waiting happens in the broker, never in a
-//! sleeping task holding a prefetch slot.
-//!
-//! Exactly one pass runs at a time, whatever copies of a message exist (a redelivery, a sweeper
-//! copy, a duplicate publish):
-//! - every message names the pass count it expects (`after_pass`); [`claim`] moves the count on
-//!   with a conditional `UPDATE`, so only one copy wins and the others are stale;
-//! - a claimed pass holds a lease (`claimed_until`): a copy arriving while it runs is deferred
-//!   to the lease's end ([`Claim::Busy`]); if the claimer crashed, the first copy after the
-//!   lease takes the pass over, and the late claimer's write is refused ([`Completed::Lost`]);
-//! - `deliveries` counts passes that started and never completed; past a bound the checkout
-//!   fails with a reason ([`give_up`]) instead of looping.
-//!
-//! Every transition and the message it implies (the next pass, or `checkout.finished`) are
-//! written in one transaction through the outbox.
+//! Recording a pass: the orders' new states with the next pass or the final transition (one
+//! statement), releasing a pass after an error, and giving up on a checkout.
 
+use super::{schedule, Pass};
 use crate::orders::{self, OrderUpdate, OrderView, OrderWork, UpdateColumns};
 use crate::outbox::{self, OutboxRow};
-use crate::{error::corrupt, Conn, GenericClient, StoreError};
+use crate::{Conn, GenericClient, StoreError};
 use chrono::{DateTime, Utc};
 use icon_contracts::{topology, CheckoutDue, CheckoutFinished, Envelope, OrderOutcome};
-use icon_domain::{CartId, CheckoutId, CheckoutStatus, OrderStatus};
-use std::time::Duration;
+use icon_domain::{CheckoutId, CheckoutStatus, OrderStatus};
 use tokio_postgres::types::ToSql;
-use uuid::Uuid;
-
-/// A pass this worker holds.
-#[derive(Debug, Clone)]
-pub struct Pass {
-    pub checkout_id: CheckoutId,
-    pub cart_id: CartId,
-    /// The pass count after the claim; the next message expects it.
-    pub pass: i32,
-    /// Proves ownership when the pass is recorded.
-    pub claim: Uuid,
-    /// Passes started without completing, this one included.
-    pub deliveries: i32,
-    /// The error that ended the last failed pass.
-    pub last_error: Option<String>,
-    /// The checkout's `resource_url`: the `source_url` of `checkout.finished`.
-    pub resource_url: String,
-    pub orders: Vec<OrderWork>,
-}
-
-#[derive(Debug)]
-pub enum Claim {
-    Claimed(Box<Pass>),
-    /// Another copy's pass is in flight until `until`: look again then.
-    Busy {
-        until: DateTime<Utc>,
-    },
-    /// Nothing to do: the checkout is final, or this copy is stale.
-    Nothing(&'static str),
-    /// No such checkout.
-    Missing,
-}
-
-/// Claims the pass after `after_pass` for `lease` (or takes over a crashed one), and reads
-/// what the pass works on, in one statement: the checkout's claim, its orders and the cart's
-/// items (one row per item).
-#[tracing::instrument(name = "store.claim_pass", skip_all, fields(checkout_id = %id, after_pass))]
-pub async fn claim(
-    db: &impl GenericClient,
-    id: CheckoutId,
-    after_pass: i32,
-    lease: Duration,
-) -> Result<Claim, StoreError> {
-    let claim = Uuid::new_v4();
-    let stmt = db
-        .prepare_cached(
-            "WITH claimed AS (
-                 UPDATE checkouts
-                 SET pass = CASE WHEN pass = $2 THEN pass + 1 ELSE pass END,
-                     claim = $3, claimed_until = now() + make_interval(secs => $4),
-                     deliveries = deliveries + 1,
-                     status = CASE WHEN status = 'queued' THEN 'processing' ELSE status END,
-                     updated_at = now()
-                 WHERE id = $1 AND status IN ('queued', 'processing')
-                   AND ((pass = $2 AND (claimed_until IS NULL OR claimed_until < now()))
-                        OR (pass = $2 + 1 AND claimed_until < now()))
-                 RETURNING id AS checkout_id, cart_id, pass, deliveries, last_error, resource_url
-             )
-             SELECT c.cart_id, c.pass, c.deliveries, c.last_error, c.resource_url,
-                    o.retailer_id, o.order_url, o.status, o.idempotency_key, o.key_checkout_id,
-                    o.attempts, o.lookups, o.retailer_order_id, o.reason, o.next_attempt_at,
-                    o.settle_until,
-                    i.id, i.sku, i.quantity, i.amount_minor, i.currency
-             FROM claimed c
-             JOIN checkout_orders o ON o.checkout_id = c.checkout_id
-             LEFT JOIN cart_items i ON i.cart_id = c.cart_id AND i.retailer_id = o.retailer_id
-             ORDER BY o.retailer_id, i.id",
-        )
-        .await?;
-    let rows = db
-        .query(
-            &stmt,
-            &[&id.as_uuid(), &after_pass, &claim, &lease.as_secs_f64()],
-        )
-        .await?;
-    // A checkout always has an order (an empty cart cannot be checked out), so no row means no
-    // claim.
-    let Some(first) = rows.first() else {
-        return why_not(db, id, after_pass).await;
-    };
-    Ok(Claim::Claimed(Box::new(Pass {
-        checkout_id: id,
-        cart_id: CartId::new(first.get("cart_id")),
-        pass: first.get("pass"),
-        claim,
-        deliveries: first.get("deliveries"),
-        last_error: first.get("last_error"),
-        resource_url: first.get("resource_url"),
-        orders: orders::work_from_rows(&rows)?,
-    })))
-}
-
-async fn why_not(
-    db: &impl GenericClient,
-    id: CheckoutId,
-    after_pass: i32,
-) -> Result<Claim, StoreError> {
-    let stmt = db
-        .prepare_cached("SELECT status, pass, claimed_until FROM checkouts WHERE id = $1")
-        .await?;
-    let Some(row) = db.query_opt(&stmt, &[&id.as_uuid()]).await? else {
-        return Ok(Claim::Missing);
-    };
-    let status = CheckoutStatus::parse(row.get(0)).map_err(corrupt)?;
-    let pass: i32 = row.get(1);
-    let until: Option<DateTime<Utc>> = row.get(2);
-    Ok(match until {
-        _ if status.is_final() => Claim::Nothing("checkout already final"),
-        // The pass this copy would make is held. Its lease may have run out between the claim
-        // and this read: then this copy comes straight back and takes it over.
-        Some(until) if pass == after_pass + 1 => Claim::Busy { until },
-        _ => Claim::Nothing("stale copy: another copy made this pass"),
-    })
-}
 
 /// The outcome of recording a pass.
 #[derive(Debug)]
@@ -152,7 +21,10 @@ pub enum Completed {
     },
     /// Orders are still open; the next pass is scheduled for `at` by `message` (to a delay
     /// tier), to hand to the relay now.
-    Next { at: DateTime<Utc>, message: OutboxRow },
+    Next {
+        at: DateTime<Utc>,
+        message: OutboxRow,
+    },
     /// The lease ran out and another copy took the pass over: nothing was written.
     Lost,
 }
@@ -198,7 +70,12 @@ pub async fn complete(
             );
             (Some(event.status), Some(event), None, message)
         }
-        Some(at) => (None, None, Some(at), due_message(id, pass.pass, at, &route(at))),
+        Some(at) => (
+            None,
+            None,
+            Some(at),
+            due_message(id, pass.pass, at, &route(at)),
+        ),
     };
     let stmt = db
         .prepare_cached(
@@ -365,7 +242,12 @@ async fn finish(
     let recorded = tx
         .execute(
             &stmt,
-            &[&pass.checkout_id.as_uuid(), &status, &finished.reason, &pass.claim],
+            &[
+                &pass.checkout_id.as_uuid(),
+                &status,
+                &finished.reason,
+                &pass.claim,
+            ],
         )
         .await?;
     if recorded == 0 {
@@ -379,59 +261,4 @@ async fn finish(
     )
     .await?;
     Ok(Some(finished))
-}
-
-/// Writes a `checkout.due` for the pass after `after_pass`, due at `at`, to the outbox, for the
-/// queue `routing_key` (a delay tier, or the work queue itself when it is due now).
-pub async fn schedule(
-    db: &impl GenericClient,
-    id: CheckoutId,
-    after_pass: i32,
-    at: DateTime<Utc>,
-    routing_key: &str,
-) -> Result<(), StoreError> {
-    let due = Envelope::new(CheckoutDue {
-        checkout_id: id,
-        after_pass,
-        not_before: at,
-    });
-    outbox::enqueue(db, "", routing_key, &due).await
-}
-
-/// The safety net: checkouts not final, with no pass in flight, nothing waiting in the outbox,
-/// and no progress or due pass for `older_than` (their message was lost or dead-lettered). Each
-/// gets one `checkout.due` and counts as due now, so it is queued again at most once per
-/// `older_than`; the pass counter makes a copy that was merely late harmless.
-pub async fn requeue_stuck(conn: &mut Conn, older_than: Duration) -> Result<usize, StoreError> {
-    let tx = conn.transaction().await?;
-    let stmt = tx
-        .prepare_cached(
-            "SELECT id, pass FROM checkouts c
-             WHERE status IN ('queued', 'processing')
-               AND (claimed_until IS NULL OR claimed_until < now())
-               AND coalesce(next_due_at, updated_at) < now() - make_interval(secs => $1)
-               AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.checkout_id = c.id)
-             ORDER BY updated_at LIMIT 100
-             FOR UPDATE SKIP LOCKED",
-        )
-        .await?;
-    let rows = tx.query(&stmt, &[&older_than.as_secs_f64()]).await?;
-    let touch = tx
-        .prepare_cached("UPDATE checkouts SET next_due_at = now() WHERE id = $1")
-        .await?;
-    for row in &rows {
-        let id = CheckoutId::from_uuid(row.get(0));
-        tracing::warn!(checkout_id = %id, "checkout made no progress; queued again");
-        schedule(
-            &tx,
-            id,
-            row.get(1),
-            Utc::now(),
-            topology::CHECKOUT_REQUESTED,
-        )
-        .await?;
-        tx.execute(&touch, &[&id.as_uuid()]).await?;
-    }
-    tx.commit().await?;
-    Ok(rows.len())
 }

@@ -1,0 +1,269 @@
+//! Attempts: claimed in the database before the call goes out, recorded after it, listed for
+//! the resource's `/attempts`.
+
+use super::{from_row, Notification};
+use crate::{error::corrupt, GenericClient, StoreError};
+use chrono::{DateTime, Utc};
+use icon_domain::{CheckoutId, NotificationId, NotificationState};
+use uuid::Uuid;
+
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub attempt: i32,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: i32,
+    pub response_status: Option<i32>,
+    pub error: Option<String>,
+}
+
+/// What one attempt did and what comes next.
+#[derive(Debug, Clone)]
+pub struct RecordAttempt {
+    pub id: NotificationId,
+    /// The claim this attempt was made under.
+    pub claim: Uuid,
+    /// The attempt's number (the counter after the claim).
+    pub attempt: i32,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: i32,
+    pub response_status: Option<i32>,
+    pub error: Option<String>,
+    pub new_state: NotificationState,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
+/// The result of [`claim_attempt`].
+#[derive(Debug, Clone)]
+pub enum AttemptClaim {
+    /// This copy makes the attempt.
+    Claimed(Claimed),
+    /// Another copy is making this attempt until `until`: look again then.
+    Busy { until: DateTime<Utc> },
+    /// The attempt before this one is still being recorded: look again shortly.
+    Recording,
+    /// Delivered, given up, or this copy is stale.
+    Nothing,
+}
+
+/// A claimed attempt: made under `claim`, numbered `attempt`.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub claim: Uuid,
+    pub attempt: i32,
+    pub first_attempt_at: DateTime<Utc>,
+}
+
+/// Claims, in one statement, the first attempt of every pending notification of `checkout` on
+/// one of `channels` (those this notifier delivers), as [`claim_attempt`] with
+/// `after_attempt = 0` would one by one (a crashed first attempt whose lease ran out is taken
+/// over); and returns every notification of the checkout, with its claim when it got one.
+/// Those without are for [`claim_attempt`] to sort out (an attempt in flight elsewhere, a
+/// disabled channel, a retry chain that owns it).
+#[tracing::instrument(name = "store.claim_first_attempts", skip_all, fields(checkout_id = %checkout))]
+pub async fn claim_first_attempts(
+    db: &impl GenericClient,
+    checkout: CheckoutId,
+    channels: &[&str],
+    lease: std::time::Duration,
+) -> Result<Vec<(Notification, Option<Claimed>)>, StoreError> {
+    let stmt = db
+        .prepare_cached(
+            "WITH claimed AS (
+                 UPDATE notifications
+                 SET attempts = CASE WHEN attempts = 0 THEN 1 ELSE attempts END,
+                     claim = gen_random_uuid(),
+                     claimed_until = now() + make_interval(secs => $3),
+                     first_attempt_at = coalesce(first_attempt_at, now()), updated_at = now()
+                 WHERE checkout_id = $1 AND channel = ANY($2) AND state = 'pending'
+                   AND ((attempts = 0 AND (claimed_until IS NULL OR claimed_until < now()))
+                        OR (attempts = 1 AND claimed_until < now()))
+                 RETURNING *
+             )
+             SELECT true AS claimed_now, * FROM claimed
+             UNION ALL
+             SELECT false, n.* FROM notifications n
+             WHERE n.checkout_id = $1 AND NOT EXISTS (SELECT 1 FROM claimed c WHERE c.id = n.id)",
+        )
+        .await?;
+    db.query(
+        &stmt,
+        &[&checkout.as_uuid(), &channels, &lease.as_secs_f64()],
+    )
+    .await?
+    .iter()
+    .map(|r| {
+        let n = from_row(r)?;
+        let claimed = if r.get::<_, bool>("claimed_now") {
+            Some(Claimed {
+                claim: r.get("claim"),
+                attempt: n.attempts,
+                first_attempt_at: n
+                    .first_attempt_at
+                    .ok_or_else(|| corrupt("claimed without first_attempt_at"))?,
+            })
+        } else {
+            None
+        };
+        Ok((n, claimed))
+    })
+    .collect()
+}
+
+/// Claims the attempt after `after_attempt` for `lease`, before anything is sent.
+#[tracing::instrument(name = "store.claim_attempt", skip_all, fields(notification = %id, after_attempt))]
+pub async fn claim_attempt(
+    db: &impl GenericClient,
+    id: NotificationId,
+    after_attempt: i32,
+    lease: std::time::Duration,
+) -> Result<AttemptClaim, StoreError> {
+    let claim = Uuid::new_v4();
+    let stmt = db
+        .prepare_cached(
+            "UPDATE notifications
+             SET attempts = CASE WHEN attempts = $2 THEN attempts + 1 ELSE attempts END,
+                 claim = $3, claimed_until = now() + make_interval(secs => $4),
+                 first_attempt_at = coalesce(first_attempt_at, now()), updated_at = now()
+             WHERE id = $1 AND state IN ('pending', 'retrying')
+               AND ((attempts = $2 AND (claimed_until IS NULL OR claimed_until < now()))
+                    OR (attempts = $2 + 1 AND claimed_until < now()))
+             RETURNING attempts, first_attempt_at",
+        )
+        .await?;
+    let row = db
+        .query_opt(
+            &stmt,
+            &[&id.as_uuid(), &after_attempt, &claim, &lease.as_secs_f64()],
+        )
+        .await?;
+    if let Some(row) = row {
+        return Ok(AttemptClaim::Claimed(Claimed {
+            claim,
+            attempt: row.get(0),
+            first_attempt_at: row.get(1),
+        }));
+    }
+    // The attempt this copy would make is held by another. Its lease may have run out between
+    // the claim and this read: then this copy comes straight back and takes it over.
+    let stmt = db
+        .prepare_cached(
+            "SELECT attempts, claimed_until FROM notifications
+             WHERE id = $1 AND state IN ('pending', 'retrying') AND claimed_until IS NOT NULL",
+        )
+        .await?;
+    Ok(match db.query_opt(&stmt, &[&id.as_uuid()]).await? {
+        Some(row) if row.get::<_, i32>(0) == after_attempt + 1 => {
+            AttemptClaim::Busy { until: row.get(1) }
+        }
+        // This copy is the retry of attempt `after_attempt`, which its claimer published before
+        // recording the attempt and is recording now (or died doing so: then its lease runs out).
+        Some(row) if row.get::<_, i32>(0) == after_attempt => AttemptClaim::Recording,
+        _ => AttemptClaim::Nothing,
+    })
+}
+
+/// Records a claimed attempt and releases the claim; `false` if the claim was lost (its lease
+/// ran out and another copy took the attempt over).
+#[tracing::instrument(name = "store.record_attempt", skip_all, fields(notification = %a.id, attempt = a.attempt))]
+pub async fn record_attempt(
+    db: &impl GenericClient,
+    a: &RecordAttempt,
+) -> Result<bool, StoreError> {
+    // One statement: the notification's new state and the attempt's row, or neither.
+    let stmt = db
+        .prepare_cached(
+            "WITH recorded AS (
+                 UPDATE notifications
+                 SET state = $3, last_attempt_at = $4, next_attempt_at = $5,
+                     last_response_status = $6, last_error = $7, claim = NULL,
+                     claimed_until = NULL, updated_at = now()
+                 WHERE id = $1 AND claim = $2
+                 RETURNING id
+             )
+             INSERT INTO notification_attempts
+               (notification_id, attempt, started_at, duration_ms, response_status, error)
+             SELECT id, $8, $4, $9, $6, $7 FROM recorded",
+        )
+        .await?;
+    let inserted = db
+        .execute(
+            &stmt,
+            &[
+                &a.id.as_uuid(),
+                &a.claim,
+                &a.new_state.as_str(),
+                &a.started_at,
+                &a.next_attempt_at,
+                &a.response_status,
+                &a.error,
+                &a.attempt,
+                &a.duration_ms,
+            ],
+        )
+        .await?;
+    Ok(inserted == 1)
+}
+
+pub async fn attempts(
+    db: &impl GenericClient,
+    id: NotificationId,
+) -> Result<Vec<Attempt>, StoreError> {
+    let stmt = db
+        .prepare_cached(
+            "SELECT attempt, started_at, duration_ms, response_status, error
+             FROM notification_attempts WHERE notification_id = $1 ORDER BY id",
+        )
+        .await?;
+    Ok(db
+        .query(&stmt, &[&id.as_uuid()])
+        .await?
+        .iter()
+        .map(|r| Attempt {
+            attempt: r.get(0),
+            started_at: r.get(1),
+            duration_ms: r.get(2),
+            response_status: r.get(3),
+            error: r.get(4),
+        })
+        .collect())
+}
+
+/// An attempt of one of a checkout's notifications, with the channel and target it went to.
+#[derive(Debug, Clone)]
+pub struct CheckoutAttempt {
+    pub channel: String,
+    pub target: String,
+    pub attempt: Attempt,
+}
+
+/// Every attempt of every notification of `checkout`, oldest first, in one query (a checkout
+/// has one notification per device).
+pub async fn attempts_for_checkout(
+    db: &impl GenericClient,
+    checkout: CheckoutId,
+) -> Result<Vec<CheckoutAttempt>, StoreError> {
+    let stmt = db
+        .prepare_cached(
+            "SELECT n.channel, n.target, a.attempt, a.started_at, a.duration_ms,
+                    a.response_status, a.error
+             FROM notification_attempts a JOIN notifications n ON n.id = a.notification_id
+             WHERE n.checkout_id = $1 ORDER BY a.started_at, a.id",
+        )
+        .await?;
+    Ok(db
+        .query(&stmt, &[&checkout.as_uuid()])
+        .await?
+        .iter()
+        .map(|r| CheckoutAttempt {
+            channel: r.get(0),
+            target: r.get(1),
+            attempt: Attempt {
+                attempt: r.get(2),
+                started_at: r.get(3),
+                duration_ms: r.get(4),
+                response_status: r.get(5),
+                error: r.get(6),
+            },
+        })
+        .collect())
+}
