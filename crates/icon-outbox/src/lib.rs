@@ -29,8 +29,8 @@
 mod listen;
 mod relay;
 
-pub use icon_broker::QueueType;
 use icon_broker::OutgoingMessage;
+pub use icon_broker::QueueType;
 use icon_store::outbox::OutboxRow;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;

@@ -183,7 +183,10 @@ async fn delete_confirmed(pool: &Pool, work: &mut Work) {
     };
     match deleted {
         Ok(()) => {
-            tracing::debug!(count = work.confirmed.len(), "deleted published outbox rows");
+            tracing::debug!(
+                count = work.confirmed.len(),
+                "deleted published outbox rows"
+            );
             work.confirmed.clear();
         }
         Err(error) => tracing::warn!(%error, "cannot delete published outbox rows yet; retrying"),

@@ -14,6 +14,7 @@
 use crate::channels::{Channel, Channels, Outcome, Route};
 use crate::schedule::RetrySchedule;
 use chrono::Utc;
+use futures_util::FutureExt;
 use icon_broker::lapin::message::Delivery;
 use icon_broker::{Disposition, Handler, LazyPublisher, OutgoingMessage, PublishError};
 use icon_contracts::messages::{message_type, parse};
@@ -22,10 +23,9 @@ use icon_contracts::{
     OrderOutcome,
 };
 use icon_domain::{CheckoutId, NotificationState};
-use futures_util::FutureExt;
 use icon_store::notifications::{self, AttemptClaim, Claimed, Notification, RecordAttempt};
-use std::sync::Arc;
 use icon_store::{checkouts, Pool, StoreError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A due message arriving this close to its `not_before` is attempted rather than delayed again.
