@@ -17,21 +17,28 @@ SCENARIOS (--scenario):
     slow-receiver like steady, but a share --slow-share of the checkouts (every 10th for 0.1)
                   get a callback URL on which this tool's receiver never answers; the
                   healthy ones are reported apart from the slow ones
-    backlog: not implemented yet
+    backlog       steady twice: a baseline, then again while --backlog N notifications wait
+                  in ICON's retry tiers (their callbacks answered 503 Retry-After: 3600 once
+                  each); compares end-to-end p50/p99 and shows each group's current RSS
+                  before and after the backlog. Its set-up makes N more carts and sends N
+                  more checkouts: minutes for 100000
 
 OPTIONS:
     --gateway URL             ICON's gateway [default: http://127.0.0.1:8080]
     --sim URL                 the retailer simulator, as this tool reaches it [default: http://127.0.0.1:8090]
     --sim-from-icon URL       the simulator as ICON reaches it (order URLs) [default: --sim]
     --jwt-secret SECRET       HS256 secret of ICON's tokens [default: env ICON_JWT_SECRET]
-    --scenario NAME           steady | max | fan-out | slow-receiver [default: steady]
-    --rate N                  checkouts per second, open loop (steady, fan-out)
+    --scenario NAME           steady | max | fan-out | slow-receiver | backlog [default: steady]
+    --rate N                  checkouts per second, open loop (steady, fan-out, slow-receiver,
+                              backlog)
     --concurrency N           checkouts in flight at most (max, fan-out)
-    --duration D              how long to send, e.g. 60s, 2m [default: 60s]
-    --count N                 send exactly N checkouts instead of --duration
+    --duration D              how long to send, e.g. 60s, 2m [default: 60s]; backlog: each phase
+    --count N                 send exactly N checkouts instead of --duration; backlog: each phase
     --retailers-per-cart N    retailers bench-r0..r(N-1) in every cart (fan-out only) [default: 3]
     --slow-share F            share of checkouts whose callback hangs, 0 < F < 1, picked evenly
                               by send order (slow-receiver only) [default: 0.1]
+    --backlog N               notifications made to wait in ICON's retry tiers before the
+                              second phase (backlog only) [default: 100000]
     --carts N                 carts made ahead for --concurrency with --duration [default: 4000]
     --callback-host HOST      host ICON uses to reach the callback receiver [default: 127.0.0.1]
     --callback-bind ADDR      where the callback receiver listens [default: 127.0.0.1:0]
@@ -48,6 +55,8 @@ OPTIONS:
 Durations are a number and a unit: ms, s, m, h.
 ICON refuses loopback callback URLs unless ICON_CALLBACK_ALLOW_NETWORKS includes them
 (scripts/run.sh sets 127.0.0.0/8,::1/128).
+The backlog stays after the run: ICON retries it until ICON_CALLBACK_GIVE_UP_AFTER (default
+72h); start the next run on a fresh database and RabbitMQ vhost (scripts/bench.sh does).
 ";
 
 /// What to run, as chosen by `--scenario`.
@@ -58,6 +67,7 @@ pub enum Scenario {
     Max,
     FanOut,
     SlowReceiver,
+    Backlog,
 }
 
 impl Scenario {
@@ -67,6 +77,7 @@ impl Scenario {
             Scenario::Max => "max",
             Scenario::FanOut => "fan-out",
             Scenario::SlowReceiver => "slow-receiver",
+            Scenario::Backlog => "backlog",
         }
     }
 }
@@ -136,6 +147,9 @@ pub struct Config {
     pub retailers_per_cart: usize,
     /// `Some` for `slow-receiver` only.
     pub slow_share: Option<SlowShare>,
+    /// `Some` for `backlog` only: how many notifications wait in ICON's retry tiers during its
+    /// second phase.
+    pub backlog: Option<u64>,
     /// Upper bound on carts made ahead when the number of checkouts is not known in advance.
     pub carts_cap: u64,
     pub callback_host: String,
@@ -150,7 +164,7 @@ pub struct Config {
 }
 
 impl Config {
-    /// How many checkouts to prepare carts for.
+    /// How many checkouts to prepare carts for, in one measured phase.
     pub fn carts_needed(&self) -> u64 {
         match (self.stop, self.load) {
             (Stop::Count(n), _) => n,
@@ -190,6 +204,7 @@ where
     let mut count = None;
     let mut retailers = None;
     let mut slow_share = None;
+    let mut backlog = None;
     let mut database = None;
     let mut carts_cap = 4000;
     let mut callback_host = "127.0.0.1".to_string();
@@ -243,6 +258,7 @@ where
                     }
                 }
             }
+            "--backlog" => backlog = Some(positive("--backlog", &value()?)?),
             "--database-url" => database = Some(database_url(&value()?)?),
             "--carts" => carts_cap = positive("--carts", &value()?)?,
             "--callback-host" => callback_host = value()?,
@@ -267,21 +283,17 @@ where
         "max" => Scenario::Max,
         "fan-out" => Scenario::FanOut,
         "slow-receiver" => Scenario::SlowReceiver,
-        "backlog" => {
-            return err(format!(
-                "--scenario {scenario}: not implemented yet (available: steady, max, fan-out, slow-receiver)"
-            ))
-        }
+        "backlog" => Scenario::Backlog,
         other => {
             return err(format!(
-                "--scenario: unknown {other:?} (available: steady, max, fan-out, slow-receiver)"
+                "--scenario: unknown {other:?} (available: steady, max, fan-out, slow-receiver, backlog)"
             ))
         }
     };
     let load =
         match (scenario, rate, concurrency) {
             (_, Some(_), Some(_)) => return err("--rate and --concurrency exclude each other"),
-            (Scenario::Steady | Scenario::SlowReceiver, _, Some(_)) => {
+            (Scenario::Steady | Scenario::SlowReceiver | Scenario::Backlog, _, Some(_)) => {
                 return err(format!(
                     "--scenario {} is open loop: use --rate, or --scenario max",
                     scenario.name()
@@ -309,6 +321,11 @@ where
         (_, None) => None,
         (_, Some(_)) => return err("--slow-share applies to --scenario slow-receiver only"),
     };
+    let backlog = match (scenario, backlog) {
+        (Scenario::Backlog, n) => Some(n.unwrap_or(100_000)),
+        (_, None) => None,
+        (_, Some(_)) => return err("--backlog applies to --scenario backlog only"),
+    };
     if retailers_per_cart > 64 {
         return err("--retailers-per-cart: at most 64");
     }
@@ -325,6 +342,7 @@ where
         stop,
         retailers_per_cart,
         slow_share,
+        backlog,
         carts_cap,
         callback_host,
         callback_bind,
@@ -336,220 +354,10 @@ where
     })))
 }
 
-fn positive(flag: &str, v: &str) -> Result<u64, ArgError> {
-    match v.parse::<u64>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => err(format!("{flag}: {v:?} is not a positive whole number")),
-    }
-}
+mod values;
 
-/// `10ms`, `20s`, `2m`, `1h`.
-pub fn duration_arg(flag: &str, v: &str) -> Result<Duration, ArgError> {
-    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
-    let (num, unit) = v.split_at(split);
-    let n: u64 = match num.parse() {
-        Ok(n) => n,
-        Err(_) => return err(format!("{flag}: {v:?} is not a duration like 30s")),
-    };
-    let d = match unit {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        _ => return err(format!("{flag}: {v:?} needs a unit: ms, s, m or h")),
-    };
-    Ok(d)
-}
-
-/// Plain `http://host[:port]`: the client speaks no TLS, and paths are appended to it.
-fn base_url(flag: &str, v: &str) -> Result<String, ArgError> {
-    let trimmed = v.trim_end_matches('/');
-    match trimmed.parse::<http::Uri>() {
-        Ok(uri) if uri.scheme_str() == Some("http") && uri.host().is_some() => {
-            Ok(trimmed.to_string())
-        }
-        Ok(uri) if uri.scheme_str() == Some("https") => {
-            err(format!("{flag}: https is not supported (plain http only)"))
-        }
-        _ => err(format!(
-            "{flag}: {v:?} is not a URL like http://127.0.0.1:8080"
-        )),
-    }
-}
-
-/// A libpq-style URL; the database named in it is the one whose counters are read.
-fn database_url(v: &str) -> Result<tokio_postgres::Config, ArgError> {
-    if !(v.starts_with("postgres://") || v.starts_with("postgresql://")) {
-        return err("--database-url: expected a URL like postgres://postgres@127.0.0.1:5432/icon");
-    }
-    v.parse()
-        .or_else(|e| err(format!("--database-url: not a PostgreSQL URL: {e}")))
-}
-
-/// `gateway=123,postgres=45,postgres=46`.
-fn pid_list(v: &str) -> Result<Vec<(String, u32)>, ArgError> {
-    v.split(',')
-        .filter(|s| !s.is_empty())
-        .map(|item| match item.split_once('=') {
-            Some((name, pid)) if !name.is_empty() => match pid.parse::<u32>() {
-                Ok(p) => Ok((name.to_string(), p)),
-                Err(_) => err(format!("--pids: {pid:?} is not a process id")),
-            },
-            _ => err(format!("--pids: {item:?} is not NAME=PID")),
-        })
-        .collect()
-}
+pub use values::duration_arg;
+use values::{base_url, database_url, pid_list, positive};
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn run(args: &[&str]) -> Result<Config, ArgError> {
-        let args = args.iter().map(|s| s.to_string());
-        match parse(args, Some("s3cret".into()))? {
-            Parsed::Run(c) => Ok(*c),
-            Parsed::Help => panic!("unexpected help"),
-        }
-    }
-
-    #[test]
-    fn defaults_are_steady_at_20_per_second_for_60s() {
-        let c = run(&[]).unwrap();
-        assert_eq!(c.scenario, Scenario::Steady);
-        assert_eq!(c.load, Load::Rate(20.0));
-        assert_eq!(c.stop, Stop::Duration(Duration::from_secs(60)));
-        assert_eq!(c.gateway, "http://127.0.0.1:8080");
-        assert_eq!(c.sim_from_icon, "http://127.0.0.1:8090");
-        assert_eq!(c.jwt_secret, "s3cret");
-        assert_eq!(c.retailers_per_cart, 1);
-        assert_eq!(c.carts_needed(), 1200);
-    }
-
-    #[test]
-    fn max_defaults_to_32_in_flight_and_takes_both_flag_forms() {
-        let c = run(&[
-            "--scenario",
-            "max",
-            "--duration=20s",
-            "--gateway",
-            "http://h:1/",
-        ])
-        .unwrap();
-        assert_eq!(c.load, Load::Concurrency(32));
-        assert_eq!(c.stop, Stop::Duration(Duration::from_secs(20)));
-        assert_eq!(c.gateway, "http://h:1");
-        assert_eq!(c.carts_needed(), 4000);
-    }
-
-    #[test]
-    fn fan_out_takes_retailers_per_cart_and_count() {
-        let c = run(&[
-            "--scenario",
-            "fan-out",
-            "--retailers-per-cart",
-            "10",
-            "--count",
-            "7",
-        ])
-        .unwrap();
-        assert_eq!(c.retailers_per_cart, 10);
-        assert_eq!(c.stop, Stop::Count(7));
-        assert_eq!(c.carts_needed(), 7);
-    }
-
-    #[test]
-    fn unimplemented_and_unknown_scenarios_are_refused_by_name() {
-        let e = run(&["--scenario", "backlog"]).unwrap_err();
-        assert!(e.0.contains("not implemented yet"), "{e}");
-        assert!(run(&["--scenario", "nope"])
-            .unwrap_err()
-            .0
-            .contains("unknown"));
-    }
-
-    #[test]
-    fn contradictions_and_bad_values_are_refused() {
-        assert!(run(&["--rate", "5", "--concurrency", "2", "--scenario", "fan-out"]).is_err());
-        assert!(run(&["--scenario", "max", "--rate", "5"]).is_err());
-        assert!(run(&["--concurrency", "5"]).is_err());
-        assert!(run(&["--duration", "5s", "--count", "5"]).is_err());
-        assert!(run(&["--rate", "0"]).is_err());
-        assert!(run(&["--duration", "5"]).is_err());
-        assert!(run(&["--retailers-per-cart", "3"]).is_err());
-        assert!(run(&["--gateway", "https://x"]).is_err());
-        assert!(run(&["--pids", "gateway"]).is_err());
-        assert!(run(&["--bogus"]).is_err());
-        assert!(run(&["--json"]).unwrap_err().0.contains("needs a value"));
-    }
-
-    #[test]
-    fn a_missing_secret_is_named() {
-        let e = parse(Vec::<String>::new(), None).unwrap_err();
-        assert!(e.0.contains("ICON_JWT_SECRET"));
-    }
-
-    #[test]
-    fn pids_durations_and_help() {
-        let c = run(&[
-            "--pids",
-            "gateway=1,postgres=2,postgres=3",
-            "--settle",
-            "250ms",
-        ])
-        .unwrap();
-        assert_eq!(
-            c.pids.unwrap(),
-            vec![
-                ("gateway".into(), 1),
-                ("postgres".into(), 2),
-                ("postgres".into(), 3)
-            ]
-        );
-        assert_eq!(c.settle, Duration::from_millis(250));
-        assert_eq!(duration_arg("x", "2m").unwrap(), Duration::from_secs(120));
-        assert!(matches!(
-            parse(["--help".to_string()], None),
-            Ok(Parsed::Help)
-        ));
-    }
-
-    #[test]
-    fn slow_receiver_is_open_loop_with_a_tenth_slow_by_default() {
-        let c = run(&["--scenario", "slow-receiver", "--rate", "5"]).unwrap();
-        assert_eq!(c.scenario, Scenario::SlowReceiver);
-        assert_eq!(c.load, Load::Rate(5.0));
-        assert_eq!(c.slow_share.unwrap().as_f64(), 0.1);
-        let c = run(&["--scenario", "slow-receiver", "--slow-share=0.25"]).unwrap();
-        assert_eq!(c.slow_share, SlowShare::new(0.25));
-        assert_eq!(run(&[]).unwrap().slow_share, None);
-        assert!(run(&["--scenario", "slow-receiver", "--concurrency", "4"]).is_err());
-        assert!(run(&["--slow-share", "0.1"]).is_err());
-        for bad in ["0", "1", "-0.1", "1.5", "NaN", "x"] {
-            assert!(
-                run(&["--scenario", "slow-receiver", "--slow-share", bad]).is_err(),
-                "{bad}"
-            );
-        }
-    }
-
-    #[test]
-    fn the_slow_pick_is_every_nth_and_holds_the_share() {
-        let tenth = SlowShare::new(0.1).unwrap();
-        let picked: Vec<u64> = (0..40).filter(|&i| tenth.picks(i)).collect();
-        assert_eq!(picked, vec![9, 19, 29, 39]);
-        let third = SlowShare::new(0.3).unwrap();
-        for n in [10u64, 100, 1000, 1001] {
-            let slow = (0..n).filter(|&i| third.picks(i)).count() as u64;
-            assert_eq!(slow, n * 3 / 10, "first {n}");
-        }
-    }
-
-    #[test]
-    fn database_url_is_parsed_at_the_edge() {
-        let c = run(&["--database-url", "postgres://postgres@127.0.0.1:5432/icon"]).unwrap();
-        assert_eq!(c.database.unwrap().get_dbname(), Some("icon"));
-        assert!(run(&[]).unwrap().database.is_none());
-        assert!(run(&["--database-url", "mysql://x/y"]).is_err());
-        assert!(run(&["--database-url", "icon"]).is_err());
-    }
-}
+mod tests;

@@ -4,6 +4,11 @@
 //! A POST to [`HANG_PATH`] is recorded the same way, then never answered: the connection is held
 //! until the caller gives up (ICON's `ICON_CALLBACK_TIMEOUT`) or the run ends. Every connection
 //! is served by its own task, so a held one does not stall the others.
+//!
+//! A POST to [`FAIL_PATH`] is answered at once `503` with `Retry-After: 3600`, and only counted
+//! (apart from the records above, so it never reads as a healthy callback): the `backlog`
+//! scenario sends its backlog there, so that each of its notifications, after one attempt,
+//! waits an hour in ICON's retry tiers.
 
 use std::collections::HashSet;
 use std::convert::Infallible;
@@ -28,6 +33,32 @@ use crate::stats::CallbackRecord;
 /// The path on which the receiver holds requests open without answering.
 pub const HANG_PATH: &str = "/hang";
 
+/// The path on which the receiver refuses every callback for a while.
+pub const FAIL_PATH: &str = "/fail";
+
+/// The `Retry-After` seconds of a [`FAIL_PATH`] answer: ICON's notifier honours a receiver's
+/// `Retry-After` up to an hour (its `MAX_RETRY_AFTER`), so this is the longest wait it grants.
+pub const FAIL_RETRY_AFTER_S: u64 = 3600;
+
+/// How many times [`FAIL_PATH`] was hit: each distinct notification (by `webhook-id`) once,
+/// and every hit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FailCounts {
+    pub distinct: usize,
+    pub total: usize,
+}
+
+/// What [`FAIL_PATH`] saw.
+#[derive(Default)]
+struct FailTally {
+    total: usize,
+    /// `webhook-id`s seen (the `checkout_id` for a POST without one).
+    seen: HashSet<String>,
+    /// The `checkout_id` of each distinct notification's first hit, in arrival order.
+    firsts: Vec<Option<String>>,
+    first_at: Option<Instant>,
+}
+
 /// What the receiver has recorded; shared with the driver.
 pub struct Inbox {
     /// Instants are measured from here (the clock start, set before any checkout is sent).
@@ -35,6 +66,9 @@ pub struct Inbox {
     records: Mutex<Vec<CallbackRecord>>,
     count: AtomicUsize,
     arrived: Notify,
+    fail: Mutex<FailTally>,
+    /// Its own notifier: a waiter on the healthy records must not take a fail hit's permit.
+    fail_arrived: Notify,
 }
 
 impl Inbox {
@@ -44,12 +78,74 @@ impl Inbox {
             records: Mutex::new(Vec::new()),
             count: AtomicUsize::new(0),
             arrived: Notify::new(),
+            fail: Mutex::new(FailTally::default()),
+            fail_arrived: Notify::new(),
         }
     }
 
-    /// Starts the clock; callbacks are timed from here.
-    pub fn set_epoch(&self, epoch: Instant) {
+    /// Starts a phase's clock: callbacks are timed from `epoch`, and those recorded so far
+    /// are forgotten, so each measured phase accounts for its own. Call it while nobody waits.
+    /// What [`FAIL_PATH`] counted is kept.
+    pub fn restart(&self, epoch: Instant) {
+        let mut records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
         *self.epoch.lock().unwrap_or_else(PoisonError::into_inner) = epoch;
+        records.clear();
+        self.count.store(0, Ordering::Relaxed);
+    }
+
+    pub fn fail_counts(&self) -> FailCounts {
+        let fail = self.fail.lock().unwrap_or_else(PoisonError::into_inner);
+        FailCounts {
+            distinct: fail.seen.len(),
+            total: fail.total,
+        }
+    }
+
+    /// When [`FAIL_PATH`] was first hit.
+    pub fn first_fail_at(&self) -> Option<Instant> {
+        self.fail
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .first_at
+    }
+
+    fn record_fail(&self, at: Instant, checkout_id: Option<String>, webhook_id: Option<String>) {
+        let mut fail = self.fail.lock().unwrap_or_else(PoisonError::into_inner);
+        fail.total += 1;
+        fail.first_at.get_or_insert(at);
+        if let Some(key) = webhook_id.or_else(|| checkout_id.clone()) {
+            if fail.seen.insert(key) {
+                fail.firsts.push(checkout_id);
+            }
+        }
+        drop(fail);
+        self.fail_arrived.notify_one();
+    }
+
+    /// Waits until every id in `expected` has had its first attempt on [`FAIL_PATH`], or
+    /// `deadline`. Returns how many have not.
+    pub async fn wait_for_fail(&self, expected: &[String], deadline: Duration) -> usize {
+        let mut remaining: HashSet<&str> = expected.iter().map(String::as_str).collect();
+        let mut cursor = 0;
+        let until = tokio::time::Instant::now() + deadline;
+        loop {
+            {
+                let fail = self.fail.lock().unwrap_or_else(PoisonError::into_inner);
+                for id in fail.firsts[cursor..].iter().flatten() {
+                    remaining.remove(id.as_str());
+                }
+                cursor = fail.firsts.len();
+            }
+            if remaining.is_empty() {
+                return 0;
+            }
+            if tokio::time::timeout_at(until, self.fail_arrived.notified())
+                .await
+                .is_err()
+            {
+                return remaining.len();
+            }
+        }
     }
 
     pub fn count(&self) -> usize {
@@ -155,7 +251,7 @@ async fn handle(
     if req.method() != http::Method::POST {
         return Ok(status(StatusCode::METHOD_NOT_ALLOWED));
     }
-    let hang = req.uri().path() == HANG_PATH;
+    let path = req.uri().path().to_string();
     let webhook_id = req
         .headers()
         .get("webhook-id")
@@ -167,8 +263,15 @@ async fn handle(
             .and_then(|v| v.get("checkout_id")?.as_str().map(str::to_string)),
         Err(_) => None,
     };
+    if path == FAIL_PATH {
+        inbox.record_fail(at, checkout_id, webhook_id);
+        let mut r = status(StatusCode::SERVICE_UNAVAILABLE);
+        r.headers_mut()
+            .insert(http::header::RETRY_AFTER, FAIL_RETRY_AFTER_S.into());
+        return Ok(r);
+    }
     inbox.record(at, checkout_id, webhook_id);
-    if hang {
+    if path == HANG_PATH {
         // Never answer. hyper drops this future when the caller closes the connection; the
         // run's end closes what is left.
         shutdown.cancelled().await;
@@ -190,9 +293,14 @@ mod tests {
     use tokio::net::TcpStream;
 
     async fn post(addr: SocketAddr, path: &str, id: &str) -> TcpStream {
+        post_with(addr, path, id, None).await
+    }
+
+    async fn post_with(addr: SocketAddr, path: &str, id: &str, webhook: Option<&str>) -> TcpStream {
         let body = format!("{{\"checkout_id\":\"{id}\"}}");
+        let webhook = webhook.map_or(String::new(), |w| format!("webhook-id: {w}\r\n"));
         let req = format!(
-            "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            "POST {path} HTTP/1.1\r\nhost: x\r\n{webhook}content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
             body.len()
         );
         let mut s = TcpStream::connect(addr).await.unwrap();
@@ -228,6 +336,59 @@ mod tests {
             held.try_read(&mut buf),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
         ));
+        shutdown.cancel();
+    }
+
+    /// The head of one answer, lower-cased (hyper writes header names in lower case anyway).
+    async fn head(s: &mut TcpStream) -> String {
+        let mut buf = Vec::new();
+        let mut byte = [0u8; 1];
+        while !buf.ends_with(b"\r\n\r\n") {
+            s.read_exact(&mut byte).await.unwrap();
+            buf.push(byte[0]);
+        }
+        String::from_utf8(buf).unwrap().to_lowercase()
+    }
+
+    /// `/fail` answers 503 with `Retry-After` at once, and counts each notification once by
+    /// `webhook-id` and every hit, none of it as a healthy callback.
+    #[tokio::test]
+    async fn the_fail_path_answers_503_retry_after_and_counts_apart() {
+        let shutdown = CancellationToken::new();
+        let r = start(([127, 0, 0, 1], 0).into(), shutdown.clone())
+            .await
+            .unwrap();
+        for (id, webhook) in [("c1", "w1"), ("c1", "w1"), ("c2", "w2")] {
+            let mut s = post_with(r.addr, FAIL_PATH, id, Some(webhook)).await;
+            let head = head(&mut s).await;
+            assert!(head.starts_with("http/1.1 503"), "{head}");
+            assert!(head.contains("\r\nretry-after: 3600\r\n"), "{head}");
+        }
+        assert_eq!(
+            r.inbox.fail_counts(),
+            FailCounts {
+                distinct: 2,
+                total: 3
+            }
+        );
+        assert!(r.inbox.first_fail_at().is_some());
+        let ids = ["c1".to_string(), "c2".to_string()];
+        assert_eq!(
+            r.inbox.wait_for_fail(&ids, Duration::from_secs(30)).await,
+            0
+        );
+        // Nothing of it among the healthy records.
+        assert_eq!(r.inbox.count(), 0);
+        assert!(r.inbox.records().is_empty());
+
+        // A healthy callback is still recorded, and a restart forgets it but not the fails.
+        let mut ok = post(r.addr, "/cb", "fast").await;
+        assert!(head(&mut ok).await.starts_with("http/1.1 200"));
+        assert_eq!(r.inbox.count(), 1);
+        r.inbox.restart(Instant::now());
+        assert_eq!(r.inbox.count(), 0);
+        assert!(r.inbox.records().is_empty());
+        assert_eq!(r.inbox.fail_counts().distinct, 2);
         shutdown.cancel();
     }
 }

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::args::{Config, Load, Stop};
-use crate::run::Summary;
+use crate::run::{Measured, Summary};
 use crate::stats::Percentiles;
 
 #[derive(Debug, thiserror::Error)]
@@ -46,8 +46,11 @@ fn describe(s: &Summary) -> String {
     let slow = s
         .slow_share
         .map_or(String::new(), |f| format!(", slow share {f}"));
+    let backlog = s.backlog.as_ref().map_or(String::new(), |b| {
+        format!(", backlog {} (phases: {stop} each)", b.requested)
+    });
     format!(
-        "scenario {}, {load}, {stop}, {} retailer(s) per cart{slow}",
+        "scenario {}, {load}, {stop}, {} retailer(s) per cart{slow}{backlog}",
         s.scenario, s.retailers_per_cart
     )
 }
@@ -67,7 +70,7 @@ fn id_list(ids: &[String]) -> String {
     format!("{}: {}{tail}", ids.len(), shown.join(", "))
 }
 
-fn latency_row(out: &mut String, name: &str, p: &Option<Percentiles>) {
+pub fn latency_row(out: &mut String, name: &str, p: &Option<Percentiles>) {
     match p {
         Some(p) => {
             let _ = writeln!(
@@ -83,8 +86,6 @@ fn latency_row(out: &mut String, name: &str, p: &Option<Percentiles>) {
 }
 
 pub fn table(s: &Summary) -> String {
-    let a = &s.accounting;
-    let c = &a.completeness;
     let mut out = String::new();
     let _ = writeln!(out, "\nICON bench: {}", describe(s));
     let _ = writeln!(
@@ -93,6 +94,23 @@ pub fn table(s: &Summary) -> String {
         s.gateway, s.callback_url
     );
     let _ = writeln!(out, "setup (before the clock)   {:.1} s", s.setup_s);
+    match &s.backlog {
+        Some(b) => crate::backlog::table::write(&mut out, &s.measured, b),
+        None => phase_rows(&mut out, &s.measured),
+    }
+    if !s.notes.is_empty() {
+        let _ = writeln!(out);
+        for n in &s.notes {
+            let _ = writeln!(out, "note: {n}");
+        }
+    }
+    out
+}
+
+/// One measured phase's figures: counts, latencies, database and processes.
+pub fn phase_rows(out: &mut String, m: &Measured) {
+    let a = &m.accounting;
+    let c = &a.completeness;
     let _ = writeln!(out, "sent                       {}", a.sent);
     let _ = writeln!(
         out,
@@ -149,23 +167,19 @@ pub fn table(s: &Summary) -> String {
             .join(", ")
     };
     let _ = writeln!(out, "errors                     {errors}");
-    if let Some(lag) = s.max_schedule_lag_ms {
+    if let Some(lag) = m.max_schedule_lag_ms {
         let _ = writeln!(out, "max lag behind schedule    {lag:.1} ms");
     }
     let _ = writeln!(
         out,
         "\n  latency ms           count       p50       p90       p99     p99.9       max"
     );
-    latency_row(&mut out, &format!("202{healthy}"), &a.latency_202);
-    latency_row(
-        &mut out,
-        &format!("end-to-end{healthy}"),
-        &a.latency_end_to_end,
-    );
+    latency_row(out, &format!("202{healthy}"), &a.latency_202);
+    latency_row(out, &format!("end-to-end{healthy}"), &a.latency_end_to_end);
     if let Some(slow) = &a.slow {
-        latency_row(&mut out, "202 slow", &slow.latency_202);
+        latency_row(out, "202 slow", &slow.latency_202);
     }
-    if let Some(db) = &s.database {
+    if let Some(db) = &m.database {
         let d = &db.delta;
         let _ = writeln!(
             out,
@@ -184,29 +198,22 @@ pub fn table(s: &Summary) -> String {
     }
     let _ = writeln!(
         out,
-        "\n  process group  procs    CPU ms  CPU ms/checkout  peak RSS MB   (window {:.1} s)",
-        s.measured_window_s
+        "\n  process group  procs    CPU ms  CPU ms/checkout  peak RSS MB   RSS MB   (window {:.1} s)",
+        m.measured_window_s
     );
-    for g in &s.processes {
+    for g in &m.processes {
         let per = g
             .cpu_ms_per_checkout
             .map_or("-".to_string(), |v| format!("{v:.2}"));
         let _ = writeln!(
             out,
-            "  {:<13} {:>6} {:>9.0} {:>16} {:>12.1}",
-            g.group, g.processes, g.cpu_ms, per, g.peak_rss_mb
+            "  {:<13} {:>6} {:>9.0} {:>16} {:>12.1} {:>8.1}",
+            g.group, g.processes, g.cpu_ms, per, g.peak_rss_mb, g.rss_mb
         );
     }
-    for (status, body) in &s.error_samples {
+    for (status, body) in &m.error_samples {
         let _ = writeln!(out, "\nfirst {status} answer: {body}");
     }
-    if !s.notes.is_empty() {
-        let _ = writeln!(out);
-        for n in &s.notes {
-            let _ = writeln!(out, "note: {n}");
-        }
-    }
-    out
 }
 
 fn esc(s: &str) -> String {
@@ -291,7 +298,7 @@ fn line_with_legend(svg: &mut String, i: usize, name: &str, color: &str, points:
 
 /// Sent, accepted and callbacks per second over the run.
 fn throughput_svg(s: &Summary) -> String {
-    let secs = &s.accounting.per_second;
+    let secs = &s.measured.accounting.per_second;
     let n = secs.len().max(1) as f64;
     let top = secs
         .iter()
@@ -328,7 +335,13 @@ fn throughput_svg(s: &Summary) -> String {
 }
 
 pub fn html(s: &Summary) -> String {
-    let a = &s.accounting;
+    let a = &s.measured.accounting;
+    // The charts are of the measured phase: for `backlog`, the one with the backlog waiting.
+    let phase = if s.backlog.is_some() {
+        " (loaded phase: the backlog waiting)"
+    } else {
+        ""
+    };
     let cdf = cdf_svg(&[
         (
             if a.slow.is_some() {
@@ -352,8 +365,8 @@ pub fn html(s: &Summary) -> String {
     format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>icon-bench {}</title>\
 <style>body{{font-family:sans-serif;margin:2em}}pre{{background:#f6f6f6;padding:1em}}</style></head><body>\
-<h1>icon-bench: {}</h1><h2>Latency distribution (CDF, log scale)</h2>{cdf}\
-<h2>Throughput per second</h2>{}<h2>Summary</h2><pre>{}</pre></body></html>\n",
+<h1>icon-bench: {}</h1><h2>Latency distribution (CDF, log scale){phase}</h2>{cdf}\
+<h2>Throughput per second{phase}</h2>{}<h2>Summary</h2><pre>{}</pre></body></html>\n",
         esc(s.scenario),
         esc(&describe(s)),
         throughput_svg(s),
