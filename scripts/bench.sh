@@ -9,7 +9,7 @@
 #   BENCH_WORKERS=2 BENCH_NOTIFIERS=2 scripts/bench.sh --scenario max --concurrency 64
 #
 # BENCH_WORKERS and BENCH_NOTIFIERS (default 1) run that many checkout workers and notifiers on
-# the one broker and database. Before the run it prints each service's resident memory at idle.
+# the one broker and database; BENCH_BUILD=0 uses the binaries already in target/release. Before the run it prints each service's resident memory at idle.
 #
 # Needs PostgreSQL and RabbitMQ on 127.0.0.1 with `psql` and `rabbitmqctl` (as on ICON's
 # development machines). Against docker compose, run icon-bench itself (see the README).
@@ -22,8 +22,10 @@ if ! local_services || ! command -v rabbitmqctl >/dev/null 2>&1; then
   exit 1
 fi
 
-say "bench: building release binaries"
-cargo build --release --locked --bins
+if [ "${BENCH_BUILD:-1}" != 0 ]; then
+  say "bench: building release binaries"
+  cargo build --release --locked --bins
+fi
 
 db=icon_bench
 vhost=icon-bench
@@ -35,7 +37,7 @@ rabbitmqctl -q set_permissions -p "$vhost" guest '.*' '.*' '.*'
 
 export ICON_DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db"
 export ICON_AMQP_URL="amqp://guest:guest@127.0.0.1:5672/$vhost"
-export ICON_RUN_PROFILE=release
+export ICON_RUN_PROFILE=release ICON_RUN_BUILD=0
 if reachable 8080 || reachable 8090; then
   say "bench: something already listens on 127.0.0.1:8080 or :8090; stop it first"
   exit 1

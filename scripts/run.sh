@@ -19,12 +19,17 @@ if ! local_services; then
 fi
 
 profile="${ICON_RUN_PROFILE:-release}"
-say "run: building the four binaries ($profile; the first build takes a few minutes)"
-if [ "$profile" = release ]; then
-  cargo build --release --locked --bins
-  bin=target/release
-else
-  cargo build --locked --bins
+bin=target/$profile
+# ICON_RUN_BUILD=0 runs the binaries already built (scripts/bench.sh builds them first).
+if [ "${ICON_RUN_BUILD:-1}" != 0 ]; then
+  say "run: building the four binaries ($profile; the first build takes a few minutes)"
+  if [ "$profile" = release ]; then
+    cargo build --release --locked --bins
+  else
+    cargo build --locked --bins
+    bin=target/debug
+  fi
+elif [ "$profile" != release ]; then
   bin=target/debug
 fi
 

@@ -1,0 +1,183 @@
+//! Making a claimed attempt and acting on its outcome: the retry published to the delay tier
+//! that fits (before the attempt is recorded), a park where operators look, and the record.
+
+use super::{DispatchError, Dispatcher, EARLY_TOLERANCE};
+use crate::channels::{Channel, Outcome};
+use chrono::Utc;
+use icon_broker::{OutgoingMessage, PublishError};
+use icon_contracts::{
+    topology, CheckoutFinished, Envelope, Message, NotificationDue, NotificationParked,
+};
+use icon_domain::NotificationState;
+use icon_store::notifications::{self, Claimed, Notification, RecordAttempt};
+use icon_store::StoreError;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+impl Dispatcher {
+    /// Makes a claimed attempt, then schedules the retry, parks, or stops, and records it.
+    pub(super) async fn make(
+        &self,
+        n: &Notification,
+        channel: &Arc<dyn Channel>,
+        claimed: Claimed,
+        event: &CheckoutFinished,
+    ) -> Result<(), DispatchError> {
+        let Claimed {
+            claim,
+            attempt: attempt_no,
+            first_attempt_at,
+        } = claimed;
+        let started_at = Utc::now();
+        let clock = Instant::now();
+        let outcome = tokio::time::timeout(self.attempt_limit, channel.deliver(n, event))
+            .await
+            .unwrap_or_else(|_| Outcome::Retry {
+                status: None,
+                error: Some(format!("no outcome within {:?}", self.attempt_limit)),
+                retry_after: None,
+            });
+        let duration_ms = clock.elapsed().as_millis().min(i32::MAX as u128) as i32;
+        let deadline = first_attempt_at
+            + chrono::Duration::from_std(self.schedule.give_up_after())
+                .unwrap_or(chrono::Duration::MAX);
+
+        let (status, error, new_state, next) = match outcome {
+            Outcome::Delivered { status } => (status, None, NotificationState::Delivered, None),
+            Outcome::Dropped { status, error } => {
+                (status, Some(error), NotificationState::Failed, None)
+            }
+            Outcome::GiveUp { status, error } => {
+                let reason = error.clone().unwrap_or_else(|| "given up".into());
+                self.park(n, attempt_no, &reason).await?;
+                (status, error, NotificationState::Failed, None)
+            }
+            Outcome::Retry {
+                status,
+                error,
+                retry_after,
+            } => {
+                if Utc::now() >= deadline {
+                    let reason = format!(
+                        "no 2xx within {:?} ({} attempts); last: {}",
+                        self.schedule.give_up_after(),
+                        attempt_no,
+                        describe(status, error.as_deref())
+                    );
+                    self.park(n, attempt_no, &reason).await?;
+                    (status, error, NotificationState::Failed, None)
+                } else {
+                    let wait = self.schedule.wait_after(attempt_no, retry_after);
+                    let next = (Utc::now()
+                        + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX))
+                    .min(deadline);
+                    let due = NotificationDue {
+                        checkout_id: n.checkout_id,
+                        notification_id: n.id,
+                        after_attempt: attempt_no,
+                        not_before: next,
+                    };
+                    let remaining = (next - Utc::now()).to_std().unwrap_or_default();
+                    self.defer(due, remaining).await?;
+                    (status, error, NotificationState::Retrying, Some(next))
+                }
+            }
+        };
+        tracing::info!(
+            channel = %n.channel,
+            attempt = attempt_no,
+            status = ?status,
+            error = ?error,
+            state = %new_state,
+            next_attempt_at = ?next,
+            "notification attempt"
+        );
+        let db = self.pool.get().await.map_err(StoreError::from)?;
+        let recorded = notifications::record_attempt(
+            &db,
+            &RecordAttempt {
+                id: n.id,
+                claim,
+                attempt: attempt_no,
+                started_at,
+                duration_ms,
+                response_status: status.map(i32::from),
+                error,
+                new_state,
+                next_attempt_at: next,
+            },
+        )
+        .await?;
+        if !recorded {
+            tracing::info!("this attempt's lease ran out and another copy took it over");
+        }
+        Ok(())
+    }
+
+    /// Publishes `due` into the delay tier that fits `remaining`, or straight back into the work
+    /// queue when it is due already (a lease that ran out a moment ago).
+    pub(super) async fn defer(
+        &self,
+        due: NotificationDue,
+        remaining: Duration,
+    ) -> Result<(), PublishError> {
+        let (exchange, routing_key) = if remaining <= EARLY_TOLERANCE {
+            (String::new(), topology::CHECKOUT_FINISHED.to_owned())
+        } else {
+            let tier = self.schedule.tier_for(remaining);
+            (
+                topology::DELAY_EXCHANGE.to_owned(),
+                topology::delay_queue(tier),
+            )
+        };
+        let envelope = Envelope::new(due);
+        self.publisher
+            .publish(OutgoingMessage {
+                exchange,
+                routing_key,
+                message_id: envelope.message_id.to_string(),
+                message_type: NotificationDue::TYPE.into(),
+                checkout_id: envelope.checkout_id.to_string(),
+                body: envelope.to_json(),
+                death_reason: None,
+            })
+            .await
+    }
+
+    /// Puts a given-up notification where operators look for them.
+    async fn park(
+        &self,
+        n: &Notification,
+        attempts: i32,
+        reason: &str,
+    ) -> Result<(), PublishError> {
+        tracing::warn!(target_url = %n.target, attempts, %reason, "notification given up and parked");
+        let envelope = Envelope::new(NotificationParked {
+            checkout_id: n.checkout_id,
+            notification_id: n.id,
+            channel: n.channel.clone(),
+            target: n.target.clone(),
+            attempts,
+            reason: reason.to_owned(),
+        });
+        self.publisher
+            .publish(OutgoingMessage {
+                exchange: String::new(),
+                routing_key: topology::PARKED.into(),
+                message_id: envelope.message_id.to_string(),
+                message_type: NotificationParked::TYPE.into(),
+                checkout_id: envelope.checkout_id.to_string(),
+                body: envelope.to_json(),
+                death_reason: Some(reason.to_owned()),
+            })
+            .await
+    }
+}
+
+fn describe(status: Option<u16>, error: Option<&str>) -> String {
+    match (status, error) {
+        (Some(s), _) => format!("HTTP {s}"),
+        (None, Some(e)) => e.to_owned(),
+        (None, None) => "unknown".into(),
+    }
+}
