@@ -80,6 +80,12 @@ BEGIN
     VALUES (p_id, p_cart, p_owner, 'queued', p_resource_url, p_push);
     -- One order per retailer. The key belongs to the cart and the retailer: re-send the key of
     -- this cart's latest order at that retailer unless the retailer said it was not placed.
+    -- The cart's earlier checkouts come first (a handful, by `checkouts_by_cart`), then their
+    -- order at the retailer by primary key: whatever plan the function's cache settles on, it
+    -- never searches orders by retailer alone.
+    WITH earlier AS MATERIALIZED (
+        SELECT c.id, c.created_at FROM checkouts c WHERE c.cart_id = p_cart AND c.id <> p_id
+    )
     INSERT INTO checkout_orders
       (checkout_id, retailer_id, order_url, status, idempotency_key, key_checkout_id)
     SELECT p_id, t.r, t.u, 'pending',
@@ -92,9 +98,8 @@ BEGIN
           WHERE i.cart_id = p_cart) t
     LEFT JOIN LATERAL (
         SELECT o.status, o.idempotency_key, o.key_checkout_id
-        FROM checkout_orders o JOIN checkouts c ON c.id = o.checkout_id
-        WHERE c.cart_id = p_cart AND o.retailer_id = t.r AND c.id <> p_id
-        ORDER BY c.created_at DESC LIMIT 1
+        FROM earlier e JOIN checkout_orders o ON o.checkout_id = e.id AND o.retailer_id = t.r
+        ORDER BY e.created_at DESC LIMIT 1
     ) prev ON true;
 
     -- The notifications: the callback, one push per device registered now, the e-mail.
