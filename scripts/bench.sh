@@ -9,7 +9,9 @@
 #   BENCH_WORKERS=2 BENCH_NOTIFIERS=2 scripts/bench.sh --scenario max --concurrency 64
 #
 # BENCH_WORKERS and BENCH_NOTIFIERS (default 1) run that many checkout workers and notifiers on
-# the one broker and database; BENCH_BUILD=0 uses the binaries already in target/release. Before the run it prints each service's resident memory at idle.
+# the one broker and database (scripts/run.sh's ICON_RUN_WORKERS and ICON_RUN_NOTIFIERS);
+# BENCH_BUILD=0 uses the binaries already in target/release. Before the run it prints each
+# service's resident memory at idle.
 #
 # Needs PostgreSQL and RabbitMQ on 127.0.0.1 with `psql` and `rabbitmqctl` (as on ICON's
 # development machines). Against docker compose, run icon-bench itself (see the README).
@@ -38,6 +40,7 @@ rabbitmqctl -q set_permissions -p "$vhost" guest '.*' '.*' '.*'
 export ICON_DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db"
 export ICON_AMQP_URL="amqp://guest:guest@127.0.0.1:5672/$vhost"
 export ICON_RUN_PROFILE=release ICON_RUN_BUILD=0
+export ICON_RUN_WORKERS="${BENCH_WORKERS:-1}" ICON_RUN_NOTIFIERS="${BENCH_NOTIFIERS:-1}"
 if reachable 8080 || reachable 8090; then
   say "bench: something already listens on 127.0.0.1:8080 or :8090; stop it first"
   exit 1
@@ -64,17 +67,7 @@ for _ in $(seq 1 120); do
 done
 curl -fsS -o /dev/null http://127.0.0.1:8080/readyz || { say "bench: gateway not ready"; tail -20 "$log"; exit 1; }
 
-extra=()
-for _ in $(seq 2 "${BENCH_WORKERS:-1}"); do
-  target/release/icon-checkout-worker >>target/bench-extra.log 2>&1 &
-  extra+=("$!")
-done
-for _ in $(seq 2 "${BENCH_NOTIFIERS:-1}"); do
-  target/release/icon-notifier >>target/bench-extra.log 2>&1 &
-  extra+=("$!")
-done
-if [ "${#extra[@]}" -gt 0 ]; then
-  trap 'kill -TERM "${extra[@]}" 2>/dev/null; wait "${extra[@]}" 2>/dev/null; stop_system' EXIT
+if [ "${BENCH_WORKERS:-1}" != 1 ] || [ "${BENCH_NOTIFIERS:-1}" != 1 ]; then
   say "bench: ${BENCH_WORKERS:-1} worker(s), ${BENCH_NOTIFIERS:-1} notifier(s)"
 fi
 

@@ -66,8 +66,9 @@ trap stop INT TERM EXIT
 
 start sim icon-retailer-sim
 start gateway icon-gateway
-start worker icon-checkout-worker
-start notifier icon-notifier
+# ICON_RUN_WORKERS and ICON_RUN_NOTIFIERS (default 1) start that many of each, sharing the work.
+for i in $(seq 1 "${ICON_RUN_WORKERS:-1}"); do start "worker$([ "$i" = 1 ] || echo "-$i")" icon-checkout-worker; done
+for i in $(seq 1 "${ICON_RUN_NOTIFIERS:-1}"); do start "notifier$([ "$i" = 1 ] || echo "-$i")" icon-notifier; done
 say "run: gateway http://127.0.0.1:8080 (docs at /docs), simulator http://127.0.0.1:8090 (FCM messages at /fcm/messages, mail at /mail); Ctrl-C stops all"
 # Stop everything as soon as one of them exits.
 wait -n "${pids[@]}" || true
