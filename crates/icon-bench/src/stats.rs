@@ -364,15 +364,16 @@ pub fn account(all: &[Submission], all_callbacks: &[CallbackRecord]) -> Accounti
     }
 }
 
+/// Submissions and callbacks for the accounting's tests (here and in `backlog::compare`).
 #[cfg(test)]
-mod tests {
+pub(crate) mod fixtures {
     use super::*;
 
-    fn ms(n: u64) -> Duration {
+    pub fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
     }
 
-    fn accepted(id: &str, sent: u64, answered: u64) -> Submission {
+    pub fn accepted(id: &str, sent: u64, answered: u64) -> Submission {
         Submission {
             sent: ms(sent),
             answered: ms(answered),
@@ -380,6 +381,12 @@ mod tests {
             slow: false,
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{accepted, ms};
+    use super::*;
 
     fn slow(id: &str, sent: u64, answered: u64) -> Submission {
         Submission {

@@ -197,19 +197,7 @@ impl From<FailCounts> for FailHits {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ms(n: u64) -> Duration {
-        Duration::from_millis(n)
-    }
-
-    fn accepted(id: &str, sent: u64, answered: u64) -> Submission {
-        Submission {
-            sent: ms(sent),
-            answered: ms(answered),
-            outcome: Outcome::Accepted(id.into()),
-            slow: false,
-        }
-    }
+    use crate::stats::fixtures::{accepted, ms};
 
     /// An accounting whose 202 latencies are `acks` and end-to-end ones `e2e` (milliseconds).
     fn phase(acks: &[u64], e2e: &[u64]) -> Accounting {

@@ -164,44 +164,74 @@ pub async fn claim_attempt(
 
 /// Records a claimed attempt and releases the claim; `false` if the claim was lost (its lease
 /// ran out and another copy took the attempt over).
-#[tracing::instrument(name = "store.record_attempt", skip_all, fields(notification = %a.id, attempt = a.attempt))]
 pub async fn record_attempt(
     db: &impl GenericClient,
     a: &RecordAttempt,
 ) -> Result<bool, StoreError> {
-    // One statement: the notification's new state and the attempt's row, or neither.
+    Ok(record_attempts(db, std::slice::from_ref(a))
+        .await?
+        .first()
+        .copied()
+        .unwrap_or(false))
+}
+
+/// Records several claimed attempts in one statement (one transaction): for each, the
+/// notification's new state and the attempt's row, or neither if its claim was lost. Returns,
+/// in order, whether each was recorded. The notifier batches the attempts that finish together
+/// (group commit), so a busy notifier commits once for many.
+#[tracing::instrument(name = "store.record_attempts", skip_all, fields(count = attempts.len()))]
+pub async fn record_attempts(
+    db: &impl GenericClient,
+    attempts: &[RecordAttempt],
+) -> Result<Vec<bool>, StoreError> {
+    if attempts.is_empty() {
+        return Ok(vec![]);
+    }
     let stmt = db
         .prepare_cached(
-            "WITH recorded AS (
-                 UPDATE notifications
-                 SET state = $3, last_attempt_at = $4, next_attempt_at = $5,
-                     last_response_status = $6, last_error = $7, claim = NULL,
+            "WITH input AS (
+                 SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[],
+                                      $5::timestamptz[], $6::int4[], $7::text[], $8::int4[],
+                                      $9::int4[])
+                     AS t(id, claim, state, started_at, next_at, status, error, attempt,
+                          duration_ms)
+             ), recorded AS (
+                 UPDATE notifications n
+                 SET state = i.state, last_attempt_at = i.started_at, next_attempt_at = i.next_at,
+                     last_response_status = i.status, last_error = i.error, claim = NULL,
                      claimed_until = NULL, updated_at = now()
-                 WHERE id = $1 AND claim = $2
-                 RETURNING id
+                 FROM input i
+                 WHERE n.id = i.id AND n.claim = i.claim
+                 RETURNING n.id
              )
              INSERT INTO notification_attempts
                (notification_id, attempt, started_at, duration_ms, response_status, error)
-             SELECT id, $8, $4, $9, $6, $7 FROM recorded",
+             SELECT i.id, i.attempt, i.started_at, i.duration_ms, i.status, i.error
+             FROM input i JOIN recorded r ON r.id = i.id
+             RETURNING notification_id",
         )
         .await?;
-    let inserted = db
-        .execute(
+    let ids: Vec<uuid::Uuid> = attempts.iter().map(|a| a.id.as_uuid()).collect();
+    let claims: Vec<Uuid> = attempts.iter().map(|a| a.claim).collect();
+    let states: Vec<&str> = attempts.iter().map(|a| a.new_state.as_str()).collect();
+    let started: Vec<DateTime<Utc>> = attempts.iter().map(|a| a.started_at).collect();
+    let next: Vec<Option<DateTime<Utc>>> = attempts.iter().map(|a| a.next_attempt_at).collect();
+    let status: Vec<Option<i32>> = attempts.iter().map(|a| a.response_status).collect();
+    let errors: Vec<Option<&str>> = attempts.iter().map(|a| a.error.as_deref()).collect();
+    let numbers: Vec<i32> = attempts.iter().map(|a| a.attempt).collect();
+    let durations: Vec<i32> = attempts.iter().map(|a| a.duration_ms).collect();
+    let recorded: Vec<uuid::Uuid> = db
+        .query(
             &stmt,
             &[
-                &a.id.as_uuid(),
-                &a.claim,
-                &a.new_state.as_str(),
-                &a.started_at,
-                &a.next_attempt_at,
-                &a.response_status,
-                &a.error,
-                &a.attempt,
-                &a.duration_ms,
+                &ids, &claims, &states, &started, &next, &status, &errors, &numbers, &durations,
             ],
         )
-        .await?;
-    Ok(inserted == 1)
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    Ok(ids.iter().map(|id| recorded.contains(id)).collect())
 }
 
 pub async fn attempts(
@@ -218,14 +248,20 @@ pub async fn attempts(
         .query(&stmt, &[&id.as_uuid()])
         .await?
         .iter()
-        .map(|r| Attempt {
-            attempt: r.get(0),
-            started_at: r.get(1),
-            duration_ms: r.get(2),
-            response_status: r.get(3),
-            error: r.get(4),
-        })
+        .map(attempt_from_row)
         .collect())
+}
+
+/// An attempt from a row with its columns by name (`attempt`, `started_at`, `duration_ms`,
+/// `response_status`, `error`).
+fn attempt_from_row(r: &tokio_postgres::Row) -> Attempt {
+    Attempt {
+        attempt: r.get("attempt"),
+        started_at: r.get("started_at"),
+        duration_ms: r.get("duration_ms"),
+        response_status: r.get("response_status"),
+        error: r.get("error"),
+    }
 }
 
 /// An attempt of one of a checkout's notifications, with the channel and target it went to.
@@ -255,15 +291,9 @@ pub async fn attempts_for_checkout(
         .await?
         .iter()
         .map(|r| CheckoutAttempt {
-            channel: r.get(0),
-            target: r.get(1),
-            attempt: Attempt {
-                attempt: r.get(2),
-                started_at: r.get(3),
-                duration_ms: r.get(4),
-                response_status: r.get(5),
-                error: r.get(6),
-            },
+            channel: r.get("channel"),
+            target: r.get("target"),
+            attempt: attempt_from_row(r),
         })
         .collect())
 }

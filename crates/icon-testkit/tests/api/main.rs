@@ -13,3 +13,4 @@ mod hardening;
 mod isolation;
 mod probes;
 mod push;
+mod recording;

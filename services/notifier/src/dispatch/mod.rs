@@ -15,6 +15,7 @@
 //! what follows from its outcome (a retry published to a delay tier, a park, the record).
 
 mod outcome;
+mod recorder;
 
 use crate::channels::{Channels, Route};
 use crate::schedule::RetrySchedule;
@@ -55,6 +56,8 @@ pub struct Dispatcher {
     /// How long a claimed attempt may run before another copy may take it over: longer than
     /// any attempt ([`Self::attempt_limit`]) plus recording it.
     lease: Duration,
+    /// Writes attempt records, several in one transaction when they finish together.
+    recorder: recorder::Recorder,
 }
 
 /// Time to record an attempt, on top of the attempt itself, within a claim's lease.
@@ -69,6 +72,7 @@ impl Dispatcher {
         attempt_limit: Duration,
     ) -> Self {
         Self {
+            recorder: recorder::Recorder::spawn(pool.clone()),
             pool,
             channels,
             schedule,

@@ -9,8 +9,7 @@ use icon_contracts::{
     topology, CheckoutFinished, Envelope, Message, NotificationDue, NotificationParked,
 };
 use icon_domain::NotificationState;
-use icon_store::notifications::{self, Claimed, Notification, RecordAttempt};
-use icon_store::StoreError;
+use icon_store::notifications::{Claimed, Notification, RecordAttempt};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -92,10 +91,9 @@ impl Dispatcher {
             next_attempt_at = ?next,
             "notification attempt"
         );
-        let db = self.pool.get().await.map_err(StoreError::from)?;
-        let recorded = notifications::record_attempt(
-            &db,
-            &RecordAttempt {
+        let recorded = self
+            .recorder
+            .record(RecordAttempt {
                 id: n.id,
                 claim,
                 attempt: attempt_no,
@@ -105,9 +103,8 @@ impl Dispatcher {
                 error,
                 new_state,
                 next_attempt_at: next,
-            },
-        )
-        .await?;
+            })
+            .await?;
         if !recorded {
             tracing::info!("this attempt's lease ran out and another copy took it over");
         }

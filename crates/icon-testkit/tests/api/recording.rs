@@ -1,0 +1,97 @@
+//! Attempts recorded together: the notifier writes the attempts that finish at the same time in
+//! one statement (group commit), and each keeps its own claim's verdict.
+
+use chrono::Utc;
+use icon_domain::{NotificationId, NotificationState};
+use icon_store::notifications::{record_attempts, RecordAttempt};
+use icon_testkit::{Options, Receiver, Sim, TestApp};
+use uuid::Uuid;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempts_recorded_together_each_keep_their_claims_verdict() {
+    let app = TestApp::spawn_with(Options {
+        start_notifier: false,
+        ..Options::default()
+    })
+    .await;
+    let sim = Sim::start().await;
+    app.register_retailer("acme", &sim.order_url("acme")).await;
+    let receiver = Receiver::start(vec![], None).await;
+    for _ in 0..2 {
+        let cart = app.cart_with("alice", &[("acme", "dress")]).await;
+        let reply = app.checkout("alice", cart, Some(&receiver.url)).await;
+        assert_eq!(reply.status, 202, "{reply:?}");
+        let id = reply.json["checkout_id"].as_str().unwrap().to_owned();
+        app.wait_for_checkout("alice", &id, "completed", |c| c["status"] == "completed")
+            .await;
+    }
+    // Both first attempts are claimed, as a notifier claims them before calling out.
+    let db = app.env.db().await;
+    let claimed = db
+        .query(
+            "UPDATE notifications SET attempts = 1, claim = gen_random_uuid(),
+                    claimed_until = now() + interval '1 minute', first_attempt_at = now()
+             RETURNING id, claim",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 2);
+    let record = |id: Uuid, claim: Uuid| RecordAttempt {
+        id: NotificationId::from_uuid(id),
+        claim,
+        attempt: 1,
+        started_at: Utc::now(),
+        duration_ms: 3,
+        response_status: Some(200),
+        error: None,
+        new_state: NotificationState::Delivered,
+        next_attempt_at: None,
+    };
+    let (kept, lost): (Uuid, Uuid) = (claimed[0].get(0), claimed[1].get(0));
+    let batch = [
+        record(kept, claimed[0].get(1)),
+        // This one's claim was taken over by another copy: its record must be refused.
+        record(lost, Uuid::new_v4()),
+    ];
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let pool = icon_store::connect(
+        &icon_store::PoolSettings::new(&app.env.database_url),
+        &shutdown,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let conn = pool.get().await.unwrap();
+    assert_eq!(
+        record_attempts(&conn, &batch).await.unwrap(),
+        vec![true, false]
+    );
+
+    let state = |id: Uuid| {
+        let db = &db;
+        async move {
+            let row = db
+                .query_one(
+                    "SELECT state, claim IS NOT NULL,
+                            (SELECT count(*) FROM notification_attempts WHERE notification_id = $1)
+                     FROM notifications WHERE id = $1",
+                    &[&id],
+                )
+                .await
+                .unwrap();
+            (
+                row.get::<_, String>(0),
+                row.get::<_, bool>(1),
+                row.get::<_, i64>(2),
+            )
+        }
+    };
+    assert_eq!(state(kept).await, ("delivered".to_owned(), false, 1));
+    assert_eq!(
+        state(lost).await,
+        ("pending".to_owned(), true, 0),
+        "a refused record changes nothing"
+    );
+    app.stop().await;
+}
