@@ -53,19 +53,24 @@ pub struct Claimed {
     pub first_attempt_at: DateTime<Utc>,
 }
 
-/// Claims, in one statement, the first attempt of every pending notification of `checkout` on
+/// What [`claim_first_attempts`] found for one checkout: every notification, with its claim
+/// when this call got one.
+pub type FirstAttempts = Vec<(Notification, Option<Claimed>)>;
+
+/// Claims, in one statement, the first attempt of every pending notification of `checkouts` on
 /// one of `channels` (those this notifier delivers), as [`claim_attempt`] with
 /// `after_attempt = 0` would one by one (a crashed first attempt whose lease ran out is taken
-/// over); and returns every notification of the checkout, with its claim when it got one.
-/// Those without are for [`claim_attempt`] to sort out (an attempt in flight elsewhere, a
-/// disabled channel, a retry chain that owns it).
-#[tracing::instrument(name = "store.claim_first_attempts", skip_all, fields(checkout_id = %checkout))]
+/// over); and returns, for each checkout in order, all its notifications, with their claims
+/// when they got one. Those without are for [`claim_attempt`] to sort out (an attempt in flight
+/// elsewhere, a disabled channel, a retry chain that owns it). The notifier claims for the
+/// checkouts that finish together in one go (group commit).
+#[tracing::instrument(name = "store.claim_first_attempts", skip_all, fields(count = checkouts.len()))]
 pub async fn claim_first_attempts(
     db: &impl GenericClient,
-    checkout: CheckoutId,
+    checkouts: &[CheckoutId],
     channels: &[&str],
     lease: std::time::Duration,
-) -> Result<Vec<(Notification, Option<Claimed>)>, StoreError> {
+) -> Result<Vec<FirstAttempts>, StoreError> {
     let stmt = db
         .prepare_cached(
             "WITH claimed AS (
@@ -74,7 +79,7 @@ pub async fn claim_first_attempts(
                      claim = gen_random_uuid(),
                      claimed_until = now() + make_interval(secs => $3),
                      first_attempt_at = coalesce(first_attempt_at, now()), updated_at = now()
-                 WHERE checkout_id = $1 AND channel = ANY($2) AND state = 'pending'
+                 WHERE checkout_id = ANY($1) AND channel = ANY($2) AND state = 'pending'
                    AND ((attempts = 0 AND (claimed_until IS NULL OR claimed_until < now()))
                         OR (attempts = 1 AND claimed_until < now()))
                  RETURNING *
@@ -82,17 +87,17 @@ pub async fn claim_first_attempts(
              SELECT true AS claimed_now, * FROM claimed
              UNION ALL
              SELECT false, n.* FROM notifications n
-             WHERE n.checkout_id = $1 AND NOT EXISTS (SELECT 1 FROM claimed c WHERE c.id = n.id)",
+             WHERE n.checkout_id = ANY($1)
+               AND NOT EXISTS (SELECT 1 FROM claimed c WHERE c.id = n.id)",
         )
         .await?;
-    db.query(
-        &stmt,
-        &[&checkout.as_uuid(), &channels, &lease.as_secs_f64()],
-    )
-    .await?
-    .iter()
-    .map(|r| {
-        let n = from_row(r)?;
+    let ids: Vec<Uuid> = checkouts.iter().map(|c| c.as_uuid()).collect();
+    let mut found: Vec<FirstAttempts> = checkouts.iter().map(|_| Vec::new()).collect();
+    for r in db
+        .query(&stmt, &[&ids, &channels, &lease.as_secs_f64()])
+        .await?
+    {
+        let n = from_row(&r)?;
         let claimed = if r.get::<_, bool>("claimed_now") {
             Some(Claimed {
                 claim: r.get("claim"),
@@ -104,9 +109,11 @@ pub async fn claim_first_attempts(
         } else {
             None
         };
-        Ok((n, claimed))
-    })
-    .collect()
+        if let Some(i) = ids.iter().position(|id| *id == n.checkout_id.as_uuid()) {
+            found[i].push((n, claimed));
+        }
+    }
+    Ok(found)
 }
 
 /// Claims the attempt after `after_attempt` for `lease`, before anything is sent.
@@ -162,22 +169,10 @@ pub async fn claim_attempt(
     })
 }
 
-/// Records a claimed attempt and releases the claim; `false` if the claim was lost (its lease
-/// ran out and another copy took the attempt over).
-pub async fn record_attempt(
-    db: &impl GenericClient,
-    a: &RecordAttempt,
-) -> Result<bool, StoreError> {
-    Ok(record_attempts(db, std::slice::from_ref(a))
-        .await?
-        .first()
-        .copied()
-        .unwrap_or(false))
-}
-
-/// Records several claimed attempts in one statement (one transaction): for each, the
-/// notification's new state and the attempt's row, or neither if its claim was lost. Returns,
-/// in order, whether each was recorded. The notifier batches the attempts that finish together
+/// Records claimed attempts and releases their claims, in one statement (one transaction): for
+/// each, the notification's new state and the attempt's row, or neither if its claim was lost
+/// (its lease ran out and another copy took the attempt over). Returns, in order, whether each
+/// was recorded. The notifier batches the attempts that finish together
 /// (group commit), so a busy notifier commits once for many.
 #[tracing::instrument(name = "store.record_attempts", skip_all, fields(count = attempts.len()))]
 pub async fn record_attempts(

@@ -14,8 +14,8 @@
 //! Here: taking messages and claiming attempts; `outcome.rs`: making a claimed attempt and
 //! what follows from its outcome (a retry published to a delay tier, a park, the record).
 
+mod group;
 mod outcome;
-mod recorder;
 
 use crate::channels::{Channels, Route};
 use crate::schedule::RetrySchedule;
@@ -56,8 +56,11 @@ pub struct Dispatcher {
     /// How long a claimed attempt may run before another copy may take it over: longer than
     /// any attempt ([`Self::attempt_limit`]) plus recording it.
     lease: Duration,
+    /// Claims first attempts, for several checkouts in one transaction when they finish
+    /// together.
+    claims: group::GroupCommit<group::Claims>,
     /// Writes attempt records, several in one transaction when they finish together.
-    recorder: recorder::Recorder,
+    records: group::GroupCommit<group::Records>,
 }
 
 /// Time to record an attempt, on top of the attempt itself, within a claim's lease.
@@ -71,14 +74,22 @@ impl Dispatcher {
         publisher: LazyPublisher,
         attempt_limit: Duration,
     ) -> Self {
+        let lease = attempt_limit + RECORDING_MARGIN;
         Self {
-            recorder: recorder::Recorder::spawn(pool.clone()),
+            claims: group::GroupCommit::spawn(
+                pool.clone(),
+                group::Claims {
+                    channels: channels.deliverable(),
+                    lease,
+                },
+            ),
+            records: group::GroupCommit::spawn(pool.clone(), group::Records),
             pool,
             channels,
             schedule,
             publisher,
             attempt_limit,
-            lease: attempt_limit + RECORDING_MARGIN,
+            lease,
         }
     }
 
@@ -92,17 +103,9 @@ impl Dispatcher {
     }
 
     async fn on_finished(&self, msg: Envelope<CheckoutFinished>) -> Result<(), DispatchError> {
-        // One statement claims every first attempt this notifier can make and lists the rest.
-        let list = {
-            let db = self.pool.get().await.map_err(StoreError::from)?;
-            notifications::claim_first_attempts(
-                &db,
-                msg.data.checkout_id,
-                &self.channels.deliverable(),
-                self.lease,
-            )
-            .await?
-        };
+        // One statement claims every first attempt this notifier can make and lists the rest
+        // (with those of the other checkouts finishing at the same moment).
+        let list = self.claims.write(msg.data.checkout_id).await?;
         // Only notifications nobody has attempted yet; otherwise their retry chains own them.
         // All at once, so one slow device or receiver does not hold back the others.
         let first_attempts = list.iter().filter_map(|(n, claimed)| match claimed {

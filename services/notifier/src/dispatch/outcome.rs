@@ -92,8 +92,8 @@ impl Dispatcher {
             "notification attempt"
         );
         let recorded = self
-            .recorder
-            .record(RecordAttempt {
+            .records
+            .write(RecordAttempt {
                 id: n.id,
                 claim,
                 attempt: attempt_no,
