@@ -102,6 +102,18 @@ impl TestEnv {
             .get(0)
     }
 
+    /// A connection pool on this test's database (schema migrated), for calling the store
+    /// directly.
+    pub async fn pool(&self) -> icon_store::Pool {
+        icon_store::connect(
+            &icon_store::PoolSettings::new(&self.database_url),
+            &tokio_util::sync::CancellationToken::new(),
+        )
+        .await
+        .expect("connect to the test database")
+        .expect("not cancelled")
+    }
+
     /// Waits until the outbox is empty: every message published and its row deleted (the
     /// relays delete published rows in batches, `icon_outbox::CLEANUP_EVERY`).
     pub async fn outbox_drained(&self) {

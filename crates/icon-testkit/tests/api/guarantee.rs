@@ -358,14 +358,7 @@ async fn sweepers_requeue_at_most_once_per_period_and_never_work_still_in_the_ou
     .await;
     let cart = app.cart_with("alice", &[("acme", "dress")]).await;
     id_of(&app.checkout("alice", cart, None).await);
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let pool = icon_store::connect(
-        &icon_store::PoolSettings::new(&app.env.database_url),
-        &shutdown,
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let pool = app.env.pool().await;
     let mut conn = pool.get().await.unwrap();
     let db = app.env.db().await;
     app.env.outbox_drained().await;
@@ -397,7 +390,6 @@ async fn sweepers_requeue_at_most_once_per_period_and_never_work_still_in_the_ou
     report(&format!(
         "FAULT checkout sweeper: requeued={first} then {again} in one period, {during_outage} while the outbox held its message"
     ));
-    shutdown.cancel();
     app.stop().await;
 }
 

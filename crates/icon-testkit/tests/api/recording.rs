@@ -1,10 +1,12 @@
-//! Attempts recorded together: the notifier writes the attempts that finish at the same time in
-//! one statement (group commit), and each keeps its own claim's verdict.
+//! Group commit in the notifier: the first attempts of checkouts that finish together are
+//! claimed in one statement, and attempts that finish together are recorded in one statement;
+//! each keeps its own verdict.
 
 use chrono::Utc;
-use icon_domain::{NotificationId, NotificationState};
-use icon_store::notifications::{record_attempts, RecordAttempt};
+use icon_domain::{CheckoutId, NotificationId, NotificationState};
+use icon_store::notifications::{claim_first_attempts, record_attempts, RecordAttempt};
 use icon_testkit::{Options, Receiver, Sim, TestApp};
+use std::time::Duration;
 use uuid::Uuid;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -54,14 +56,7 @@ async fn attempts_recorded_together_each_keep_their_claims_verdict() {
         // This one's claim was taken over by another copy: its record must be refused.
         record(lost, Uuid::new_v4()),
     ];
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let pool = icon_store::connect(
-        &icon_store::PoolSettings::new(&app.env.database_url),
-        &shutdown,
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let pool = app.env.pool().await;
     let conn = pool.get().await.unwrap();
     assert_eq!(
         record_attempts(&conn, &batch).await.unwrap(),
@@ -93,5 +88,48 @@ async fn attempts_recorded_together_each_keep_their_claims_verdict() {
         ("pending".to_owned(), true, 0),
         "a refused record changes nothing"
     );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_attempts_of_several_checkouts_are_claimed_together_each_once() {
+    let app = TestApp::spawn_with(Options {
+        start_notifier: false,
+        ..Options::default()
+    })
+    .await;
+    let sim = Sim::start().await;
+    app.register_retailer("acme", &sim.order_url("acme")).await;
+    let receiver = Receiver::start(vec![], None).await;
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let cart = app.cart_with("alice", &[("acme", "dress")]).await;
+        let reply = app.checkout("alice", cart, Some(&receiver.url)).await;
+        let id = reply.json["checkout_id"].as_str().unwrap().to_owned();
+        app.wait_for_checkout("alice", &id, "completed", |c| c["status"] == "completed")
+            .await;
+        ids.push(CheckoutId::from_uuid(id.parse().unwrap()));
+    }
+    let pool = app.env.pool().await;
+    let conn = pool.get().await.unwrap();
+    let lease = Duration::from_secs(60);
+    let found = claim_first_attempts(&conn, &ids, &["callback"], lease)
+        .await
+        .unwrap();
+    // One list per checkout, in order, each with its own callback, claimed as attempt 1.
+    assert_eq!(found.len(), 2);
+    for (list, id) in found.iter().zip(&ids) {
+        assert_eq!(list.len(), 1, "{list:?}");
+        let (n, claimed) = &list[0];
+        assert_eq!(n.checkout_id, *id);
+        assert_eq!(claimed.as_ref().map(|c| c.attempt), Some(1));
+    }
+    // Claimed already (their lease runs): a second claim gets the rows but no claim.
+    let again = claim_first_attempts(&conn, &ids, &["callback"], lease)
+        .await
+        .unwrap();
+    assert!(again
+        .iter()
+        .all(|list| list.len() == 1 && list[0].1.is_none()));
     app.stop().await;
 }
