@@ -97,13 +97,6 @@ impl Outbox {
             tracing::debug!(error = %e, "relay busy; the outbox row waits for the safety net");
         }
     }
-
-    /// A handle whose rows nobody publishes straight away: for tests and tools that run without
-    /// a relay; the rows wait for a relay's safety net.
-    pub fn detached() -> Self {
-        let (tx, _) = mpsc::channel(1);
-        Self { tx }
-    }
 }
 
 /// Starts the relay as a task, declaring its queues as `queue_type`: the one start-up every
