@@ -95,6 +95,8 @@ pub(crate) async fn run(
                 broker_ready.store(false, Ordering::Relaxed);
                 continue 'connection;
             }
+            // In this order: under a steady stream of handed-over rows the rarer wake-ups, polls
+            // and clean-ups must still get their turn.
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => {
@@ -108,6 +110,9 @@ pub(crate) async fn run(
                     }
                     break 'connection;
                 }
+                _ = wake.notified() => work.drain_due = true,
+                _ = poll.tick() => work.drain_due = true,
+                _ = cleanup.tick() => delete_confirmed(&pool, &mut work).await,
                 row = handed.recv(), if handed_open => match row {
                     Some(row) => {
                         work.handed.push(row);
@@ -118,9 +123,6 @@ pub(crate) async fn run(
                     }
                     None => handed_open = false,
                 },
-                _ = wake.notified() => work.drain_due = true,
-                _ = poll.tick() => work.drain_due = true,
-                _ = cleanup.tick() => delete_confirmed(&pool, &mut work).await,
             }
         }
     }
