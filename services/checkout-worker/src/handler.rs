@@ -3,7 +3,8 @@
 //!
 //! Each message claims one processing pass (see `icon_store::passes`), makes at most one call
 //! per order that is due, and records the outcome with either the final transition or the next
-//! pass, in one transaction. Nothing here sleeps: every wait is a delay tier.
+//! pass, in one statement. Nothing here sleeps but a moment for a retailer's free slot
+//! (`gate::SLOT_WAIT`): every longer wait is a delay tier.
 
 use crate::gate::{RetailerGate, SLOT_WAIT};
 use crate::progress;
