@@ -9,8 +9,9 @@ use icon_testkit::{Options, Receiver, Sim, TestApp};
 use std::time::Duration;
 use uuid::Uuid;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn attempts_recorded_together_each_keep_their_claims_verdict() {
+/// Two checkouts completed, each with a callback, and no notifier running: their notifications
+/// wait for a first attempt. The simulator and the receiver are returned to keep them up.
+async fn two_finished_checkouts() -> (TestApp, Sim, Receiver, Vec<CheckoutId>) {
     let app = TestApp::spawn_with(Options {
         start_notifier: false,
         ..Options::default()
@@ -19,6 +20,7 @@ async fn attempts_recorded_together_each_keep_their_claims_verdict() {
     let sim = Sim::start().await;
     app.register_retailer("acme", &sim.order_url("acme")).await;
     let receiver = Receiver::start(vec![], None).await;
+    let mut ids = Vec::new();
     for _ in 0..2 {
         let cart = app.cart_with("alice", &[("acme", "dress")]).await;
         let reply = app.checkout("alice", cart, Some(&receiver.url)).await;
@@ -26,7 +28,14 @@ async fn attempts_recorded_together_each_keep_their_claims_verdict() {
         let id = reply.json["checkout_id"].as_str().unwrap().to_owned();
         app.wait_for_checkout("alice", &id, "completed", |c| c["status"] == "completed")
             .await;
+        ids.push(CheckoutId::from_uuid(id.parse().unwrap()));
     }
+    (app, sim, receiver, ids)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempts_recorded_together_each_keep_their_claims_verdict() {
+    let (app, _sim, _receiver, _ids) = two_finished_checkouts().await;
     // Both first attempts are claimed, as a notifier claims them before calling out.
     let db = app.env.db().await;
     let claimed = db
@@ -93,23 +102,7 @@ async fn attempts_recorded_together_each_keep_their_claims_verdict() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_attempts_of_several_checkouts_are_claimed_together_each_once() {
-    let app = TestApp::spawn_with(Options {
-        start_notifier: false,
-        ..Options::default()
-    })
-    .await;
-    let sim = Sim::start().await;
-    app.register_retailer("acme", &sim.order_url("acme")).await;
-    let receiver = Receiver::start(vec![], None).await;
-    let mut ids = Vec::new();
-    for _ in 0..2 {
-        let cart = app.cart_with("alice", &[("acme", "dress")]).await;
-        let reply = app.checkout("alice", cart, Some(&receiver.url)).await;
-        let id = reply.json["checkout_id"].as_str().unwrap().to_owned();
-        app.wait_for_checkout("alice", &id, "completed", |c| c["status"] == "completed")
-            .await;
-        ids.push(CheckoutId::from_uuid(id.parse().unwrap()));
-    }
+    let (app, _sim, _receiver, ids) = two_finished_checkouts().await;
     let pool = app.env.pool().await;
     let conn = pool.get().await.unwrap();
     let lease = Duration::from_secs(60);
