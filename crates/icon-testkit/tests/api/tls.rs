@@ -7,7 +7,7 @@ use icon_broker::lapin::ConnectionProperties;
 use icon_broker::AmqpUrl;
 use icon_store::DatabaseUrl;
 use icon_testkit::tls_proxy::{TestCa, TlsTerminator};
-use icon_testkit::{Options, Receiver, Sim, TestApp, TestEnv};
+use icon_testkit::{eventually, Options, Receiver, Sim, TestApp, TestEnv};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::str::FromStr;
 use std::time::Duration;
@@ -114,6 +114,27 @@ async fn a_checkout_completes_with_every_connection_over_verified_tls() {
         .await;
     assert_eq!(view["status"], "completed");
     assert_eq!(sim.orders().await.len(), 1);
+
+    // The outbox relays' LISTEN connections are on this database too, and the only way to it
+    // for the services was through the terminator, which takes nothing but TLS.
+    let db = app.env.db().await;
+    eventually(
+        "an outbox LISTEN connection",
+        Duration::from_secs(10),
+        || async {
+            let listening: i64 = db
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = $1 AND query LIKE 'LISTEN%'",
+                    &[&app.env.name],
+                )
+                .await
+                .expect("pg_stat_activity")
+                .get(0);
+            (listening >= 1).then_some(())
+        },
+    )
+    .await;
 
     // Three services with a pool each, plus the relays' LISTEN connections; on the broker the
     // gateway's relay, the worker's consumer and the notifier's consumer at least.
