@@ -55,14 +55,7 @@ pub async fn open(url: &str, props: ConnectionProperties) -> lapin::Result<Conne
 
 /// The URL without its password, for logs.
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            let user = creds.split(':').next().unwrap_or("");
-            format!("{}{}:***{}", &url[..s + 3], user, &url[at..])
-        }
-        _ => url.to_owned(),
-    }
+    icon_runtime::tls::redact_url(url)
 }
 
 #[cfg(test)]

@@ -60,6 +60,8 @@ pub fn load_roots(path: &Path) -> Result<RootCertStore, String> {
 }
 
 impl Roots {
+    /// The trust anchors, read now: a CA file is read when the settings are checked, so a
+    /// missing one stops the start rather than every connection attempt.
     pub fn load(&self) -> Result<RootCertStore, String> {
         match self {
             Roots::Public => Ok(RootCertStore {

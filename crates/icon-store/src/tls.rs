@@ -174,6 +174,8 @@ impl MakeTlsConnect<Socket> for PgTls {
     }
 }
 
+/// One connection's TLS handshake, made by [`PgTls`] for the host tokio-postgres is about to
+/// connect to.
 pub struct PgTlsConnect {
     config: Option<Arc<ClientConfig>>,
     domain: String,
