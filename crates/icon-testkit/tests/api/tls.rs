@@ -176,6 +176,15 @@ async fn verify_full_refuses_a_certificate_from_another_ca() {
             "{mode}: {err}"
         );
     }
+    assert_eq!(pg_tls.sessions(), 0, "no session with an unverified server");
+
+    // `require` alone encrypts without checking who answers, as libpq does: it connects.
+    let unchecked = DatabaseUrl::parse(&database_url(&env, pg_tls.port(), "sslmode=require"))
+        .expect("valid URL");
+    select_one(&unchecked)
+        .await
+        .expect("require without sslrootcert accepts any certificate");
+    assert_eq!(pg_tls.sessions(), 1);
 
     let url = AmqpUrl::parse(&amqps_url(&env, amqp_tls.port(), &ours)).expect("valid URL");
     let err = url
@@ -187,7 +196,6 @@ async fn verify_full_refuses_a_certificate_from_another_ca() {
         err.contains("invalid peer certificate") && err.contains("UnknownIssuer"),
         "{err}"
     );
-    assert_eq!(pg_tls.sessions(), 0);
     assert_eq!(amqp_tls.sessions(), 0);
 }
 
