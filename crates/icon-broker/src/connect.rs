@@ -1,5 +1,6 @@
 //! Connecting to RabbitMQ.
 
+use crate::tls::AmqpUrl;
 use icon_runtime::Backoff;
 use lapin::{Connection, ConnectionProperties};
 use tokio_util::sync::CancellationToken;
@@ -15,7 +16,7 @@ pub async fn connect(url: &str, name: &str, shutdown: &CancellationToken) -> Opt
         let props = ConnectionProperties::default().with_connection_name(name.into());
         let attempt = tokio::select! {
             _ = shutdown.cancelled() => return None,
-            r = tokio::time::timeout(std::time::Duration::from_secs(10), Connection::connect(url, props)) => r,
+            r = tokio::time::timeout(std::time::Duration::from_secs(10), open(url, props)) => r,
         };
         let error = match attempt {
             Ok(Ok(conn)) => {
@@ -39,16 +40,22 @@ pub async fn connect(url: &str, name: &str, shutdown: &CancellationToken) -> Opt
     }
 }
 
+/// One connection attempt, through TLS for `amqps://` (see [`crate::tls`]). Services checked
+/// the URL in their settings, so a parse error here is a caller's bug, reported like a failure
+/// to connect.
+pub async fn open(url: &str, props: ConnectionProperties) -> lapin::Result<Connection> {
+    match AmqpUrl::parse(url) {
+        Ok(url) => url.connect(props).await,
+        Err(e) => Err(lapin::Error::from(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("ICON_AMQP_URL is invalid: {e}"),
+        ))),
+    }
+}
+
 /// The URL without its password, for logs.
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            let user = creds.split(':').next().unwrap_or("");
-            format!("{}{}:***{}", &url[..s + 3], user, &url[at..])
-        }
-        _ => url.to_owned(),
-    }
+    icon_runtime::tls::redact_url(url)
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! RabbitMQ plumbing shared by the services, on lapin.
 //!
-//! - [`connect`]: connecting, waiting with backoff while the broker is not reachable.
+//! - [`connect`]: connecting, waiting with backoff while the broker is not reachable; [`tls`]:
+//!   `amqps://` URLs, on rustls with `ring`.
 //! - [`queue_type`]: quorum (the default) or classic queues, `ICON_AMQP_QUEUE_TYPE`.
 //! - [`topology`]: declaring exchanges and queues, idempotently, with every option explained; an
 //!   existing queue of the other type is kept, not broken.
@@ -18,6 +19,7 @@ pub mod migrate;
 pub mod migrate_command;
 pub mod publish;
 pub mod queue_type;
+pub mod tls;
 pub mod topology;
 
 pub use connect::connect;
@@ -25,6 +27,7 @@ pub use consume::{run_consumer, ConsumerSettings, Disposition, Handler};
 pub use lapin;
 pub use publish::{LazyPublisher, OutgoingMessage, PublishError, Publisher};
 pub use queue_type::{ParseQueueTypeError, QueueType, QUEUE_TYPE_VAR};
+pub use tls::AmqpUrl;
 pub use topology::{Declared, Mismatch, Topology};
 
 /// The AMQP header that carries the checkout id, so every consumer's span has it before the body

@@ -3,7 +3,7 @@
 
 use crate::migrate::{migrate, MigrateError, MigrationReport};
 use crate::Topology;
-use lapin::{Connection, ConnectionProperties};
+use lapin::ConnectionProperties;
 use std::fmt;
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ pub async fn migrate_at(
     let props = ConnectionProperties::default().with_connection_name("icon-migrate-queues".into());
     let connect = tokio::time::timeout(
         Duration::from_secs(10),
-        Connection::connect(amqp_url, props),
+        crate::connect::open(amqp_url, props),
     );
     let conn = match connect.await {
         Ok(Ok(conn)) => conn,

@@ -212,7 +212,7 @@ impl LazyPublisher {
         let props =
             lapin::ConnectionProperties::default().with_connection_name(self.name.as_str().into());
         let conn =
-            tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(&self.amqp_url, props))
+            tokio::time::timeout(CONNECT_TIMEOUT, crate::connect::open(&self.amqp_url, props))
                 .await
                 .map_err(|_| PublishError::Timeout(CONNECT_TIMEOUT))??;
         self.topology.declare(&conn).await?;

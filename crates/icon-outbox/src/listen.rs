@@ -2,7 +2,7 @@
 
 use futures_util::{stream, StreamExt};
 use icon_runtime::Backoff;
-use icon_store::outbox;
+use icon_store::{outbox, DatabaseUrl};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -11,10 +11,20 @@ use tokio_util::sync::CancellationToken;
 
 /// Keeps a `LISTEN` connection open and turns notifications into wake-ups. After every
 /// (re)connect it wakes the relay once, for anything committed while it was not listening.
+/// It connects with the same TLS settings as the pool.
 pub(crate) async fn listen(database_url: String, wake: Arc<Notify>, shutdown: CancellationToken) {
+    let database_url = match DatabaseUrl::parse(&database_url) {
+        Ok(url) => url,
+        Err(e) => {
+            // The pool parsed the same URL before the relay started; this is unreachable in a
+            // service, and the relay still works by polling.
+            tracing::error!(error = %e, "ICON_DATABASE_URL is invalid; the outbox relay polls without LISTEN");
+            return;
+        }
+    };
     let mut backoff = Backoff::reconnect();
     while !shutdown.is_cancelled() {
-        match tokio_postgres::connect(&database_url, tokio_postgres::NoTls).await {
+        match database_url.connect().await {
             Ok((client, mut connection)) => {
                 let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
                 let mut messages = stream::poll_fn(move |cx| connection.poll_message(cx));
@@ -48,7 +58,7 @@ pub(crate) async fn listen(database_url: String, wake: Arc<Notify>, shutdown: Ca
                 driver.abort();
             }
             Err(e) => {
-                tracing::debug!(error = %e, "outbox listener cannot connect; the relay polls meanwhile");
+                tracing::debug!(error = %icon_store::pool::source_chain(&e), "outbox listener cannot connect; the relay polls meanwhile");
             }
         }
         sleep(backoff.next_delay(), &shutdown).await;

@@ -1,7 +1,8 @@
 //! What every ICON binary needs around its real work: a shared `main` ([`service`]), settings
 //! read from the environment once ([`settings`]), logging ([`telemetry`]), graceful shutdown and
 //! periodic chores ([`shutdown`]), health probes ([`probe`]) and patient retries while a dependency is not reachable yet
-//! ([`backoff`]), and delay tiers for waiting in the broker ([`tiers`]).
+//! ([`backoff`]), delay tiers for waiting in the broker ([`tiers`]), and the client side of TLS
+//! to PostgreSQL and RabbitMQ ([`tls`]).
 
 pub mod backoff;
 pub mod probe;
@@ -10,6 +11,7 @@ pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tiers;
+pub mod tls;
 
 pub use backoff::Backoff;
 pub use settings::{Env, SettingsError};

@@ -11,6 +11,9 @@ pub enum StoreError {
     Database(#[from] tokio_postgres::Error),
     #[error("unexpected data in the database: {0}")]
     Corrupt(String),
+    /// A setting is wrong (the message names the variable); retrying will not help.
+    #[error("{0}")]
+    Settings(String),
 }
 
 impl From<PoolError> for StoreError {
@@ -36,7 +39,7 @@ impl StoreError {
                     .is_some_and(|s| s.downcast_ref::<std::io::Error>().is_some());
                 e.is_closed() || code_says_so || io_failure
             }
-            StoreError::Corrupt(_) => false,
+            StoreError::Corrupt(_) | StoreError::Settings(_) => false,
         }
     }
 }

@@ -3,7 +3,8 @@
 //! SQL lives here and nowhere else, one module per aggregate:
 //! - [`pool`]: connecting (waiting while PostgreSQL is not reachable yet, creating the database if
 //!   it does not exist) and [`migrate`]: bringing the schema up to date, safely from many
-//!   processes at once.
+//!   processes at once. [`tls`]: `ICON_DATABASE_URL`'s `sslmode`/`sslrootcert` and the rustls
+//!   connector all connections use.
 //! - [`retailers`], [`carts`], [`checkouts`]: what the gateway reads and writes.
 //! - [`orders`]: one retailer order of a checkout, as shown and as the worker works on it.
 //! - [`passes`]: the worker's processing passes: claim, record, finish, give up.
@@ -26,7 +27,9 @@ pub mod passes;
 pub mod pool;
 pub mod retailers;
 pub mod sweep;
+pub mod tls;
 
 pub use deadpool_postgres::{GenericClient, Object as Conn, Pool};
 pub use error::StoreError;
 pub use pool::{connect, PoolSettings};
+pub use tls::DatabaseUrl;

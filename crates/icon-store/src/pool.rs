@@ -1,11 +1,11 @@
 //! Connecting to PostgreSQL.
 
+use crate::tls::{DatabaseUrl, PgTls};
 use crate::{migrate, StoreError};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
 use icon_runtime::Backoff;
-use std::str::FromStr;
 use std::time::Duration;
-use tokio_postgres::{Config, NoTls};
+use tokio_postgres::Config;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone)]
@@ -34,10 +34,10 @@ pub async fn connect(
     settings: &PoolSettings,
     shutdown: &CancellationToken,
 ) -> Result<Option<Pool>, StoreError> {
-    let config = Config::from_str(&settings.url).map_err(|e| {
-        StoreError::Corrupt(format!("ICON_DATABASE_URL is not a PostgreSQL URL: {e}"))
-    })?;
-    let pool = build_pool(config.clone(), settings)?;
+    let url = DatabaseUrl::parse(&settings.url)
+        .map_err(|e| StoreError::Settings(format!("ICON_DATABASE_URL is invalid: {e}")))?;
+    let config = url.config().clone();
+    let pool = build_pool(config.clone(), url.tls(), settings)?;
     let mut backoff = Backoff::reconnect();
     loop {
         let error = match pool.get().await {
@@ -47,7 +47,7 @@ pub async fn connect(
             },
             Err(e) => {
                 if is_missing_database(&e) {
-                    create_database(&config).await;
+                    create_database(&config, url.tls()).await;
                     continue;
                 }
                 source_chain(&e)
@@ -69,10 +69,10 @@ pub async fn connect(
     Ok(Some(pool))
 }
 
-fn build_pool(config: Config, settings: &PoolSettings) -> Result<Pool, StoreError> {
+fn build_pool(config: Config, tls: PgTls, settings: &PoolSettings) -> Result<Pool, StoreError> {
     let manager = Manager::from_config(
         config,
-        NoTls,
+        tls,
         ManagerConfig {
             // Verified recycling costs a round trip per checkout; a broken connection is instead
             // detected by the query that uses it, and the pool drops it.
@@ -96,13 +96,13 @@ fn is_missing_database(e: &deadpool_postgres::PoolError) -> bool {
         if pg.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_DATABASE))
 }
 
-async fn create_database(config: &Config) {
+async fn create_database(config: &Config, tls: PgTls) {
     let Some(name) = config.get_dbname().map(str::to_owned) else {
         return;
     };
     let mut admin = config.clone();
     admin.dbname("postgres");
-    match admin.connect(NoTls).await {
+    match admin.connect(tls).await {
         Ok((client, conn)) => {
             tokio::spawn(conn);
             let quoted = format!("\"{}\"", name.replace('"', "\"\""));

@@ -21,6 +21,7 @@ pub mod fleet;
 pub mod process;
 mod receiver;
 mod sim;
+pub mod tls_proxy;
 
 pub use api::{Api, Reply as ApiReply};
 pub use env::TestEnv;
@@ -114,7 +115,12 @@ impl TestApp {
     }
 
     pub async fn spawn_with(opts: Options) -> Self {
-        let env = TestEnv::create().await;
+        Self::spawn_on(TestEnv::create().await, opts).await
+    }
+
+    /// [`TestApp::spawn_with`] on an environment the test made first, to reach its database and
+    /// vhost some other way (through [`tls_proxy`], set in `opts.extra`).
+    pub async fn spawn_on(env: TestEnv, opts: Options) -> Self {
         let shutdown = CancellationToken::new();
         let mut vars = Env::from_pairs([
             ("ICON_DATABASE_URL", env.database_url.clone()),

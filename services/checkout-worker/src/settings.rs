@@ -52,8 +52,12 @@ pub struct WorkerSettings {
 impl WorkerSettings {
     pub fn from_env(env: &Env) -> Result<Self, SettingsError> {
         let settings = Self {
-            database_url: env.string("ICON_DATABASE_URL", icon_store::pool::DEFAULT_DATABASE_URL),
-            amqp_url: env.string("ICON_AMQP_URL", icon_broker::connect::DEFAULT_AMQP_URL),
+            database_url: icon_store::tls::check(
+                env.string("ICON_DATABASE_URL", icon_store::pool::DEFAULT_DATABASE_URL),
+            )?,
+            amqp_url: icon_broker::tls::check(
+                env.string("ICON_AMQP_URL", icon_broker::connect::DEFAULT_AMQP_URL),
+            )?,
             queue_type: icon_broker::QueueType::from_env(env)?,
             retailer_timeout: env.duration("ICON_RETAILER_TIMEOUT", Duration::from_secs(10))?,
             retailer_max_attempts: env

@@ -87,8 +87,10 @@ impl GatewaySettings {
         })?;
         let allow = env.parse_with("ICON_CALLBACK_ALLOW_NETWORKS", vec![], parse_networks)?;
         Ok(Self {
-            database_url: env.string("ICON_DATABASE_URL", DEFAULT_DATABASE_URL),
-            amqp_url: env.string("ICON_AMQP_URL", DEFAULT_AMQP_URL),
+            database_url: icon_store::tls::check(
+                env.string("ICON_DATABASE_URL", DEFAULT_DATABASE_URL),
+            )?,
+            amqp_url: icon_broker::tls::check(env.string("ICON_AMQP_URL", DEFAULT_AMQP_URL))?,
             queue_type: QueueType::from_env(env)?,
             http_addr,
             public_url,

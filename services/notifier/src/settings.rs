@@ -70,8 +70,12 @@ impl NotifierSettings {
             Duration::from_secs(72 * 3600),
         )?;
         Ok(Self {
-            database_url: env.string("ICON_DATABASE_URL", icon_store::pool::DEFAULT_DATABASE_URL),
-            amqp_url: env.string("ICON_AMQP_URL", icon_broker::connect::DEFAULT_AMQP_URL),
+            database_url: icon_store::tls::check(
+                env.string("ICON_DATABASE_URL", icon_store::pool::DEFAULT_DATABASE_URL),
+            )?,
+            amqp_url: icon_broker::tls::check(
+                env.string("ICON_AMQP_URL", icon_broker::connect::DEFAULT_AMQP_URL),
+            )?,
             queue_type: icon_broker::QueueType::from_env(env)?,
             schedule: RetrySchedule::new(delays, give_up_after),
             callback_timeout: env.duration("ICON_CALLBACK_TIMEOUT", Duration::from_secs(10))?,
