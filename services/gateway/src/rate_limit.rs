@@ -18,7 +18,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{web, ResponseError};
-use governor::clock::{Clock, DefaultClock};
+use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -114,7 +114,7 @@ impl Limiters {
         };
         self.prune_now_and_then();
         by_ip.check_key(&client_key(ip)).map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            let wait = not_until.wait_time_from(by_ip.clock().now());
             ApiError::rate_limited(
                 wait,
                 "too many requests from your address; wait Retry-After seconds",
@@ -130,7 +130,7 @@ impl Limiters {
         by_subject
             .check_key(&owner.to_owned())
             .map_err(|not_until| {
-                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                let wait = not_until.wait_time_from(by_subject.clock().now());
                 ApiError::rate_limited(
                     wait,
                     "too many requests with this token's subject; wait Retry-After seconds",
