@@ -41,6 +41,11 @@ export ICON_DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db"
 export ICON_AMQP_URL="amqp://guest:guest@127.0.0.1:5672/$vhost"
 export ICON_RUN_PROFILE=release ICON_RUN_BUILD=0
 export ICON_RUN_WORKERS="${BENCH_WORKERS:-1}" ICON_RUN_NOTIFIERS="${BENCH_NOTIFIERS:-1}"
+# The same secret for the services (run.sh) and the tool that mints their tokens.
+export ICON_JWT_SECRET="${ICON_JWT_SECRET:-demo-secret-for-local-runs-only-change-me}"
+# The limiter stays on, so its cost is measured, but far above the ~1,000 requests/s the
+# benchmark sends from this one address.
+export ICON_RATE_LIMIT="${ICON_RATE_LIMIT:-100000/s burst 100000}"
 if reachable 8080 || reachable 8090; then
   say "bench: something already listens on 127.0.0.1:8080 or :8090; stop it first"
   exit 1
@@ -85,7 +90,6 @@ if psql -At -h 127.0.0.1 -U postgres -d "$db" -c "CREATE EXTENSION IF NOT EXISTS
   statements=true
 fi
 
-export ICON_JWT_SECRET="${ICON_JWT_SECRET:-dev-secret-change-me}"
 target/release/icon-bench --database-url "$ICON_DATABASE_URL" "$@"
 
 if $statements; then

@@ -12,6 +12,9 @@ cd "$(dirname "$0")/.."
 if ! local_services; then
   if command -v docker >/dev/null 2>&1; then
     say "run: no PostgreSQL/RabbitMQ on 127.0.0.1; running everything with docker compose"
+    # docker-compose.yml ships no secret; this run gets a random one (mint tokens with
+    # `docker compose exec gateway icon-gateway token ...`, which reads it there).
+    export ICON_JWT_SECRET="${ICON_JWT_SECRET:-$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')}"
     exec docker compose up --build
   fi
   say "run: needs PostgreSQL on 127.0.0.1:5432 and RabbitMQ on 127.0.0.1:5672, or Docker"
@@ -37,7 +40,12 @@ fi
 export ICON_DATABASE_URL="${ICON_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/icon}"
 export ICON_AMQP_URL="${ICON_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
 export ICON_HTTP_ADDR="${ICON_HTTP_ADDR:-127.0.0.1:8080}"
-export ICON_JWT_SECRET="${ICON_JWT_SECRET:-dev-secret-change-me}"
+# A well-known demo secret (at least 32 bytes, as the gateway demands): the gateway listens on
+# loopback only. The walkthrough in the README exports the same value to mint tokens.
+export ICON_JWT_SECRET="${ICON_JWT_SECRET:-demo-secret-for-local-runs-only-change-me}"
+# Generous, so the walkthrough and icon-bench from this machine are never throttled; the
+# default (20/s burst 40 per IP and per token subject) is for production.
+export ICON_RATE_LIMIT="${ICON_RATE_LIMIT:-2000/s burst 4000}"
 # The simulator's callback sink is on loopback; production leaves this empty.
 export ICON_CALLBACK_ALLOW_NETWORKS="${ICON_CALLBACK_ALLOW_NETWORKS:-127.0.0.0/8,::1/128}"
 export ICON_SIM_ADDR="${ICON_SIM_ADDR:-127.0.0.1:8090}"

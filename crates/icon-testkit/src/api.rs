@@ -40,6 +40,17 @@ impl Api {
         }
     }
 
+    /// A client whose connections come from `local` (say 127.0.0.2: all of 127/8 is loopback),
+    /// so a test can play several client addresses.
+    pub fn from_address(base: &str, local: std::net::IpAddr) -> Self {
+        let mut http = HttpConnector::new();
+        http.set_local_address(Some(local));
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            client: Client::builder(TokioExecutor::new()).build(http),
+        }
+    }
+
     pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
         self.send(Method::GET, path, token, None, None).await
     }

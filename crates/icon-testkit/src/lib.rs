@@ -29,7 +29,8 @@ pub use receiver::{Receiver, Recorded, Scripted};
 pub use sim::Sim;
 
 use icon_checkout_worker::WorkerSettings;
-use icon_gateway::{auth::JwtKeys, Application, GatewaySettings};
+use icon_gateway::auth::{Claims, JwtKeys};
+use icon_gateway::{Application, GatewaySettings};
 use icon_notifier::NotifierSettings;
 use icon_runtime::Env;
 use serde_json::{json, Value};
@@ -38,6 +39,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// The HS256 secret of every test gateway: at least 32 bytes, as the gateway demands.
 pub const JWT_SECRET: &str = "test-secret-at-least-32-bytes-long!!";
 
 /// Waits until `check` returns `Some`, polling every 20ms, or panics after `deadline` naming
@@ -128,6 +130,8 @@ impl TestApp {
             ("ICON_HTTP_ADDR", "127.0.0.1:0".into()),
             ("ICON_HTTP_WORKERS", "1".into()),
             ("ICON_JWT_SECRET", JWT_SECRET.into()),
+            // Tests fire requests faster than any shopper; the rate-limit tests turn it on.
+            ("ICON_RATE_LIMIT", "off".into()),
             ("ICON_CALLBACK_ALLOW_NETWORKS", opts.allow_networks.clone()),
             ("ICON_CALLBACK_RETRY_SCHEDULE", opts.retry_schedule.clone()),
             ("ICON_CALLBACK_GIVE_UP_AFTER", opts.give_up_after.clone()),
@@ -218,6 +222,18 @@ impl TestApp {
         self.keys
             .mint_with_email(user, Some(email), false, Duration::from_secs(3600))
             .expect("mint")
+    }
+
+    /// A partner's client-credentials token (scope `partner`) for `client_id`.
+    pub fn partner_token(&self, client_id: &str) -> String {
+        self.token_with_claims(
+            &Claims::new(client_id, Duration::from_secs(3600)).with_scope("partner"),
+        )
+    }
+
+    /// An HS256 token carrying exactly `claims`.
+    pub fn token_with_claims(&self, claims: &Claims) -> String {
+        self.keys.mint_claims(claims).expect("mint")
     }
 
     pub fn admin_token(&self) -> String {

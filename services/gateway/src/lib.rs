@@ -2,7 +2,9 @@
 //!
 //! - [`settings`]: the environment it reads.
 //! - [`startup`]: wiring: pool, outbox relay, HTTP server.
-//! - [`auth`]: bearer tokens (HS256 JWT) and the `User` / `Admin` extractors.
+//! - [`auth`]: bearer tokens (an identity provider's JWKS, or HS256 for development), scopes,
+//!   and the `User` / `Admin` extractors.
+//! - [`rate_limit`]: allowances per client IP and per token subject.
 //! - [`routes`]: one module per resource (`carts`, `checkouts`, `retailers`, probes, docs).
 //! - [`problem`]: the one error type, rendered as RFC 9457 problem documents.
 //! - [`openapi`]: the OpenAPI document generated from the code.
@@ -13,6 +15,7 @@
 pub mod auth;
 pub mod openapi;
 pub mod problem;
+pub mod rate_limit;
 pub mod routes;
 pub mod settings;
 pub mod startup;

@@ -1,13 +1,16 @@
-//! `icon-gateway`: serve the API, or `icon-gateway token --sub USER [--admin] [--ttl 24h]` to
-//! mint a development bearer token signed with `ICON_JWT_SECRET`.
+//! `icon-gateway`: serve the API, or `icon-gateway token --sub USER [--admin] [--partner]
+//! [--ttl 24h]` to mint a development bearer token signed with `ICON_JWT_SECRET`.
 
-use icon_gateway::{auth::JwtKeys, Application, GatewaySettings};
+use icon_gateway::auth::{claims, Claims, JwtKeys};
+use icon_gateway::{Application, GatewaySettings};
 use icon_runtime::{settings::parse_duration, shutdown, telemetry, Env};
 use std::process::ExitCode;
 use std::time::Duration;
 
 const USAGE: &str = "usage: icon-gateway                      serve the API\n       \
-icon-gateway token --sub USER [--admin] [--email ADDR] [--ttl 24h]   print a bearer token";
+icon-gateway token --sub USER [--admin] [--partner] [--email ADDR] [--ttl 24h]
+                                           print an HS256 bearer token (needs ICON_JWT_SECRET);
+                                           --partner: a partner token, owned as partner:USER";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -63,6 +66,7 @@ async fn serve(settings: GatewaySettings) -> ExitCode {
 fn mint(settings: &GatewaySettings, args: &[String]) -> ExitCode {
     let mut sub = None;
     let mut admin = false;
+    let mut partner = false;
     let mut email = None;
     let mut ttl = Duration::from_secs(24 * 3600);
     let mut it = args.iter();
@@ -70,6 +74,7 @@ fn mint(settings: &GatewaySettings, args: &[String]) -> ExitCode {
         match a.as_str() {
             "--sub" => sub = it.next().cloned(),
             "--admin" => admin = true,
+            "--partner" => partner = true,
             "--email" => email = it.next().cloned(),
             "--ttl" => match it.next().map(|v| parse_duration(v)) {
                 Some(Ok(d)) => ttl = d,
@@ -88,12 +93,21 @@ fn mint(settings: &GatewaySettings, args: &[String]) -> ExitCode {
         eprintln!("icon-gateway token: --sub USER is required\n{USAGE}");
         return ExitCode::from(2);
     };
-    match JwtKeys::new(settings.jwt_secret.expose()).mint_with_email(
-        &sub,
-        email.as_deref(),
-        admin,
-        ttl,
-    ) {
+    let Some(secret) = &settings.jwt.secret else {
+        eprintln!("icon-gateway token: set ICON_JWT_SECRET (openssl rand -hex 32) to mint tokens");
+        return ExitCode::from(2);
+    };
+    let mut claims = Claims::new(sub, ttl);
+    if admin {
+        claims = claims.with_scope(claims::ADMIN_SCOPE);
+    }
+    if partner {
+        claims = claims.with_scope(claims::PARTNER_SCOPE);
+    }
+    if let Some(email) = email {
+        claims = claims.with_email(email);
+    }
+    match JwtKeys::new(secret.expose()).mint_claims(&claims) {
         Ok(t) => {
             println!("{t}");
             ExitCode::SUCCESS

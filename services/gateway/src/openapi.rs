@@ -54,7 +54,7 @@ impl Modify for BearerAuth {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("JWT")
-                    .description(Some("HS256 JWT signed with ICON_JWT_SECRET; `sub` is the user, `scope` may contain `admin`, `exp` is required; an optional `email` gets checkout outcomes e-mailed."))
+                    .description(Some("A JWT from the identity provider (RS256 or ES256, verified against its JWK set; `iss` and `aud` must match the gateway's ICON_JWT_ISSUER and ICON_JWT_AUDIENCE; the header's `kid` names the key) or, in development, HS256 signed with ICON_JWT_SECRET. `exp` is required and `nbf` honoured (30 s leeway); `alg: none` is refused. `sub` is the shopper, who owns their carts, checkouts and devices; a `scope` containing `partner` marks a partner's client-credentials token, which owns its own carts and checkouts (as `partner:<client_id>`); `admin` in `scope` unlocks retailer management. An optional `email` gets a shopper's checkout outcomes e-mailed. Requests beyond the rate limit (per client IP and per token subject) answer 429 with `Retry-After`."))
                     .build(),
             ),
         );

@@ -107,6 +107,20 @@ impl ApiError {
         )
     }
 
+    /// 429: the caller spent its allowance (see `crate::rate_limit`); `wait` is rounded up to
+    /// whole seconds, at least 1, for `Retry-After`.
+    pub fn rate_limited(wait: std::time::Duration, detail: impl Into<String>) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "Too many requests",
+            detail,
+        );
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        e.retry_after = Some(u32::try_from(secs.max(1)).unwrap_or(u32::MAX));
+        e
+    }
+
     pub fn not_found(code: &'static str, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, code, "Not found", detail)
     }
@@ -393,6 +407,12 @@ pub const CODES: &[(&str, u16, &str)] = &[
         "empty_cart",
         422,
         "The cart has no items; add some before checking out.",
+    ),
+    (
+        "rate_limited",
+        429,
+        "Too many requests from your address or with your token's subject. Wait the number \
+         of seconds in `Retry-After`, then retry.",
     ),
     (
         "unavailable",

@@ -21,9 +21,12 @@ pub struct GatewaySettings {
     /// `ICON_PUBLIC_URL`: base of every `resource_url`; when unset, derived from the bound
     /// address once it is known.
     pub public_url: Option<String>,
-    /// `ICON_JWT_SECRET`: HS256 key for bearer tokens. Required: a default secret would be a
-    /// backdoor in every deployment that forgot to set it.
-    pub jwt_secret: Secret,
+    /// Which bearer tokens are accepted: HS256 (`ICON_JWT_SECRET`), an identity provider's
+    /// JWKS (`ICON_JWT_JWKS_URL`), or both. At least one: there is no default secret, since it
+    /// would be a backdoor in every deployment that forgot to set one.
+    pub jwt: JwtSettings,
+    /// `ICON_RATE_LIMIT`: requests allowed per token subject and per client IP.
+    pub rate_limit: RateLimit,
     /// `ICON_CALLBACK_ALLOW_NETWORKS`: non-public networks callback URLs may point into.
     pub callback_policy: NetworkPolicy,
     /// `ICON_HTTP_WORKERS`: HTTP worker threads; defaults to the number of CPUs.
@@ -61,8 +64,17 @@ pub enum SettingsProblem {
     Invalid(#[from] SettingsError),
     #[error(transparent)]
     Missing(#[from] MissingSetting),
+    /// Says the length, never the value.
+    #[error(
+        "ICON_JWT_SECRET is too short ({0} bytes): an HS256 secret needs at least \
+         {MIN_SECRET_BYTES} bytes so it cannot be guessed offline from one token; \
+         make one with `openssl rand -hex 32`"
+    )]
+    WeakSecret(usize),
 }
 
+use crate::auth::settings::{JwtSettings, MIN_SECRET_BYTES};
+use crate::rate_limit::RateLimit;
 use icon_broker::connect::DEFAULT_AMQP_URL;
 use icon_broker::QueueType;
 use icon_store::pool::DEFAULT_DATABASE_URL;
@@ -80,11 +92,7 @@ impl GatewaySettings {
                 reason,
             })?),
         };
-        let jwt_secret = env.raw("ICON_JWT_SECRET").ok_or(MissingSetting {
-            var: "ICON_JWT_SECRET",
-            reason: "the gateway signs and checks bearer tokens with it; \
-                     e.g. export ICON_JWT_SECRET=$(openssl rand -hex 32)",
-        })?;
+        let jwt = JwtSettings::from_env(env)?;
         let allow = env.parse_with("ICON_CALLBACK_ALLOW_NETWORKS", vec![], parse_networks)?;
         Ok(Self {
             database_url: icon_store::tls::check(
@@ -94,7 +102,12 @@ impl GatewaySettings {
             queue_type: QueueType::from_env(env)?,
             http_addr,
             public_url,
-            jwt_secret: Secret::new(jwt_secret),
+            jwt,
+            rate_limit: env.parse_with(
+                "ICON_RATE_LIMIT",
+                RateLimit::default(),
+                RateLimit::parse,
+            )?,
             callback_policy: NetworkPolicy::new(allow),
             http_workers: env.parse_with("ICON_HTTP_WORKERS", None, |v| {
                 match v.trim().parse::<usize>() {
@@ -140,24 +153,33 @@ fn parse_public_url(v: &str) -> Result<String, String> {
 mod tests {
     use super::*;
 
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
     #[test]
-    fn requires_the_jwt_secret() {
+    fn requires_a_token_source() {
         let err = GatewaySettings::from_env(&Env::default()).err().unwrap();
-        assert!(err.to_string().starts_with("ICON_JWT_SECRET must be set"));
+        assert!(
+            err.to_string()
+                .starts_with("ICON_JWT_SECRET or ICON_JWT_JWKS_URL must be set"),
+            "{err}"
+        );
     }
 
     #[test]
     fn bad_values_name_their_variable() {
         let env = Env::from_pairs([
-            ("ICON_JWT_SECRET", "s"),
+            ("ICON_JWT_SECRET", SECRET),
             ("ICON_CALLBACK_ALLOW_NETWORKS", "nonsense"),
         ]);
         let err = GatewaySettings::from_env(&env).err().unwrap().to_string();
         assert!(err.starts_with("ICON_CALLBACK_ALLOW_NETWORKS="), "{err}");
-        let env = Env::from_pairs([("ICON_JWT_SECRET", "s"), ("ICON_HTTP_ADDR", "localhost")]);
+        let env = Env::from_pairs([("ICON_JWT_SECRET", SECRET), ("ICON_HTTP_ADDR", "localhost")]);
         let err = GatewaySettings::from_env(&env).err().unwrap().to_string();
         assert!(err.starts_with("ICON_HTTP_ADDR="), "{err}");
-        let env = Env::from_pairs([("ICON_JWT_SECRET", "s"), ("ICON_AMQP_QUEUE_TYPE", "lazy")]);
+        let env = Env::from_pairs([
+            ("ICON_JWT_SECRET", SECRET),
+            ("ICON_AMQP_QUEUE_TYPE", "lazy"),
+        ]);
         let err = GatewaySettings::from_env(&env).err().unwrap().to_string();
         assert!(
             err.starts_with("ICON_AMQP_QUEUE_TYPE=\"lazy\" is invalid"),
@@ -167,13 +189,13 @@ mod tests {
 
     #[test]
     fn queue_type_defaults_to_quorum() {
-        let env = Env::from_pairs([("ICON_JWT_SECRET", "s")]);
+        let env = Env::from_pairs([("ICON_JWT_SECRET", SECRET)]);
         assert_eq!(
             GatewaySettings::from_env(&env).unwrap().queue_type,
             QueueType::Quorum
         );
         let env = Env::from_pairs([
-            ("ICON_JWT_SECRET", "s"),
+            ("ICON_JWT_SECRET", SECRET),
             ("ICON_AMQP_QUEUE_TYPE", "classic"),
         ]);
         assert_eq!(
@@ -184,7 +206,7 @@ mod tests {
 
     #[test]
     fn defaults_and_port_shorthand() {
-        let env = Env::from_pairs([("ICON_JWT_SECRET", "s"), ("ICON_HTTP_ADDR", ":0")]);
+        let env = Env::from_pairs([("ICON_JWT_SECRET", SECRET), ("ICON_HTTP_ADDR", ":0")]);
         let s = GatewaySettings::from_env(&env).unwrap();
         assert_eq!(s.http_addr, "0.0.0.0:0");
         assert_eq!(s.database_url, DEFAULT_DATABASE_URL);
@@ -195,8 +217,10 @@ mod tests {
     #[test]
     fn the_device_bound_is_a_positive_whole_number() {
         for bad in ["0", "-1", "ten", "1.5"] {
-            let env =
-                Env::from_pairs([("ICON_JWT_SECRET", "s"), ("ICON_MAX_DEVICES_PER_USER", bad)]);
+            let env = Env::from_pairs([
+                ("ICON_JWT_SECRET", SECRET),
+                ("ICON_MAX_DEVICES_PER_USER", bad),
+            ]);
             let err = GatewaySettings::from_env(&env).err().unwrap().to_string();
             assert!(
                 err.starts_with("ICON_MAX_DEVICES_PER_USER="),
@@ -204,7 +228,7 @@ mod tests {
             );
         }
         let env = Env::from_pairs([
-            ("ICON_JWT_SECRET", "s"),
+            ("ICON_JWT_SECRET", SECRET),
             ("ICON_MAX_DEVICES_PER_USER", " 3 "),
         ]);
         assert_eq!(

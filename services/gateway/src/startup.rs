@@ -1,7 +1,7 @@
 //! Builds the gateway from its settings: the database pool (schema migrated), the outbox relay,
 //! and the HTTP server with every route. Tests call [`Application::build`] with port 0.
 
-use crate::auth::JwtKeys;
+use crate::auth::Authenticator;
 use crate::problem::ApiError;
 use crate::routes::{self, docs::Docs, AppState};
 use crate::settings::GatewaySettings;
@@ -21,6 +21,8 @@ pub enum StartError {
         addr: String,
         source: std::io::Error,
     },
+    #[error("cannot set up TLS for fetching ICON_JWT_JWKS_URL: {0}")]
+    Tls(#[from] icon_http::TlsError),
     #[error("cannot prepare the database: {0}")]
     Store(#[from] icon_store::StoreError),
 }
@@ -42,6 +44,7 @@ impl Application {
         settings: GatewaySettings,
         shutdown: CancellationToken,
     ) -> Result<Option<Self>, StartError> {
+        let auth = web::Data::new(Authenticator::new(&settings.jwt)?);
         let Some(pool) =
             icon_store::connect(&PoolSettings::new(&settings.database_url), &shutdown).await?
         else {
@@ -87,12 +90,14 @@ impl Application {
             outbox: relay.outbox(),
             max_devices_per_user: settings.max_devices_per_user,
         });
-        let keys = web::Data::new(JwtKeys::new(settings.jwt_secret.expose()));
+        let limiters = web::Data::new(crate::rate_limit::Limiters::new(settings.rate_limit));
         let docs = web::Data::new(Docs::build());
         let mut server = HttpServer::new(move || {
             App::new()
+                .wrap(actix_web::middleware::from_fn(crate::rate_limit::by_ip))
                 .app_data(state.clone())
-                .app_data(keys.clone())
+                .app_data(auth.clone())
+                .app_data(limiters.clone())
                 .app_data(docs.clone())
                 .app_data(
                     web::JsonConfig::default()

@@ -402,7 +402,7 @@ async fn a_bad_setting_stops_each_binary_with_one_line_naming_it() {
     ] {
         let out = std::process::Command::new(binary(bin))
             .env_clear()
-            .env("ICON_JWT_SECRET", "s")
+            .env("ICON_JWT_SECRET", icon_testkit::JWT_SECRET)
             .env(var, value)
             .output()
             .expect("run");
@@ -441,7 +441,7 @@ async fn services_wait_for_postgres_and_rabbitmq_at_start() {
         ("ICON_DATABASE_URL", pg.url("icon")),
         ("ICON_AMQP_URL", rabbit.amqp_url("%2f")),
         ("ICON_HTTP_ADDR", format!("127.0.0.1:{port}")),
-        ("ICON_JWT_SECRET", "s".to_owned()),
+        ("ICON_JWT_SECRET", icon_testkit::JWT_SECRET.to_owned()),
         ("ICON_PROBE_ADDR", format!("127.0.0.1:{probe_port}")),
     ]
     .into_iter()
