@@ -2,6 +2,7 @@
 //! with retailers and callback receivers as real HTTP servers on 127.0.0.1. One binary, so the
 //! crate graph links once.
 
+mod callback_guard;
 mod callbacks;
 mod checkout;
 mod delivery;
