@@ -3,6 +3,7 @@
 //! the attempt records. (The address classes the guard refuses are tried in icon-http's
 //! `guard_tests`, through a resolver the test controls.)
 
+use icon_contracts::topology::PARKED;
 use icon_testkit::{Options, Receiver, Scripted, Sim, TestApp};
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -182,6 +183,13 @@ async fn a_secret_in_the_callback_url_never_reaches_logs_or_attempts() {
     assert!(
         !text.contains(&secret),
         "a log line shows the callback URL's secret"
+    );
+    let parked = app.env.drain_queue(PARKED).await;
+    assert_eq!(parked.len(), 1);
+    assert_eq!(
+        parked[0]["data"]["target"],
+        host.as_str(),
+        "parked: host only"
     );
     app.stop().await;
 }
