@@ -2,7 +2,8 @@
 //!
 //! A partner-supplied URL is an SSRF vector: without a policy, anyone could make ICON POST into
 //! our own network. So loopback, private, link-local and other non-public ranges are refused
-//! unless the operator lists them in `ICON_CALLBACK_ALLOW_NETWORKS`. The same [`NetworkPolicy`]
+//! unless the operator lists them in `ICON_CALLBACK_ALLOW_NETWORKS`, and plain http (readable
+//! and alterable on the way) unless `ICON_CALLBACK_ALLOW_HTTP=true`. The same [`NetworkPolicy`]
 //! is applied twice: here, to IP literals and `localhost` when the checkout is submitted, and by
 //! the notifier's resolver to every address a host name resolves to, before any connection is
 //! attempted (a name can resolve differently later).
@@ -25,7 +26,7 @@ use url::{Host, Url};
 pub enum CallbackUrlError {
     #[error("callback_url is not a valid absolute URL: {0}")]
     Malformed(String),
-    #[error("callback_url must use http or https, not `{0}`")]
+    #[error("callback_url must use https, not `{0}`")]
     Scheme(String),
     #[error(
         "callback_url must use https; plain http is accepted only when the operator sets \
@@ -37,8 +38,9 @@ pub enum CallbackUrlError {
     #[error("callback_url is longer than 2048 characters")]
     TooLong,
     #[error(
-        "callback_url points to {0}, a loopback, private or reserved address; ICON only calls \
-         public addresses unless the operator allows that network in ICON_CALLBACK_ALLOW_NETWORKS"
+        "callback_url points to {0}, which is not globally reachable (loopback, private, \
+         reserved, or an IPv6 form of such an address); ICON only calls public addresses unless \
+         the operator allows that network in ICON_CALLBACK_ALLOW_NETWORKS"
     )]
     Refused(IpAddr),
 }
