@@ -5,20 +5,24 @@
 //! request starts, host names by a resolver that drops refused addresses, so a refused target
 //! never sees a SYN. It also never follows redirects (a 3xx is just a non-2xx answer), bounds
 //! each request by a timeout, and reads at most [`MAX_BODY`] of a response.
+//!
+//! - [`resolver`]: host names to addresses, the policy applied, the lookup pluggable for tests.
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::{connect::dns::Name, connect::HttpConnector, Client};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use icon_domain::NetworkPolicy;
-use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
-use std::task::{Context, Poll};
+use resolver::POLICY_MARKER;
+use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use url::Host;
+
+mod resolver;
+pub use resolver::{Looking, Lookup, PolicyResolver, StaticLookup, SystemLookup};
 
 pub use http::{HeaderMap, HeaderName};
 pub use rustls::Error as TlsError;
@@ -26,7 +30,6 @@ pub use url::Url;
 
 /// The most of a response body ICON reads (enough for any error message or order id).
 pub const MAX_BODY: usize = 64 * 1024;
-const POLICY_MARKER: &str = "refused by ICON's network policy";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
@@ -87,9 +90,26 @@ impl HttpClient {
     /// `policy`: `Some` to enforce it on every target, `None` for operator-configured targets
     /// (retailers registered by an admin). `timeout` bounds a whole request, body included.
     pub fn new(policy: Option<NetworkPolicy>, timeout: Duration) -> Result<Self, rustls::Error> {
-        let mut http = HttpConnector::new_with_resolver(PolicyResolver {
-            policy: policy.clone(),
-        });
+        Self::with_lookup(policy, timeout, Arc::new(SystemLookup))
+    }
+
+    /// As [`Self::new`], resolving host names with `lookup` (tests make a name resolve to the
+    /// address under test; the policy still applies to what it returns).
+    pub fn with_lookup(
+        policy: Option<NetworkPolicy>,
+        timeout: Duration,
+        lookup: Arc<dyn Lookup>,
+    ) -> Result<Self, rustls::Error> {
+        let resolver = PolicyResolver::with_lookup(policy.clone(), lookup);
+        Self::with_resolver(resolver, policy, timeout)
+    }
+
+    fn with_resolver(
+        resolver: PolicyResolver,
+        policy: Option<NetworkPolicy>,
+        timeout: Duration,
+    ) -> Result<Self, rustls::Error> {
+        let mut http = HttpConnector::new_with_resolver(resolver);
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(timeout));
@@ -192,7 +212,7 @@ impl HttpClient {
     }
 
     /// hyper's connector skips the resolver for IP literals, so those are checked here.
-    fn check_literal(&self, url: &Url) -> Result<(), SendError> {
+    pub(crate) fn check_literal(&self, url: &Url) -> Result<(), SendError> {
         let Some(policy) = &self.policy else {
             return Ok(());
         };
@@ -232,56 +252,8 @@ fn source_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// Resolves host names and removes every address the policy refuses; if none is left the
-/// connection fails before any socket is opened.
-#[derive(Clone)]
-pub struct PolicyResolver {
-    policy: Option<NetworkPolicy>,
-}
-
-impl PolicyResolver {
-    pub fn new(policy: Option<NetworkPolicy>) -> Self {
-        Self { policy }
-    }
-
-    /// The addresses of `host` that may be connected to.
-    pub async fn resolve(&self, host: &str) -> std::io::Result<Vec<SocketAddr>> {
-        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, 0)).await?.collect();
-        let Some(policy) = &self.policy else {
-            return Ok(addrs);
-        };
-        let (allowed, refused): (Vec<_>, Vec<_>) =
-            addrs.into_iter().partition(|a| policy.permits(a.ip()));
-        if allowed.is_empty() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::PermissionDenied,
-                format!(
-                    "{host} resolves to {:?}, which is {POLICY_MARKER}",
-                    refused.iter().map(|a| a.ip()).collect::<Vec<_>>()
-                ),
-            ));
-        }
-        Ok(allowed)
-    }
-}
-
-type Resolving =
-    Pin<Box<dyn Future<Output = std::io::Result<std::vec::IntoIter<SocketAddr>>> + Send>>;
-
-impl tower_service::Service<Name> for PolicyResolver {
-    type Response = std::vec::IntoIter<SocketAddr>;
-    type Error = std::io::Error;
-    type Future = Resolving;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, name: Name) -> Self::Future {
-        let this = self.clone();
-        Box::pin(async move { this.resolve(name.as_str()).await.map(Vec::into_iter) })
-    }
-}
+#[cfg(test)]
+mod guard_tests;
 
 #[cfg(test)]
 mod tests {
@@ -301,64 +273,5 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon"), None);
-    }
-
-    /// A loopback listener that never accepts on its own: after a refused request, a
-    /// non-blocking `accept` proves that no connection reached it.
-    fn witness() -> (std::net::TcpListener, u16) {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.set_nonblocking(true).unwrap();
-        let port = l.local_addr().unwrap().port();
-        (l, port)
-    }
-
-    fn assert_untouched(l: &std::net::TcpListener) {
-        match l.accept() {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            other => panic!("a connection was attempted: {other:?}"),
-        }
-    }
-
-    #[tokio::test]
-    async fn ip_literal_refused_before_any_connection() {
-        let (listener, port) = witness();
-        let client =
-            HttpClient::new(Some(NetworkPolicy::default()), Duration::from_secs(5)).unwrap();
-        let url = Url::parse(&format!("http://127.0.0.1:{port}/hook")).unwrap();
-        let err = client
-            .post_json(&url, &[], b"{}".to_vec())
-            .await
-            .unwrap_err();
-        assert!(matches!(err, SendError::Refused(_)), "{err:?}");
-        assert_untouched(&listener);
-    }
-
-    #[tokio::test]
-    async fn host_name_refused_before_any_connection() {
-        let (listener, port) = witness();
-        let client =
-            HttpClient::new(Some(NetworkPolicy::default()), Duration::from_secs(5)).unwrap();
-        let url = Url::parse(&format!("http://localhost:{port}/hook")).unwrap();
-        let err = client
-            .post_json(&url, &[], b"{}".to_vec())
-            .await
-            .unwrap_err();
-        assert!(matches!(err, SendError::Refused(_)), "{err:?}");
-        assert_untouched(&listener);
-    }
-
-    #[tokio::test]
-    async fn allowed_network_is_reached() {
-        let (listener, port) = witness();
-        let policy = NetworkPolicy::new(vec!["127.0.0.0/8".parse().unwrap()]);
-        let client = HttpClient::new(Some(policy), Duration::from_millis(300)).unwrap();
-        let url = Url::parse(&format!("http://127.0.0.1:{port}/hook")).unwrap();
-        // Nobody answers, so the request times out, but the connection was made.
-        let err = client
-            .post_json(&url, &[], b"{}".to_vec())
-            .await
-            .unwrap_err();
-        assert!(matches!(err, SendError::Timeout(_)), "{err:?}");
-        assert!(listener.accept().is_ok());
     }
 }

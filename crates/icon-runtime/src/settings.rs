@@ -170,9 +170,25 @@ pub fn parse_networks(s: &str) -> Result<Vec<IpNet>, String> {
         .collect()
 }
 
+/// Parses a switch: `true` or `false` (also `1`/`0`), any case.
+pub fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err("expected true or false".into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn switches() {
+        assert_eq!(parse_bool(" TRUE "), Ok(true));
+        assert_eq!(parse_bool("0"), Ok(false));
+        assert!(parse_bool("yes please").is_err());
+    }
 
     #[test]
     fn durations() {

@@ -43,6 +43,7 @@ impl Fleet {
             ("ICON_JWT_SECRET", JWT_SECRET.into()),
             ("ICON_RATE_LIMIT", "off".into()),
             ("ICON_CALLBACK_ALLOW_NETWORKS", "127.0.0.0/8".into()),
+            ("ICON_CALLBACK_ALLOW_HTTP", "true".into()),
             ("ICON_CALLBACK_RETRY_SCHEDULE", "200ms,500ms,1s".into()),
             ("ICON_CALLBACK_TIMEOUT", "2s".into()),
             ("ICON_RETAILER_TIMEOUT", "3s".into()),

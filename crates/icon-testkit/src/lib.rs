@@ -133,6 +133,8 @@ impl TestApp {
             // Tests fire requests faster than any shopper; the rate-limit tests turn it on.
             ("ICON_RATE_LIMIT", "off".into()),
             ("ICON_CALLBACK_ALLOW_NETWORKS", opts.allow_networks.clone()),
+            // Receivers in tests are plain-http servers on loopback.
+            ("ICON_CALLBACK_ALLOW_HTTP", "true".into()),
             ("ICON_CALLBACK_RETRY_SCHEDULE", opts.retry_schedule.clone()),
             ("ICON_CALLBACK_GIVE_UP_AFTER", opts.give_up_after.clone()),
             ("ICON_CALLBACK_TIMEOUT", opts.callback_timeout.clone()),
@@ -187,6 +189,12 @@ impl TestApp {
         )
         .await;
         this
+    }
+
+    /// Sets a variable for the services started after this: an operator changing the
+    /// notifier's settings between a checkout's submission and its delivery, say.
+    pub fn set_var(&mut self, var: &str, value: &str) {
+        self.vars.set(var, value);
     }
 
     /// Starts the checkout worker (when the options held it back).

@@ -2,7 +2,7 @@
 
 use icon_domain::device::DEFAULT_MAX_DEVICES_PER_USER;
 use icon_domain::NetworkPolicy;
-use icon_runtime::settings::{parse_networks, MissingSetting};
+use icon_runtime::settings::{parse_bool, parse_networks, MissingSetting};
 use icon_runtime::{Env, SettingsError};
 use std::fmt;
 
@@ -27,7 +27,9 @@ pub struct GatewaySettings {
     pub jwt: JwtSettings,
     /// `ICON_RATE_LIMIT`: requests allowed per token subject and per client IP.
     pub rate_limit: RateLimit,
-    /// `ICON_CALLBACK_ALLOW_NETWORKS`: non-public networks callback URLs may point into.
+    /// `ICON_CALLBACK_ALLOW_NETWORKS`: non-public networks callback URLs may point into;
+    /// `ICON_CALLBACK_ALLOW_HTTP`: whether `http://` callback URLs are accepted (https only by
+    /// default).
     pub callback_policy: NetworkPolicy,
     /// `ICON_HTTP_WORKERS`: HTTP worker threads; defaults to the number of CPUs.
     pub http_workers: Option<usize>,
@@ -108,7 +110,11 @@ impl GatewaySettings {
                 RateLimit::default(),
                 RateLimit::parse,
             )?,
-            callback_policy: NetworkPolicy::new(allow),
+            callback_policy: NetworkPolicy::new(allow).allowing_http(env.parse_with(
+                "ICON_CALLBACK_ALLOW_HTTP",
+                false,
+                parse_bool,
+            )?),
             http_workers: env.parse_with("ICON_HTTP_WORKERS", None, |v| {
                 match v.trim().parse::<usize>() {
                     Ok(n) if (1..=256).contains(&n) => Ok(Some(n)),
@@ -185,6 +191,21 @@ mod tests {
             err.starts_with("ICON_AMQP_QUEUE_TYPE=\"lazy\" is invalid"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn callbacks_are_https_only_unless_switched() {
+        let secret = ("ICON_JWT_SECRET", "a-development-secret-of-32-bytes!");
+        let s = GatewaySettings::from_env(&Env::from_pairs([secret])).unwrap();
+        assert!(!s.callback_policy.allows_http());
+        let on = Env::from_pairs([secret, ("ICON_CALLBACK_ALLOW_HTTP", "true")]);
+        assert!(GatewaySettings::from_env(&on)
+            .unwrap()
+            .callback_policy
+            .allows_http());
+        let bad = Env::from_pairs([secret, ("ICON_CALLBACK_ALLOW_HTTP", "on-weekdays")]);
+        let err = GatewaySettings::from_env(&bad).err().unwrap().to_string();
+        assert!(err.starts_with("ICON_CALLBACK_ALLOW_HTTP="), "{err}");
     }
 
     #[test]

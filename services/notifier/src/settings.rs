@@ -2,7 +2,7 @@
 
 use crate::schedule::RetrySchedule;
 use icon_domain::NetworkPolicy;
-use icon_runtime::settings::{parse_duration_list, parse_networks};
+use icon_runtime::settings::{parse_bool, parse_duration_list, parse_networks};
 use icon_runtime::{Env, SettingsError};
 use std::time::Duration;
 
@@ -18,7 +18,8 @@ pub struct NotifierSettings {
     pub schedule: RetrySchedule,
     /// `ICON_CALLBACK_TIMEOUT`: one callback attempt, body included.
     pub callback_timeout: Duration,
-    /// `ICON_CALLBACK_ALLOW_NETWORKS`
+    /// `ICON_CALLBACK_ALLOW_NETWORKS` and `ICON_CALLBACK_ALLOW_HTTP`: checked again at every
+    /// delivery, so tightening them stops callbacks that were accepted before.
     pub callback_policy: NetworkPolicy,
     /// `ICON_NOTIFIER_PREFETCH`: notifications attempted at once by this process.
     pub prefetch: u16,
@@ -83,6 +84,11 @@ impl NotifierSettings {
                 "ICON_CALLBACK_ALLOW_NETWORKS",
                 vec![],
                 parse_networks,
+            )?)
+            .allowing_http(env.parse_with(
+                "ICON_CALLBACK_ALLOW_HTTP",
+                false,
+                parse_bool,
             )?),
             prefetch: env.positive_u16("ICON_NOTIFIER_PREFETCH", 64)?,
             stuck_after: env.duration("ICON_NOTIFIER_STUCK_AFTER", Duration::from_secs(300))?,
@@ -130,6 +136,19 @@ mod tests {
         assert_eq!(s.schedule.delay_after(3), Duration::from_secs(600));
         assert_eq!(s.schedule.delay_after(9), Duration::from_secs(600));
         assert_eq!(s.callback_timeout, Duration::from_secs(10));
+        assert!(!s.callback_policy.allows_http(), "https only by default");
+    }
+
+    #[test]
+    fn plain_http_is_a_switch_that_names_itself() {
+        let on = Env::from_pairs([("ICON_CALLBACK_ALLOW_HTTP", "true")]);
+        assert!(NotifierSettings::from_env(&on)
+            .unwrap()
+            .callback_policy
+            .allows_http());
+        let bad = Env::from_pairs([("ICON_CALLBACK_ALLOW_HTTP", "sometimes")]);
+        let err = NotifierSettings::from_env(&bad).unwrap_err().to_string();
+        assert!(err.starts_with("ICON_CALLBACK_ALLOW_HTTP="), "{err}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! crate graph links once.
 
 mod auth;
+mod callback_guard;
 mod callbacks;
 mod checkout;
 mod delivery;

@@ -22,8 +22,9 @@ pub const POLL_AFTER_SECS: u32 = 1;
 pub struct CheckoutRequest {
     #[schema(example = 1234)]
     pub cart_id: i64,
-    /// Where to POST the outcome. Absolute http(s); private and loopback addresses are refused
-    /// unless the operator allowed them.
+    /// Where to POST the outcome. Absolute https (http only where the operator allows it);
+    /// addresses that are not globally reachable (private, loopback, ...) are refused unless
+    /// the operator allowed them.
     #[schema(example = "https://partner.example.com/hooks/icon")]
     pub callback_url: Option<String>,
     /// Push the outcome to the devices the user has registered (`PUT /me/devices/{token}`)

@@ -148,12 +148,19 @@ impl Dispatcher {
         attempts: i32,
         reason: &str,
     ) -> Result<(), PublishError> {
-        tracing::warn!(target_url = %n.target, attempts, %reason, "notification given up and parked");
+        // A callback URL may carry the receiver's secret in its path or query, so the log and
+        // the parked message (read by operators) get its scheme, host and port only; the full
+        // URL stays in the notification's row (`notification_id`).
+        let target = match n.channel.as_str() {
+            "callback" => icon_domain::callback::loggable(&n.target),
+            _ => n.target.clone(),
+        };
+        tracing::warn!(%target, attempts, %reason, "notification given up and parked");
         let envelope = Envelope::new(NotificationParked {
             checkout_id: n.checkout_id,
             notification_id: n.id,
             channel: n.channel.clone(),
-            target: n.target.clone(),
+            target: target.clone(),
             attempts,
             reason: reason.to_owned(),
         });

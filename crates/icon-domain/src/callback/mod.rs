@@ -2,98 +2,51 @@
 //!
 //! A partner-supplied URL is an SSRF vector: without a policy, anyone could make ICON POST into
 //! our own network. So loopback, private, link-local and other non-public ranges are refused
-//! unless the operator lists them in `ICON_CALLBACK_ALLOW_NETWORKS`. The same [`NetworkPolicy`]
+//! unless the operator lists them in `ICON_CALLBACK_ALLOW_NETWORKS`, and plain http (readable
+//! and alterable on the way) unless `ICON_CALLBACK_ALLOW_HTTP=true`. The same [`NetworkPolicy`]
 //! is applied twice: here, to IP literals and `localhost` when the checkout is submitted, and by
 //! the notifier's resolver to every address a host name resolves to, before any connection is
 //! attempted (a name can resolve differently later).
+//!
+//! - [`policy`]: [`NetworkPolicy`], what may be connected to.
+//! - [`ranges`]: which addresses are public, from IANA's special-purpose registries (the CSV
+//!   files in this folder).
 
-use ipnet::IpNet;
+pub mod policy;
+pub mod ranges;
+
+pub use policy::NetworkPolicy;
+
 use serde::Serialize;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use url::{Host, Url};
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NetworkPolicy {
-    allow: Vec<IpNet>,
-}
-
-impl NetworkPolicy {
-    /// `allow`: networks that may be targeted although they are not public.
-    pub fn new(allow: Vec<IpNet>) -> Self {
-        Self { allow }
-    }
-
-    pub fn allowed_networks(&self) -> &[IpNet] {
-        &self.allow
-    }
-
-    /// Public addresses are always allowed; any other only if an allowed network contains it.
-    pub fn permits(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-            v4 => v4,
-        };
-        if self.allow.iter().any(|net| net.contains(&ip)) {
-            return true;
-        }
-        is_public(ip)
-    }
-}
-
-fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => is_public_v4(v4),
-        IpAddr::V6(v6) => is_public_v6(v6),
-    }
-}
-
-fn is_public_v4(ip: Ipv4Addr) -> bool {
-    let o = ip.octets();
-    !(ip.is_unspecified()
-        || ip.is_loopback()
-        || ip.is_private()
-        || ip.is_link_local()
-        || ip.is_broadcast()
-        || ip.is_documentation()
-        || ip.is_multicast()
-        || o[0] == 0
-        || (o[0] == 100 && (o[1] & 0xc0) == 64) // 100.64.0.0/10 carrier-grade NAT
-        || (o[0] == 192 && o[1] == 0 && o[2] == 0) // 192.0.0.0/24 protocol assignments
-        || (o[0] == 198 && (o[1] & 0xfe) == 18) // 198.18.0.0/15 benchmarking
-        || o[0] >= 240) // reserved
-}
-
-fn is_public_v6(ip: Ipv6Addr) -> bool {
-    let s = ip.segments();
-    !(ip.is_unspecified()
-        || ip.is_loopback()
-        || ip.is_multicast()
-        || (s[0] & 0xfe00) == 0xfc00 // unique local fc00::/7
-        || (s[0] & 0xffc0) == 0xfe80 // link-local fe80::/10
-        || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
-        || (s[0] == 0x64 && s[1] == 0xff9b)) // NAT64, could reach private v4
-}
-
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CallbackUrlError {
     #[error("callback_url is not a valid absolute URL: {0}")]
     Malformed(String),
-    #[error("callback_url must use http or https, not `{0}`")]
+    #[error("callback_url must use https, not `{0}`")]
     Scheme(String),
+    #[error(
+        "callback_url must use https; plain http is accepted only when the operator sets \
+         ICON_CALLBACK_ALLOW_HTTP=true"
+    )]
+    PlainHttp,
     #[error("callback_url must not contain a user name or password")]
     Credentials,
     #[error("callback_url is longer than 2048 characters")]
     TooLong,
     #[error(
-        "callback_url points to {0}, a loopback, private or reserved address; ICON only calls \
-         public addresses unless the operator allows that network in ICON_CALLBACK_ALLOW_NETWORKS"
+        "callback_url points to {0}, which is not globally reachable (loopback, private, \
+         reserved, or an IPv6 form of such an address); ICON only calls public addresses unless \
+         the operator allows that network in ICON_CALLBACK_ALLOW_NETWORKS"
     )]
     Refused(IpAddr),
 }
 
-/// A callback URL that is absolute http(s), carries no credentials, and whose literal address
-/// (if it has one) passed the network policy.
+/// A callback URL that is absolute https (or http where the policy allows it), carries no
+/// credentials, and whose literal address (if it has one) passed the network policy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct CallbackUrl(Url);
@@ -105,7 +58,9 @@ impl CallbackUrl {
         }
         let url = Url::parse(raw).map_err(|e| CallbackUrlError::Malformed(e.to_string()))?;
         match url.scheme() {
-            "http" | "https" => {}
+            "https" => {}
+            "http" if policy.allows_http() => {}
+            "http" => return Err(CallbackUrlError::PlainHttp),
             other => return Err(CallbackUrlError::Scheme(other.to_owned())),
         }
         if !url.username().is_empty() || url.password().is_some() {
@@ -130,6 +85,32 @@ impl CallbackUrl {
     }
     pub fn as_str(&self) -> &str {
         self.0.as_str()
+    }
+
+    /// What may be logged or shown of this URL: see [`loggable`].
+    pub fn loggable(&self) -> String {
+        loggable_url(&self.0)
+    }
+}
+
+/// Scheme, host and port of a URL, and nothing else: the path and query may hold a receiver's
+/// secret (`?token=...`), so logs, errors and attempt records carry only this. Unparseable
+/// input gives a placeholder rather than an echo.
+pub fn loggable(raw: &str) -> String {
+    Url::parse(raw)
+        .map(|u| loggable_url(&u))
+        .unwrap_or_else(|_| "<unparseable URL>".into())
+}
+
+fn loggable_url(url: &Url) -> String {
+    let host = match url.host() {
+        Some(Host::Ipv6(ip)) => format!("[{ip}]"),
+        Some(h) => h.to_string(),
+        None => String::new(),
+    };
+    match url.port() {
+        Some(port) => format!("{}://{host}:{port}", url.scheme()),
+        None => format!("{}://{host}", url.scheme()),
     }
 }
 
@@ -165,12 +146,12 @@ mod tests {
     use super::*;
 
     fn loopback_allowed() -> NetworkPolicy {
-        NetworkPolicy::new(vec!["127.0.0.0/8".parse().unwrap()])
+        NetworkPolicy::new(vec!["127.0.0.0/8".parse().unwrap()]).allowing_http(true)
     }
 
     #[test]
     fn refuses_private_and_loopback_by_default() {
-        let p = NetworkPolicy::default();
+        let p = NetworkPolicy::default().allowing_http(true);
         for url in [
             "http://127.0.0.1/x",
             "http://localhost:8080/x",
@@ -183,6 +164,16 @@ mod tests {
             "http://[::ffff:10.0.0.1]/",
             "http://0.0.0.0/",
             "http://100.64.0.1/",
+            "https://[64:ff9b::a00:1]/",
+            "https://[64:ff9b:1::1]/",
+            "https://[2002:a00:1::1]/",
+            "https://[::10.0.0.1]/",
+            "https://[fec0::1]/",
+            "https://[2001:0:4136:e378::1]/",
+            "https://[ff02::1]/",
+            "https://224.0.0.1/",
+            "https://[3fff::1]/",
+            "https://[5f00::1]/",
         ] {
             assert!(
                 matches!(
@@ -220,5 +211,33 @@ mod tests {
             CallbackUrl::parse("https://u:p@example.com/", &p),
             Err(CallbackUrlError::Credentials)
         ));
+    }
+
+    #[test]
+    fn https_only_unless_allowed() {
+        let strict = NetworkPolicy::default();
+        assert!(CallbackUrl::parse("https://partner.example.com/hooks", &strict).is_ok());
+        let err = CallbackUrl::parse("http://partner.example.com/hooks", &strict).unwrap_err();
+        assert_eq!(err, CallbackUrlError::PlainHttp);
+        assert!(err.to_string().contains("ICON_CALLBACK_ALLOW_HTTP"));
+        let relaxed = strict.allowing_http(true);
+        assert!(CallbackUrl::parse("http://partner.example.com/hooks", &relaxed).is_ok());
+    }
+
+    #[test]
+    fn loggable_form_is_scheme_host_and_port_only() {
+        let p = loopback_allowed();
+        let u = CallbackUrl::parse(
+            "https://hooks.example.com:8443/cb/SECRET?token=SECRET#f",
+            &p,
+        )
+        .unwrap();
+        assert_eq!(u.loggable(), "https://hooks.example.com:8443");
+        assert_eq!(loggable("http://[::1]/x?token=SECRET"), "http://[::1]");
+        assert_eq!(
+            loggable("https://user:SECRET@example.com/"),
+            "https://example.com"
+        );
+        assert_eq!(loggable("not a url SECRET"), "<unparseable URL>");
     }
 }
