@@ -40,6 +40,8 @@ rabbitmqctl -q set_permissions -p "$vhost" guest '.*' '.*' '.*'
 export ICON_DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db"
 export ICON_AMQP_URL="amqp://guest:guest@127.0.0.1:5672/$vhost"
 export ICON_RUN_PROFILE=release ICON_RUN_BUILD=0
+# A fresh database, so a fresh key to seal its webhook secrets.
+export ICON_SECRETS_KEY="${ICON_SECRETS_KEY:-$(random_key)}"
 export ICON_RUN_WORKERS="${BENCH_WORKERS:-1}" ICON_RUN_NOTIFIERS="${BENCH_NOTIFIERS:-1}"
 if reachable 8080 || reachable 8090; then
   say "bench: something already listens on 127.0.0.1:8080 or :8090; stop it first"

@@ -38,6 +38,14 @@ export ICON_DATABASE_URL="${ICON_DATABASE_URL:-postgres://postgres@127.0.0.1:543
 export ICON_AMQP_URL="${ICON_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
 export ICON_HTTP_ADDR="${ICON_HTTP_ADDR:-127.0.0.1:8080}"
 export ICON_JWT_SECRET="${ICON_JWT_SECRET:-dev-secret-change-me}"
+# Seals the webhook secrets in the database: a random key made on the first run and kept in
+# .run/ (git-ignored), so secrets stored by one run still open in the next.
+if [ -z "${ICON_SECRETS_KEY:-}" ]; then
+  mkdir -p .run
+  [ -s .run/secrets-key ] || (umask 077 && random_key >.run/secrets-key)
+  ICON_SECRETS_KEY="$(cat .run/secrets-key)"
+fi
+export ICON_SECRETS_KEY
 # The simulator's callback sink is on loopback; production leaves this empty.
 export ICON_CALLBACK_ALLOW_NETWORKS="${ICON_CALLBACK_ALLOW_NETWORKS:-127.0.0.0/8,::1/128}"
 export ICON_SIM_ADDR="${ICON_SIM_ADDR:-127.0.0.1:8090}"

@@ -41,6 +41,7 @@ impl Fleet {
             ("ICON_HTTP_ADDR", format!("127.0.0.1:{port}")),
             ("ICON_HTTP_WORKERS", "2".into()),
             ("ICON_JWT_SECRET", JWT_SECRET.into()),
+            ("ICON_SECRETS_KEY", crate::SECRETS_KEY.into()),
             ("ICON_CALLBACK_ALLOW_NETWORKS", "127.0.0.0/8".into()),
             ("ICON_CALLBACK_RETRY_SCHEDULE", "200ms,500ms,1s".into()),
             ("ICON_CALLBACK_TIMEOUT", "2s".into()),

@@ -38,6 +38,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub const JWT_SECRET: &str = "test-secret-at-least-32-bytes-long!!";
+/// `ICON_SECRETS_KEY` of every test: the key that seals webhook secrets at rest.
+pub const SECRETS_KEY: &str = "4d2b7a9c0e1f3a5b6c7d8e9f00112233445566778899aabbccddeeff01234567";
 
 /// Waits until `check` returns `Some`, polling every 20ms, or panics after `deadline` naming
 /// `what`.
@@ -122,6 +124,7 @@ impl TestApp {
             ("ICON_HTTP_ADDR", "127.0.0.1:0".into()),
             ("ICON_HTTP_WORKERS", "1".into()),
             ("ICON_JWT_SECRET", JWT_SECRET.into()),
+            ("ICON_SECRETS_KEY", SECRETS_KEY.into()),
             ("ICON_CALLBACK_ALLOW_NETWORKS", opts.allow_networks.clone()),
             ("ICON_CALLBACK_RETRY_SCHEDULE", opts.retry_schedule.clone()),
             ("ICON_CALLBACK_GIVE_UP_AFTER", opts.give_up_after.clone()),

@@ -4,7 +4,12 @@ use icon_domain::device::DEFAULT_MAX_DEVICES_PER_USER;
 use icon_domain::NetworkPolicy;
 use icon_runtime::settings::{parse_networks, MissingSetting};
 use icon_runtime::{Env, SettingsError};
+use icon_store::secrets::SecretsKey;
 use std::fmt;
+use std::time::Duration;
+
+/// `ICON_WEBHOOK_SECRET_GRACE`'s default: a day, time for a receiver's deploy.
+pub const DEFAULT_WEBHOOK_SECRET_GRACE: Duration = Duration::from_secs(24 * 3600);
 
 /// Every variable the gateway reads. See the README's configuration table.
 #[derive(Clone)]
@@ -24,6 +29,11 @@ pub struct GatewaySettings {
     /// `ICON_JWT_SECRET`: HS256 key for bearer tokens. Required: a default secret would be a
     /// backdoor in every deployment that forgot to set it.
     pub jwt_secret: Secret,
+    /// `ICON_SECRETS_KEY`: seals the owners' webhook secrets at rest (the notifier's key).
+    pub secrets_key: SecretsKey,
+    /// `ICON_WEBHOOK_SECRET_GRACE`: after a rotation, how long callbacks are still signed with
+    /// the previous secret too, so receivers can switch without dropping a callback.
+    pub webhook_secret_grace: Duration,
     /// `ICON_CALLBACK_ALLOW_NETWORKS`: non-public networks callback URLs may point into.
     pub callback_policy: NetworkPolicy,
     /// `ICON_HTTP_WORKERS`: HTTP worker threads; defaults to the number of CPUs.
@@ -93,6 +103,9 @@ impl GatewaySettings {
             http_addr,
             public_url,
             jwt_secret: Secret::new(jwt_secret),
+            secrets_key: SecretsKey::from_env(env)?,
+            webhook_secret_grace: env
+                .duration("ICON_WEBHOOK_SECRET_GRACE", DEFAULT_WEBHOOK_SECRET_GRACE)?,
             callback_policy: NetworkPolicy::new(allow),
             http_workers: env.parse_with("ICON_HTTP_WORKERS", None, |v| {
                 match v.trim().parse::<usize>() {
@@ -138,6 +151,39 @@ fn parse_public_url(v: &str) -> Result<String, String> {
 mod tests {
     use super::*;
 
+    /// `pairs` plus a secrets key, which every start needs.
+    fn with_key<const N: usize>(pairs: [(&str, &str); N]) -> Env {
+        let mut env = Env::from_pairs(pairs);
+        env.set("ICON_SECRETS_KEY", "11".repeat(32));
+        env
+    }
+
+    #[test]
+    fn requires_the_secrets_key_and_reads_the_grace() {
+        let err = GatewaySettings::from_env(&Env::from_pairs([("ICON_JWT_SECRET", "s")]))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.starts_with("ICON_SECRETS_KEY="), "{err}");
+        assert!(err.contains("openssl rand -hex 32"), "{err}");
+        let s = GatewaySettings::from_env(&with_key([("ICON_JWT_SECRET", "s")])).unwrap();
+        assert_eq!(s.webhook_secret_grace, DEFAULT_WEBHOOK_SECRET_GRACE);
+        let s = GatewaySettings::from_env(&with_key([
+            ("ICON_JWT_SECRET", "s"),
+            ("ICON_WEBHOOK_SECRET_GRACE", "2s"),
+        ]))
+        .unwrap();
+        assert_eq!(s.webhook_secret_grace, Duration::from_secs(2));
+        let err = GatewaySettings::from_env(&with_key([
+            ("ICON_JWT_SECRET", "s"),
+            ("ICON_WEBHOOK_SECRET_GRACE", "soon"),
+        ]))
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(err.starts_with("ICON_WEBHOOK_SECRET_GRACE="), "{err}");
+    }
+
     #[test]
     fn requires_the_jwt_secret() {
         let err = GatewaySettings::from_env(&Env::default()).err().unwrap();
@@ -146,16 +192,16 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_variable() {
-        let env = Env::from_pairs([
+        let env = with_key([
             ("ICON_JWT_SECRET", "s"),
             ("ICON_CALLBACK_ALLOW_NETWORKS", "nonsense"),
         ]);
         let err = GatewaySettings::from_env(&env).err().unwrap().to_string();
         assert!(err.starts_with("ICON_CALLBACK_ALLOW_NETWORKS="), "{err}");
-        let env = Env::from_pairs([("ICON_JWT_SECRET", "s"), ("ICON_HTTP_ADDR", "localhost")]);
+        let env = with_key([("ICON_JWT_SECRET", "s"), ("ICON_HTTP_ADDR", "localhost")]);
         let err = GatewaySettings::from_env(&env).err().unwrap().to_string();
         assert!(err.starts_with("ICON_HTTP_ADDR="), "{err}");
-        let env = Env::from_pairs([("ICON_JWT_SECRET", "s"), ("ICON_AMQP_QUEUE_TYPE", "lazy")]);
+        let env = with_key([("ICON_JWT_SECRET", "s"), ("ICON_AMQP_QUEUE_TYPE", "lazy")]);
         let err = GatewaySettings::from_env(&env).err().unwrap().to_string();
         assert!(
             err.starts_with("ICON_AMQP_QUEUE_TYPE=\"lazy\" is invalid"),
@@ -165,12 +211,12 @@ mod tests {
 
     #[test]
     fn queue_type_defaults_to_quorum() {
-        let env = Env::from_pairs([("ICON_JWT_SECRET", "s")]);
+        let env = with_key([("ICON_JWT_SECRET", "s")]);
         assert_eq!(
             GatewaySettings::from_env(&env).unwrap().queue_type,
             QueueType::Quorum
         );
-        let env = Env::from_pairs([
+        let env = with_key([
             ("ICON_JWT_SECRET", "s"),
             ("ICON_AMQP_QUEUE_TYPE", "classic"),
         ]);
@@ -182,7 +228,7 @@ mod tests {
 
     #[test]
     fn defaults_and_port_shorthand() {
-        let env = Env::from_pairs([("ICON_JWT_SECRET", "s"), ("ICON_HTTP_ADDR", ":0")]);
+        let env = with_key([("ICON_JWT_SECRET", "s"), ("ICON_HTTP_ADDR", ":0")]);
         let s = GatewaySettings::from_env(&env).unwrap();
         assert_eq!(s.http_addr, "0.0.0.0:0");
         assert_eq!(s.database_url, DEFAULT_DATABASE_URL);
@@ -193,15 +239,14 @@ mod tests {
     #[test]
     fn the_device_bound_is_a_positive_whole_number() {
         for bad in ["0", "-1", "ten", "1.5"] {
-            let env =
-                Env::from_pairs([("ICON_JWT_SECRET", "s"), ("ICON_MAX_DEVICES_PER_USER", bad)]);
+            let env = with_key([("ICON_JWT_SECRET", "s"), ("ICON_MAX_DEVICES_PER_USER", bad)]);
             let err = GatewaySettings::from_env(&env).err().unwrap().to_string();
             assert!(
                 err.starts_with("ICON_MAX_DEVICES_PER_USER="),
                 "{bad}: {err}"
             );
         }
-        let env = Env::from_pairs([
+        let env = with_key([
             ("ICON_JWT_SECRET", "s"),
             ("ICON_MAX_DEVICES_PER_USER", " 3 "),
         ]);

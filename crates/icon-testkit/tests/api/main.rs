@@ -14,3 +14,4 @@ mod isolation;
 mod probes;
 mod push;
 mod recording;
+mod signatures;
