@@ -264,3 +264,75 @@ async fn no_error_body_holds_a_secret() {
     }
     app.stop().await;
 }
+
+/// The notifier signs without a round trip of its own: the claim statements (first attempts of
+/// one checkout or several, and a retry's claim) bring the owner's sealed secrets along, or
+/// the owner alone when it has none yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_bring_the_owners_secrets_along() {
+    use icon_domain::CheckoutId;
+    use icon_store::notifications::{claim_attempt, claim_first_attempts, AttemptClaim};
+    use icon_store::secrets::SecretsKey;
+    let (app, _sim) = app_with(Options {
+        start_notifier: false,
+        ..Options::default()
+    })
+    .await;
+    let receiver = Receiver::start(vec![], None).await;
+    let alice = secret_of(&app, "alice").await;
+    let mut ids = Vec::new();
+    for user in ["alice", "alice", "bob"] {
+        let id = checkout(&app, user, &receiver).await;
+        app.wait_for_checkout(user, &id, "completed", |c| c["status"] == "completed")
+            .await;
+        ids.push(CheckoutId::from_uuid(id.parse().unwrap()));
+    }
+    let key = SecretsKey::parse(icon_testkit::SECRETS_KEY).unwrap();
+    let pool = app.env.pool().await;
+    let conn = pool.get().await.unwrap();
+    // Alice's two checkouts together (no lease, so a retry may take over at once).
+    let found = claim_first_attempts(&conn, &ids[..2], &["callback"], Duration::ZERO)
+        .await
+        .unwrap();
+    for list in &found {
+        let signing = list[0].1.as_ref().unwrap().signing.as_ref().unwrap();
+        assert_eq!(signing.owner, "alice");
+        let secrets = signing.open(&key).unwrap().expect("Alice has a secret");
+        assert_eq!(secrets.current.expose_whsec(), alice);
+        assert!(secrets.previous.is_none());
+    }
+    // Bob's alone: he has no secret yet, so the notifier will create it.
+    let found = claim_first_attempts(&conn, &ids[2..], &["callback"], Duration::ZERO)
+        .await
+        .unwrap();
+    let signing = found[0][0].1.as_ref().unwrap().signing.clone().unwrap();
+    assert_eq!(signing.owner, "bob");
+    assert!(signing.open(&key).unwrap().is_none());
+    // A retry's claim, after a rotation: both secrets while the grace lasts.
+    let new = rotate(&app, "alice").await["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let n = found_first(&conn, ids[0]).await;
+    let claimed = claim_attempt(&conn, n, 1, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let AttemptClaim::Claimed(claimed) = claimed else {
+        panic!("{claimed:?}")
+    };
+    let secrets = claimed.signing.unwrap().open(&key).unwrap().unwrap();
+    assert_eq!(secrets.current.expose_whsec(), new);
+    assert_eq!(secrets.previous.unwrap().expose_whsec(), alice);
+    app.stop().await;
+}
+
+/// The id of a checkout's callback notification.
+async fn found_first(
+    conn: &icon_store::Conn,
+    checkout: icon_domain::CheckoutId,
+) -> icon_domain::NotificationId {
+    icon_store::notifications::for_channel(conn, checkout, "callback")
+        .await
+        .unwrap()[0]
+        .id
+}
