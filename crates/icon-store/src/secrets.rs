@@ -23,8 +23,8 @@ use std::sync::Arc;
 pub const SECRETS_KEY_VAR: &str = "ICON_SECRETS_KEY";
 
 /// How to make a key, said wherever one is missing or malformed.
-const KEY_HINT: &str = "32 random bytes as 64 hex characters (or base64); make one with \
-                        `openssl rand -hex 32`. The gateway and the notifier need the same key";
+const KEY_HINT: &str = "give it 32 random bytes as 64 hex characters (or base64), made with \
+                        `openssl rand -hex 32`, the same in the gateway and every notifier";
 
 /// Bytes of a webhook secret: 32, the HMAC-SHA256 block-size half the spec recommends
 /// (24 to 64 bytes).
@@ -56,7 +56,7 @@ impl SecretsKey {
         let value = env.raw(SECRETS_KEY_VAR).ok_or_else(|| SettingsError {
             var: SECRETS_KEY_VAR,
             value: String::new(),
-            reason: format!("it must be set: {KEY_HINT}"),
+            reason: format!("unset, but required to seal webhook secrets at rest; {KEY_HINT}"),
         })?;
         Self::parse(value).map_err(|reason| SettingsError {
             var: SECRETS_KEY_VAR,
@@ -72,17 +72,17 @@ impl SecretsKey {
             (0..32)
                 .map(|i| u8::from_str_radix(&v[2 * i..2 * i + 2], 16))
                 .collect::<Result<Vec<u8>, _>>()
-                .map_err(|_| format!("not hex; expected {KEY_HINT}"))?
+                .map_err(|_| format!("not hex; {KEY_HINT}"))?
         } else {
             use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
             let unpadded = v.trim_end_matches('=');
             STANDARD_NO_PAD
                 .decode(unpadded)
                 .or_else(|_| URL_SAFE_NO_PAD.decode(unpadded))
-                .map_err(|_| format!("neither 64 hex characters nor base64; expected {KEY_HINT}"))?
+                .map_err(|_| format!("neither 64 hex characters nor base64; {KEY_HINT}"))?
         };
         if bytes.len() != 32 {
-            return Err(format!("{} bytes; expected {KEY_HINT}", bytes.len()));
+            return Err(format!("{} bytes, not 32; {KEY_HINT}", bytes.len()));
         }
         Ok(Self::from_bytes(&bytes))
     }
