@@ -336,3 +336,26 @@ async fn found_first(
         .unwrap()[0]
         .id
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_secret_endpoints_are_in_the_openapi_document() {
+    let app = TestApp::spawn_with(Options {
+        start_worker: false,
+        start_notifier: false,
+        ..Options::default()
+    })
+    .await;
+    let spec = app.api.get("/openapi.json", None).await.json;
+    for (path, method) in [
+        ("/webhook-secret", "get"),
+        ("/webhook-secret/rotate", "post"),
+    ] {
+        let op = &spec["paths"][path][method];
+        assert!(op["summary"].is_string(), "{path} {method}: {op}");
+        assert_eq!(op["tags"][0], "webhooks");
+        let ok = &op["responses"]["200"]["content"]["application/json"];
+        assert!(ok.is_object(), "{path} {method}: {op}");
+        assert!(op["responses"]["401"].is_object());
+    }
+    app.stop().await;
+}
