@@ -40,6 +40,8 @@ rabbitmqctl -q set_permissions -p "$vhost" guest '.*' '.*' '.*'
 export ICON_DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db"
 export ICON_AMQP_URL="amqp://guest:guest@127.0.0.1:5672/$vhost"
 export ICON_RUN_PROFILE=release ICON_RUN_BUILD=0
+# A fresh database, so a fresh key to seal its webhook secrets.
+export ICON_SECRETS_KEY="${ICON_SECRETS_KEY:-$(random_key)}"
 export ICON_RUN_WORKERS="${BENCH_WORKERS:-1}" ICON_RUN_NOTIFIERS="${BENCH_NOTIFIERS:-1}"
 # The same secret for the services (run.sh) and the tool that mints their tokens.
 export ICON_JWT_SECRET="${ICON_JWT_SECRET:-demo-secret-for-local-runs-only-change-me}"

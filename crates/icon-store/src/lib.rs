@@ -10,6 +10,8 @@
 //! - [`passes`]: the worker's processing passes: claim, record, finish, give up.
 //! - [`devices`]: the shoppers' push devices.
 //! - [`notifications`]: the notifier's attempts and schedule.
+//! - [`webhook_secrets`]: the owners' webhook signing secrets, sealed at rest with the key and
+//!   signatures of [`secrets`].
 //! - [`idempotency`]: `Idempotency-Key`s of checkout submissions.
 //! - [`sweep`]: the safety net that queues stuck work again.
 //! - [`outbox`]: messages written in the same transaction as the state they announce.
@@ -26,8 +28,10 @@ pub mod outbox;
 pub mod passes;
 pub mod pool;
 pub mod retailers;
+pub mod secrets;
 pub mod sweep;
 pub mod tls;
+pub mod webhook_secrets;
 
 pub use deadpool_postgres::{GenericClient, Object as Conn, Pool};
 pub use error::StoreError;

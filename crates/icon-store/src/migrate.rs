@@ -22,6 +22,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "hot_path",
         include_str!("../migrations/0005_hot_path.sql"),
     ),
+    (
+        6,
+        "webhook_secrets",
+        include_str!("../migrations/0006_webhook_secrets.sql"),
+    ),
 ];
 
 /// Arbitrary but fixed: the advisory lock every ICON process takes while migrating.

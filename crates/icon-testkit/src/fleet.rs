@@ -42,6 +42,7 @@ impl Fleet {
             ("ICON_HTTP_WORKERS", "2".into()),
             ("ICON_JWT_SECRET", JWT_SECRET.into()),
             ("ICON_RATE_LIMIT", "off".into()),
+            ("ICON_SECRETS_KEY", crate::SECRETS_KEY.into()),
             ("ICON_CALLBACK_ALLOW_NETWORKS", "127.0.0.0/8".into()),
             ("ICON_CALLBACK_ALLOW_HTTP", "true".into()),
             ("ICON_CALLBACK_RETRY_SCHEDULE", "200ms,500ms,1s".into()),

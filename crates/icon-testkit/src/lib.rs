@@ -41,6 +41,8 @@ use tokio_util::sync::CancellationToken;
 
 /// The HS256 secret of every test gateway: at least 32 bytes, as the gateway demands.
 pub const JWT_SECRET: &str = "test-secret-at-least-32-bytes-long!!";
+/// `ICON_SECRETS_KEY` of every test: the key that seals webhook secrets at rest.
+pub const SECRETS_KEY: &str = "4d2b7a9c0e1f3a5b6c7d8e9f00112233445566778899aabbccddeeff01234567";
 
 /// Waits until `check` returns `Some`, polling every 20ms, or panics after `deadline` naming
 /// `what`.
@@ -132,6 +134,7 @@ impl TestApp {
             ("ICON_JWT_SECRET", JWT_SECRET.into()),
             // Tests fire requests faster than any shopper; the rate-limit tests turn it on.
             ("ICON_RATE_LIMIT", "off".into()),
+            ("ICON_SECRETS_KEY", SECRETS_KEY.into()),
             ("ICON_CALLBACK_ALLOW_NETWORKS", opts.allow_networks.clone()),
             // Receivers in tests are plain-http servers on loopback.
             ("ICON_CALLBACK_ALLOW_HTTP", "true".into()),

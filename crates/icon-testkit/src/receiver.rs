@@ -29,8 +29,11 @@ pub struct Recorded {
     pub at: Instant,
     pub webhook_id: Option<String>,
     pub webhook_timestamp: Option<String>,
+    pub webhook_signature: Option<String>,
     pub content_type: Option<String>,
     pub body: Value,
+    /// The body exactly as received, which is what a signature covers.
+    pub raw_body: bytes::Bytes,
     pub answered: u16,
 }
 
@@ -80,8 +83,10 @@ async fn receive(
         at: Instant::now(),
         webhook_id: header("webhook-id"),
         webhook_timestamp: header("webhook-timestamp"),
+        webhook_signature: header("webhook-signature"),
         content_type: header("content-type"),
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+        raw_body: body.clone(),
         answered: reply.status,
     });
     let mut resp = HttpResponse::build(

@@ -1,7 +1,7 @@
 //! The OpenAPI 3.1 document, generated from the handlers' and DTOs' annotations, so it cannot
 //! drift from the code.
 
-use crate::routes::{callbacks, carts, checkouts, devices, health, retailers};
+use crate::routes::{callbacks, carts, checkouts, devices, health, retailers, webhook_secret};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -23,6 +23,8 @@ use utoipa::{Modify, OpenApi};
         devices::put_device,
         devices::delete_device,
         devices::list_devices,
+        webhook_secret::get_secret,
+        webhook_secret::rotate_secret,
         carts::create_cart,
         carts::get_cart,
         carts::add_item,
@@ -37,6 +39,7 @@ use utoipa::{Modify, OpenApi};
         (name = "checkout", description = "Asynchronous checkout and its outcome"),
         (name = "carts", description = "Carts and their items"),
         (name = "devices", description = "The caller's devices, to which checkout outcomes are pushed"),
+        (name = "webhooks", description = "The secret that signs the caller's callbacks (Standard Webhooks)"),
         (name = "retailers", description = "Where orders are placed (admin)"),
         (name = "operations", description = "Probes"),
     )

@@ -243,6 +243,15 @@ checkout if the first attempt was accepted.";
 re-queuing the callback, so it may have been re-queued. Retry after Retry-After seconds: a \
 callback that was re-queued answers 409 callback_not_failed and is not sent twice.";
 
+    pub const WEBHOOK_SECRET: &str = "ICON lost its connection to the database \
+while creating your webhook secret, so it may have been created. Retry after Retry-After \
+seconds: you get the one secret either way.";
+
+    pub const WEBHOOK_SECRET_ROTATION: &str = "ICON lost its connection to the \
+database while rotating your webhook secret, so it may have been rotated. After Retry-After \
+seconds, GET /webhook-secret shows the secret callbacks are signed with now; rotate again only \
+if it is still the old one.";
+
     pub const CART: &str = "ICON lost its connection to the database while creating \
 the cart, so it may have been created. Retry after Retry-After seconds; an extra empty cart is \
 harmless.";

@@ -4,7 +4,12 @@ use icon_domain::device::DEFAULT_MAX_DEVICES_PER_USER;
 use icon_domain::NetworkPolicy;
 use icon_runtime::settings::{parse_bool, parse_networks, MissingSetting};
 use icon_runtime::{Env, SettingsError};
+use icon_store::secrets::SecretsKey;
 use std::fmt;
+use std::time::Duration;
+
+/// `ICON_WEBHOOK_SECRET_GRACE`'s default: a day, time for a receiver's deploy.
+pub const DEFAULT_WEBHOOK_SECRET_GRACE: Duration = Duration::from_secs(24 * 3600);
 
 /// Every variable the gateway reads. See the README's configuration table.
 #[derive(Clone)]
@@ -27,6 +32,11 @@ pub struct GatewaySettings {
     pub jwt: JwtSettings,
     /// `ICON_RATE_LIMIT`: requests allowed per token subject and per client IP.
     pub rate_limit: RateLimit,
+    /// `ICON_SECRETS_KEY`: seals the owners' webhook secrets at rest (the notifier's key).
+    pub secrets_key: SecretsKey,
+    /// `ICON_WEBHOOK_SECRET_GRACE`: after a rotation, how long callbacks are still signed with
+    /// the previous secret too, so receivers can switch without dropping a callback.
+    pub webhook_secret_grace: Duration,
     /// `ICON_CALLBACK_ALLOW_NETWORKS`: non-public networks callback URLs may point into;
     /// `ICON_CALLBACK_ALLOW_HTTP`: whether `http://` callback URLs are accepted (https only by
     /// default).
@@ -110,6 +120,9 @@ impl GatewaySettings {
                 RateLimit::default(),
                 RateLimit::parse,
             )?,
+            secrets_key: SecretsKey::from_env(env)?,
+            webhook_secret_grace: env
+                .duration("ICON_WEBHOOK_SECRET_GRACE", DEFAULT_WEBHOOK_SECRET_GRACE)?,
             callback_policy: NetworkPolicy::new(allow).allowing_http(env.parse_with(
                 "ICON_CALLBACK_ALLOW_HTTP",
                 false,
@@ -160,6 +173,38 @@ mod tests {
     use super::*;
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
+    /// `pairs` plus a secrets key, which every start needs.
+    fn with_key<const N: usize>(pairs: [(&str, &str); N]) -> Env {
+        let mut env = Env::from_pairs(pairs);
+        env.set("ICON_SECRETS_KEY", "11".repeat(32));
+        env
+    }
+
+    #[test]
+    fn requires_the_secrets_key_and_reads_the_grace() {
+        let err = GatewaySettings::from_env(&Env::from_pairs([("ICON_JWT_SECRET", SECRET)]))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.starts_with("ICON_SECRETS_KEY="), "{err}");
+        assert!(err.contains("openssl rand -hex 32"), "{err}");
+        let s = GatewaySettings::from_env(&with_key([("ICON_JWT_SECRET", SECRET)])).unwrap();
+        assert_eq!(s.webhook_secret_grace, DEFAULT_WEBHOOK_SECRET_GRACE);
+        let s = GatewaySettings::from_env(&with_key([
+            ("ICON_JWT_SECRET", SECRET),
+            ("ICON_WEBHOOK_SECRET_GRACE", "2s"),
+        ]))
+        .unwrap();
+        assert_eq!(s.webhook_secret_grace, Duration::from_secs(2));
+        let err = GatewaySettings::from_env(&with_key([
+            ("ICON_JWT_SECRET", SECRET),
+            ("ICON_WEBHOOK_SECRET_GRACE", "soon"),
+        ]))
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(err.starts_with("ICON_WEBHOOK_SECRET_GRACE="), "{err}");
+    }
 
     #[test]
     fn requires_a_token_source() {
@@ -173,16 +218,16 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_variable() {
-        let env = Env::from_pairs([
+        let env = with_key([
             ("ICON_JWT_SECRET", SECRET),
             ("ICON_CALLBACK_ALLOW_NETWORKS", "nonsense"),
         ]);
         let err = GatewaySettings::from_env(&env).err().unwrap().to_string();
         assert!(err.starts_with("ICON_CALLBACK_ALLOW_NETWORKS="), "{err}");
-        let env = Env::from_pairs([("ICON_JWT_SECRET", SECRET), ("ICON_HTTP_ADDR", "localhost")]);
+        let env = with_key([("ICON_JWT_SECRET", SECRET), ("ICON_HTTP_ADDR", "localhost")]);
         let err = GatewaySettings::from_env(&env).err().unwrap().to_string();
         assert!(err.starts_with("ICON_HTTP_ADDR="), "{err}");
-        let env = Env::from_pairs([
+        let env = with_key([
             ("ICON_JWT_SECRET", SECRET),
             ("ICON_AMQP_QUEUE_TYPE", "lazy"),
         ]);
@@ -196,26 +241,26 @@ mod tests {
     #[test]
     fn callbacks_are_https_only_unless_switched() {
         let secret = ("ICON_JWT_SECRET", "a-development-secret-of-32-bytes!");
-        let s = GatewaySettings::from_env(&Env::from_pairs([secret])).unwrap();
+        let s = GatewaySettings::from_env(&with_key([secret])).unwrap();
         assert!(!s.callback_policy.allows_http());
-        let on = Env::from_pairs([secret, ("ICON_CALLBACK_ALLOW_HTTP", "true")]);
+        let on = with_key([secret, ("ICON_CALLBACK_ALLOW_HTTP", "true")]);
         assert!(GatewaySettings::from_env(&on)
             .unwrap()
             .callback_policy
             .allows_http());
-        let bad = Env::from_pairs([secret, ("ICON_CALLBACK_ALLOW_HTTP", "on-weekdays")]);
+        let bad = with_key([secret, ("ICON_CALLBACK_ALLOW_HTTP", "on-weekdays")]);
         let err = GatewaySettings::from_env(&bad).err().unwrap().to_string();
         assert!(err.starts_with("ICON_CALLBACK_ALLOW_HTTP="), "{err}");
     }
 
     #[test]
     fn queue_type_defaults_to_quorum() {
-        let env = Env::from_pairs([("ICON_JWT_SECRET", SECRET)]);
+        let env = with_key([("ICON_JWT_SECRET", SECRET)]);
         assert_eq!(
             GatewaySettings::from_env(&env).unwrap().queue_type,
             QueueType::Quorum
         );
-        let env = Env::from_pairs([
+        let env = with_key([
             ("ICON_JWT_SECRET", SECRET),
             ("ICON_AMQP_QUEUE_TYPE", "classic"),
         ]);
@@ -227,7 +272,7 @@ mod tests {
 
     #[test]
     fn defaults_and_port_shorthand() {
-        let env = Env::from_pairs([("ICON_JWT_SECRET", SECRET), ("ICON_HTTP_ADDR", ":0")]);
+        let env = with_key([("ICON_JWT_SECRET", SECRET), ("ICON_HTTP_ADDR", ":0")]);
         let s = GatewaySettings::from_env(&env).unwrap();
         assert_eq!(s.http_addr, "0.0.0.0:0");
         assert_eq!(s.database_url, DEFAULT_DATABASE_URL);
@@ -238,7 +283,7 @@ mod tests {
     #[test]
     fn the_device_bound_is_a_positive_whole_number() {
         for bad in ["0", "-1", "ten", "1.5"] {
-            let env = Env::from_pairs([
+            let env = with_key([
                 ("ICON_JWT_SECRET", SECRET),
                 ("ICON_MAX_DEVICES_PER_USER", bad),
             ]);
@@ -248,7 +293,7 @@ mod tests {
                 "{bad}: {err}"
             );
         }
-        let env = Env::from_pairs([
+        let env = with_key([
             ("ICON_JWT_SECRET", SECRET),
             ("ICON_MAX_DEVICES_PER_USER", " 3 "),
         ]);

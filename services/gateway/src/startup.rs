@@ -89,6 +89,8 @@ impl Application {
             broker_ready: relay.broker_ready(),
             outbox: relay.outbox(),
             max_devices_per_user: settings.max_devices_per_user,
+            secrets_key: settings.secrets_key.clone(),
+            webhook_secret_grace: settings.webhook_secret_grace,
         });
         let limiters = web::Data::new(crate::rate_limit::Limiters::new(settings.rate_limit));
         let docs = web::Data::new(Docs::build());
@@ -166,7 +168,7 @@ impl Application {
 }
 
 fn routes_config(cfg: &mut web::ServiceConfig) {
-    use routes::{callbacks, carts, checkouts, devices, docs, health, retailers};
+    use routes::{callbacks, carts, checkouts, devices, docs, health, retailers, webhook_secret};
     cfg.route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .route("/openapi.json", web::get().to(docs::openapi_json))
@@ -210,6 +212,16 @@ fn routes_config(cfg: &mut web::ServiceConfig) {
             web::resource("/me/devices/{token}")
                 .route(web::put().to(devices::put_device))
                 .route(web::delete().to(devices::delete_device))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/webhook-secret")
+                .route(web::get().to(webhook_secret::get_secret))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/webhook-secret/rotate")
+                .route(web::post().to(webhook_secret::rotate_secret))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(

@@ -134,8 +134,12 @@ pub async fn run(
         settings.stuck_after,
         shutdown.clone(),
     ));
-    let callback =
-        CallbackChannel::new(settings.callback_policy.clone(), settings.callback_timeout)?;
+    let callback = CallbackChannel::new(
+        settings.callback_policy.clone(),
+        settings.callback_timeout,
+        settings.secrets_key.clone(),
+        pool.clone(),
+    )?;
     let channels = Channels::new(vec![Arc::new(callback)])
         .with("push", push_channel(&settings, &pool)?)
         .with("email", email_channel(&settings)?);

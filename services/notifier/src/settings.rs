@@ -4,6 +4,7 @@ use crate::schedule::RetrySchedule;
 use icon_domain::NetworkPolicy;
 use icon_runtime::settings::{parse_bool, parse_duration_list, parse_networks};
 use icon_runtime::{Env, SettingsError};
+use icon_store::secrets::SecretsKey;
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
@@ -21,6 +22,9 @@ pub struct NotifierSettings {
     /// `ICON_CALLBACK_ALLOW_NETWORKS` and `ICON_CALLBACK_ALLOW_HTTP`: checked again at every
     /// delivery, so tightening them stops callbacks that were accepted before.
     pub callback_policy: NetworkPolicy,
+    /// `ICON_SECRETS_KEY`: opens the owners' webhook secrets to sign callbacks with (the
+    /// gateway's key). Required: without it no callback could be signed.
+    pub secrets_key: SecretsKey,
     /// `ICON_NOTIFIER_PREFETCH`: notifications attempted at once by this process.
     pub prefetch: u16,
     /// `ICON_NOTIFIER_STUCK_AFTER`: an open notification of a finished checkout with nothing
@@ -90,6 +94,7 @@ impl NotifierSettings {
                 false,
                 parse_bool,
             )?),
+            secrets_key: SecretsKey::from_env(env)?,
             prefetch: env.positive_u16("ICON_NOTIFIER_PREFETCH", 64)?,
             stuck_after: env.duration("ICON_NOTIFIER_STUCK_AFTER", Duration::from_secs(300))?,
             probe_addr: env.optional_addr("ICON_PROBE_ADDR")?,
@@ -129,9 +134,25 @@ fn parse_base_url(v: &str) -> Result<String, String> {
 mod tests {
     use super::*;
 
+    /// The minimum the notifier needs, plus `pairs`.
+    fn with_key<const N: usize>(pairs: [(&str, &str); N]) -> Env {
+        let mut env = Env::from_pairs(pairs);
+        env.set("ICON_SECRETS_KEY", "11".repeat(32));
+        env
+    }
+
+    #[test]
+    fn requires_the_secrets_key() {
+        let err = NotifierSettings::from_env(&Env::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("ICON_SECRETS_KEY="), "{err}");
+        assert!(err.contains("openssl rand -hex 32"), "{err}");
+    }
+
     #[test]
     fn defaults() {
-        let s = NotifierSettings::from_env(&Env::default()).unwrap();
+        let s = NotifierSettings::from_env(&with_key([])).unwrap();
         assert_eq!(s.schedule.delay_after(1), Duration::from_secs(10));
         assert_eq!(s.schedule.delay_after(3), Duration::from_secs(600));
         assert_eq!(s.schedule.delay_after(9), Duration::from_secs(600));
@@ -153,14 +174,14 @@ mod tests {
 
     #[test]
     fn channels_off_by_default_and_urls_checked() {
-        let s = NotifierSettings::from_env(&Env::default()).unwrap();
+        let s = NotifierSettings::from_env(&with_key([])).unwrap();
         assert!(s.fcm.credentials.is_none() && s.smtp.url.is_none());
         assert_eq!(s.fcm.endpoint, "https://fcm.googleapis.com");
         for (var, bad) in [
             ("ICON_SMTP_URL", "http://mail"),
             ("ICON_FCM_ENDPOINT", "fcm"),
         ] {
-            let err = NotifierSettings::from_env(&Env::from_pairs([(var, bad)]))
+            let err = NotifierSettings::from_env(&with_key([(var, bad)]))
                 .unwrap_err()
                 .to_string();
             assert!(err.starts_with(&format!("{var}=")), "{err}");
@@ -169,8 +190,10 @@ mod tests {
 
     #[test]
     fn bad_schedule_names_the_variable() {
-        let env = Env::from_pairs([("ICON_CALLBACK_RETRY_SCHEDULE", "10s,often")]);
-        let err = NotifierSettings::from_env(&env).unwrap_err().to_string();
+        let err =
+            NotifierSettings::from_env(&with_key([("ICON_CALLBACK_RETRY_SCHEDULE", "10s,often")]))
+                .unwrap_err()
+                .to_string();
         assert!(err.starts_with("ICON_CALLBACK_RETRY_SCHEDULE="), "{err}");
     }
 }

@@ -2,6 +2,7 @@
 //! the resource's `/attempts`.
 
 use super::{from_row, Notification};
+use crate::webhook_secrets::{SealedSecrets, CLAIM_COLUMNS, CLAIM_JOIN};
 use crate::{error::corrupt, GenericClient, StoreError};
 use chrono::{DateTime, Utc};
 use icon_domain::{CheckoutId, NotificationId, NotificationState};
@@ -51,11 +52,17 @@ pub struct Claimed {
     pub claim: Uuid,
     pub attempt: i32,
     pub first_attempt_at: DateTime<Utc>,
+    /// For a callback: its owner's webhook secrets, read by the claim statement itself so that
+    /// signing costs no round trip of its own. `None` on other channels.
+    pub signing: Option<SealedSecrets>,
 }
 
 /// Claims every first attempt of one checkout (`$1`) on the channels `$2` for `$3` seconds, and
 /// lists the checkout's other notifications; see [`claim_first_attempts`].
-const CLAIM_FIRST_ONE: &str = "WITH claimed AS (
+/// For callbacks, the owner's webhook secrets come along ([`CLAIM_JOIN`]).
+static CLAIM_FIRST_ONE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH claimed AS (
          UPDATE notifications
          SET attempts = CASE WHEN attempts = 0 THEN 1 ELSE attempts END,
              claim = gen_random_uuid(), claimed_until = now() + make_interval(secs => $3),
@@ -65,10 +72,12 @@ const CLAIM_FIRST_ONE: &str = "WITH claimed AS (
                 OR (attempts = 1 AND claimed_until < now()))
          RETURNING *
      )
-     SELECT true AS claimed_now, * FROM claimed
+     SELECT true AS claimed_now, c.*, {CLAIM_COLUMNS} FROM claimed c {CLAIM_JOIN}
      UNION ALL
-     SELECT false, n.* FROM notifications n
-     WHERE n.checkout_id = $1 AND NOT EXISTS (SELECT 1 FROM claimed c WHERE c.id = n.id)";
+     SELECT false, n.*, NULL, NULL, NULL FROM notifications n
+     WHERE n.checkout_id = $1 AND NOT EXISTS (SELECT 1 FROM claimed c WHERE c.id = n.id)"
+    )
+});
 
 /// [`CLAIM_FIRST_ONE`] for the checkouts of the array `$1`.
 static CLAIM_FIRST_MANY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
@@ -98,7 +107,7 @@ pub async fn claim_first_attempts(
     let one = checkouts.len() == 1;
     let stmt = db
         .prepare_cached(if one {
-            CLAIM_FIRST_ONE
+            &CLAIM_FIRST_ONE
         } else {
             &CLAIM_FIRST_MANY
         })
@@ -121,6 +130,7 @@ pub async fn claim_first_attempts(
                 first_attempt_at: n
                     .first_attempt_at
                     .ok_or_else(|| corrupt("claimed without first_attempt_at"))?,
+                signing: SealedSecrets::from_claim_row(&r),
             })
         } else {
             None
@@ -132,6 +142,24 @@ pub async fn claim_first_attempts(
     Ok(found)
 }
 
+/// Claims the attempt after `after_attempt` of `$1` under claim `$3` for `$4` seconds; for a
+/// callback, with its owner's webhook secrets ([`CLAIM_JOIN`]).
+static CLAIM_NEXT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH claimed AS (
+         UPDATE notifications
+         SET attempts = CASE WHEN attempts = $2 THEN attempts + 1 ELSE attempts END,
+             claim = $3, claimed_until = now() + make_interval(secs => $4),
+             first_attempt_at = coalesce(first_attempt_at, now()), updated_at = now()
+         WHERE id = $1 AND state IN ('pending', 'retrying')
+           AND ((attempts = $2 AND (claimed_until IS NULL OR claimed_until < now()))
+                OR (attempts = $2 + 1 AND claimed_until < now()))
+         RETURNING attempts, first_attempt_at, checkout_id, channel
+     )
+     SELECT c.attempts, c.first_attempt_at, {CLAIM_COLUMNS} FROM claimed c {CLAIM_JOIN}"
+    )
+});
+
 /// Claims the attempt after `after_attempt` for `lease`, before anything is sent.
 #[tracing::instrument(name = "store.claim_attempt", skip_all, fields(notification = %id, after_attempt))]
 pub async fn claim_attempt(
@@ -141,18 +169,7 @@ pub async fn claim_attempt(
     lease: std::time::Duration,
 ) -> Result<AttemptClaim, StoreError> {
     let claim = Uuid::new_v4();
-    let stmt = db
-        .prepare_cached(
-            "UPDATE notifications
-             SET attempts = CASE WHEN attempts = $2 THEN attempts + 1 ELSE attempts END,
-                 claim = $3, claimed_until = now() + make_interval(secs => $4),
-                 first_attempt_at = coalesce(first_attempt_at, now()), updated_at = now()
-             WHERE id = $1 AND state IN ('pending', 'retrying')
-               AND ((attempts = $2 AND (claimed_until IS NULL OR claimed_until < now()))
-                    OR (attempts = $2 + 1 AND claimed_until < now()))
-             RETURNING attempts, first_attempt_at",
-        )
-        .await?;
+    let stmt = db.prepare_cached(&CLAIM_NEXT).await?;
     let row = db
         .query_opt(
             &stmt,
@@ -162,8 +179,9 @@ pub async fn claim_attempt(
     if let Some(row) = row {
         return Ok(AttemptClaim::Claimed(Claimed {
             claim,
-            attempt: row.get(0),
-            first_attempt_at: row.get(1),
+            attempt: row.get("attempts"),
+            first_attempt_at: row.get("first_attempt_at"),
+            signing: SealedSecrets::from_claim_row(&row),
         }));
     }
     // The attempt this copy would make is held by another. Its lease may have run out between

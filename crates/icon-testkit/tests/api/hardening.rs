@@ -244,6 +244,7 @@ async fn a_lost_commit_reply_says_the_checkout_may_have_been_accepted() {
         ("ICON_HTTP_WORKERS", "1".into()),
         ("ICON_JWT_SECRET", JWT_SECRET.into()),
         ("ICON_RATE_LIMIT", "off".into()),
+        ("ICON_SECRETS_KEY", icon_testkit::SECRETS_KEY.into()),
         ("ICON_CALLBACK_ALLOW_NETWORKS", "127.0.0.0/8".into()),
     ]))
     .expect("settings");

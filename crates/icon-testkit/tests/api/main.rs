@@ -16,4 +16,5 @@ mod isolation;
 mod probes;
 mod push;
 mod recording;
+mod signatures;
 mod tls;

@@ -398,11 +398,14 @@ async fn a_bad_setting_stops_each_binary_with_one_line_naming_it() {
         (WORKER, "ICON_RETAILER_TIMEOUT", "ten"),
         (NOTIFIER, "ICON_CALLBACK_RETRY_SCHEDULE", "10s,soon"),
         (NOTIFIER, "ICON_CALLBACK_ALLOW_NETWORKS", "10.0.0.0/33"),
+        (GATEWAY, "ICON_SECRETS_KEY", "not-32-bytes"),
+        (NOTIFIER, "ICON_SECRETS_KEY", ""),
         ("icon-retailer-sim", "ICON_SIM_ADDR", "nowhere"),
     ] {
         let out = std::process::Command::new(binary(bin))
             .env_clear()
             .env("ICON_JWT_SECRET", icon_testkit::JWT_SECRET)
+            .env("ICON_SECRETS_KEY", icon_testkit::SECRETS_KEY)
             .env(var, value)
             .output()
             .expect("run");
@@ -442,6 +445,7 @@ async fn services_wait_for_postgres_and_rabbitmq_at_start() {
         ("ICON_AMQP_URL", rabbit.amqp_url("%2f")),
         ("ICON_HTTP_ADDR", format!("127.0.0.1:{port}")),
         ("ICON_JWT_SECRET", icon_testkit::JWT_SECRET.to_owned()),
+        ("ICON_SECRETS_KEY", icon_testkit::SECRETS_KEY.to_owned()),
         ("ICON_PROBE_ADDR", format!("127.0.0.1:{probe_port}")),
     ]
     .into_iter()

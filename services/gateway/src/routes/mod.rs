@@ -9,6 +9,7 @@ pub mod devices;
 pub mod docs;
 pub mod health;
 pub mod retailers;
+pub mod webhook_secret;
 
 use crate::problem::{ApiError, FieldError};
 use actix_web::web;
@@ -28,6 +29,10 @@ pub struct AppState {
     pub outbox: icon_outbox::Outbox,
     /// `ICON_MAX_DEVICES_PER_USER`.
     pub max_devices_per_user: u32,
+    /// `ICON_SECRETS_KEY`: seals and opens the owners' webhook secrets.
+    pub secrets_key: icon_store::secrets::SecretsKey,
+    /// `ICON_WEBHOOK_SECRET_GRACE`.
+    pub webhook_secret_grace: std::time::Duration,
 }
 
 pub type State = web::Data<AppState>;

@@ -1,15 +1,21 @@
 //! The HTTP callback: POST the outcome to the partner's `callback_url`.
 //!
-//! Headers follow the Standard Webhooks convention: `webhook-id` (the notification id, the same
-//! on every retry, so receivers can de-duplicate) and `webhook-timestamp` (Unix seconds of this
-//! attempt). Any 2xx ends it; 410 Gone stops at once; anything else is retried. Redirects are
+//! Headers follow Standard Webhooks (<https://www.standardwebhooks.com/>): `webhook-id` (the
+//! notification id, the same on every retry, so receivers can de-duplicate), `webhook-timestamp`
+//! (Unix seconds of this attempt) and `webhook-signature`: `v1,<base64 HMAC-SHA256 of
+//! "{id}.{timestamp}.{body}">` keyed with the checkout owner's webhook secret, so a receiver can
+//! tell ICON's callbacks from forgeries and replays of old ones. During a rotation's grace the
+//! header holds a second signature, with the previous secret. The signature covers the exact
+//! bytes sent. Any 2xx ends it; 410 Gone stops at once; anything else is retried. Redirects are
 //! not followed: a 3xx is a failed attempt.
 
 use super::{Attempting, Channel, Outcome};
 use icon_contracts::CheckoutFinished;
-use icon_domain::{CallbackUrl, NetworkPolicy};
+use icon_domain::{CallbackUrl, NetworkPolicy, UserId};
 use icon_http::{HeaderName, HttpClient, SendError, TlsError};
-use icon_store::notifications::Notification;
+use icon_store::notifications::{Claimed, Notification};
+use icon_store::secrets::{SecretsKey, SigningSecrets};
+use icon_store::{webhook_secrets, Pool, StoreError};
 use serde::Serialize;
 use std::time::Duration;
 
@@ -29,17 +35,53 @@ pub struct CallbackPayload<'a> {
 pub struct CallbackChannel {
     http: HttpClient,
     policy: NetworkPolicy,
+    /// Opens the owners' secrets (`ICON_SECRETS_KEY`).
+    key: SecretsKey,
+    /// Creates an owner's secret when a callback is due before the owner ever asked for it.
+    pool: Pool,
 }
 
 impl CallbackChannel {
-    pub fn new(policy: NetworkPolicy, timeout: Duration) -> Result<Self, TlsError> {
+    pub fn new(
+        policy: NetworkPolicy,
+        timeout: Duration,
+        key: SecretsKey,
+        pool: Pool,
+    ) -> Result<Self, TlsError> {
         Ok(Self {
             http: HttpClient::new(Some(policy.clone()), timeout)?,
             policy,
+            key,
+            pool,
         })
     }
 
-    async fn attempt(&self, n: &Notification, event: &CheckoutFinished) -> Outcome {
+    /// The secrets to sign `claimed`'s callback with: those read with the claim, or, when the
+    /// owner has none yet, a new one (the owner reads it later from `GET /webhook-secret`).
+    async fn signing(&self, claimed: &Claimed) -> Result<SigningSecrets, StoreError> {
+        let sealed = claimed
+            .signing
+            .as_ref()
+            .ok_or_else(|| StoreError::Corrupt("a callback claimed without its owner".into()))?;
+        if let Some(secrets) = sealed.open(&self.key)? {
+            return Ok(secrets);
+        }
+        let owner = UserId::parse(sealed.owner.clone())
+            .map_err(|e| StoreError::Corrupt(format!("a checkout's owner: {e}")))?;
+        let db = self.pool.get().await?;
+        let created = webhook_secrets::get_or_create(&db, &self.key, &owner).await?;
+        Ok(SigningSecrets {
+            current: created.secret,
+            previous: None,
+        })
+    }
+
+    async fn attempt(
+        &self,
+        n: &Notification,
+        claimed: &Claimed,
+        event: &CheckoutFinished,
+    ) -> Outcome {
         // Checked again at send time: the policy may have been tightened since the checkout
         // was accepted.
         let url = match CallbackUrl::recheck(&n.target, &self.policy) {
@@ -60,10 +102,32 @@ impl CallbackChannel {
             reason: event.reason.as_deref(),
         })
         .unwrap_or_default();
-        let timestamp = chrono::Utc::now().timestamp().to_string();
+        // Unsigned, a callback would be worthless to a receiver that checks: without its
+        // secrets the attempt is retried (the database is back soon, or an operator fixes the
+        // key), never sent bare.
+        let secrets = match self.signing(claimed).await {
+            Ok(s) => s,
+            Err(e) => {
+                return Outcome::Retry {
+                    status: None,
+                    error: Some(format!(
+                        "cannot sign: {}",
+                        icon_store::pool::source_chain(&e)
+                    )),
+                    retry_after: None,
+                }
+            }
+        };
+        let id = n.id.to_string();
+        let timestamp = chrono::Utc::now().timestamp();
+        let signature = secrets.signature_header(&id, timestamp, &body);
         let headers = [
-            (HeaderName::from_static("webhook-id"), n.id.to_string()),
-            (HeaderName::from_static("webhook-timestamp"), timestamp),
+            (HeaderName::from_static("webhook-id"), id),
+            (
+                HeaderName::from_static("webhook-timestamp"),
+                timestamp.to_string(),
+            ),
+            (HeaderName::from_static("webhook-signature"), signature),
         ];
         match self.http.post_json(url.as_url(), &headers, body).await {
             Ok(resp) if resp.is_success() => Outcome::Delivered {
@@ -98,7 +162,12 @@ impl Channel for CallbackChannel {
         "callback"
     }
 
-    fn deliver<'a>(&'a self, n: &'a Notification, event: &'a CheckoutFinished) -> Attempting<'a> {
-        Box::pin(self.attempt(n, event))
+    fn deliver<'a>(
+        &'a self,
+        n: &'a Notification,
+        claimed: &'a Claimed,
+        event: &'a CheckoutFinished,
+    ) -> Attempting<'a> {
+        Box::pin(self.attempt(n, claimed, event))
     }
 }

@@ -9,7 +9,7 @@
 use super::{Attempting, Channel, Outcome};
 use icon_contracts::{CheckoutFinished, OrderOutcome};
 use icon_domain::CheckoutStatus;
-use icon_store::notifications::Notification;
+use icon_store::notifications::{Claimed, Notification};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use std::time::Duration;
@@ -170,7 +170,12 @@ impl Channel for EmailChannel {
         "email"
     }
 
-    fn deliver<'a>(&'a self, n: &'a Notification, event: &'a CheckoutFinished) -> Attempting<'a> {
+    fn deliver<'a>(
+        &'a self,
+        n: &'a Notification,
+        _: &'a Claimed,
+        event: &'a CheckoutFinished,
+    ) -> Attempting<'a> {
         Box::pin(self.attempt(n, event))
     }
 }

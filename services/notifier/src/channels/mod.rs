@@ -14,7 +14,7 @@ pub mod email;
 pub mod push;
 
 use icon_contracts::CheckoutFinished;
-use icon_store::notifications::Notification;
+use icon_store::notifications::{Claimed, Notification};
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -48,9 +48,12 @@ pub type Attempting<'a> = Pin<Box<dyn Future<Output = Outcome> + Send + 'a>>;
 pub trait Channel: Send + Sync {
     /// The `channel` value of this channel's notification rows.
     fn name(&self) -> &'static str;
+    /// Makes the attempt `claimed` holds; the claim also carries what was read with it for
+    /// this channel (a callback's webhook secrets).
     fn deliver<'a>(
         &'a self,
         notification: &'a Notification,
+        claimed: &'a Claimed,
         event: &'a CheckoutFinished,
     ) -> Attempting<'a>;
 }

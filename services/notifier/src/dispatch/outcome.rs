@@ -22,20 +22,21 @@ impl Dispatcher {
         claimed: Claimed,
         event: &CheckoutFinished,
     ) -> Result<(), DispatchError> {
-        let Claimed {
-            claim,
-            attempt: attempt_no,
-            first_attempt_at,
-        } = claimed;
         let started_at = Utc::now();
         let clock = Instant::now();
-        let outcome = tokio::time::timeout(self.attempt_limit, channel.deliver(n, event))
+        let outcome = tokio::time::timeout(self.attempt_limit, channel.deliver(n, &claimed, event))
             .await
             .unwrap_or_else(|_| Outcome::Retry {
                 status: None,
                 error: Some(format!("no outcome within {:?}", self.attempt_limit)),
                 retry_after: None,
             });
+        let Claimed {
+            claim,
+            attempt: attempt_no,
+            first_attempt_at,
+            ..
+        } = claimed;
         let duration_ms = clock.elapsed().as_millis().min(i32::MAX as u128) as i32;
         let deadline = first_attempt_at
             + chrono::Duration::from_std(self.schedule.give_up_after())

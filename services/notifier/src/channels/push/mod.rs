@@ -19,7 +19,7 @@ use chrono::Utc;
 use credentials::{AccessToken, AccessTokens};
 use icon_contracts::CheckoutFinished;
 use icon_http::{HeaderName, HttpClient, SendError, Url};
-use icon_store::notifications::Notification;
+use icon_store::notifications::{Claimed, Notification};
 use icon_store::{devices, Pool};
 use message::FcmError;
 use std::time::Duration;
@@ -174,7 +174,12 @@ impl Channel for PushChannel {
         "push"
     }
 
-    fn deliver<'a>(&'a self, n: &'a Notification, event: &'a CheckoutFinished) -> Attempting<'a> {
+    fn deliver<'a>(
+        &'a self,
+        n: &'a Notification,
+        _: &'a Claimed,
+        event: &'a CheckoutFinished,
+    ) -> Attempting<'a> {
         Box::pin(self.attempt(n, event))
     }
 }
