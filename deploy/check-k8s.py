@@ -13,7 +13,8 @@ For every overlay in deploy/k8s/overlays/ it:
    requests and limits, runs non-root with a read-only root filesystem, no privilege escalation
    and every capability dropped, and has a PodDisruptionBudget and a HorizontalPodAutoscaler that
    select it; every ConfigMap or Secret a pod refers to is rendered by the overlay or is in the
-   overlay's list of Secrets created outside it (by an operator or by hand, EXTERNAL_SECRETS);
+   overlay's list of those created outside it (by an operator or by hand, EXTERNAL_SECRETS and
+   EXTERNAL_CONFIGMAPS);
    every `ICON_*` variable set is one ICON reads (the README's configuration table, plus
    EXTRA_SETTINGS); production images carry a release tag, not `latest`.
 
@@ -58,6 +59,9 @@ EXTERNAL_SECRETS = {
     "dev": OPERATOR_SECRETS | {"icon-db-app", "icon-smtp"},
     "production": OPERATOR_SECRETS | {"icon-secrets", "icon-database", "icon-fcm", "icon-smtp"},
 }
+EXTERNAL_CONFIGMAPS = {
+    "production": {"icon-database-ca"},
+}
 
 # Settings ICON reads that the README's table does not list yet: issue 9's (auth, secrets,
 # rate limit, callback policy) and issue 10's (logs, traces).
@@ -67,6 +71,7 @@ EXTRA_SETTINGS = {
     "ICON_JWT_JWKS_URL",
     "ICON_JWT_ISSUER",
     "ICON_JWT_AUDIENCE",
+    "ICON_JWT_JWKS_MIN_REFRESH",
     "ICON_RATE_LIMIT",
     "ICON_CALLBACK_ALLOW_HTTP",
     "ICON_LOG_FORMAT",
@@ -214,6 +219,8 @@ def check_policy(overlay: str, docs: list[dict], settings: set[str]) -> list[str
             if (ref_kind, ref_name) in rendered:
                 continue
             if ref_kind == "Secret" and ref_name in external:
+                continue
+            if ref_kind == "ConfigMap" and ref_name in EXTERNAL_CONFIGMAPS.get(overlay, set()):
                 continue
             hint = " (optional)" if optional else ""
             problems.append(
