@@ -5,7 +5,8 @@ The contract is the table in docs/metrics.md (metric name and type). This script
 - deploy/prometheus/alerts.yml: every rule's expression uses only metrics of the contract (a
   histogram's `_bucket`, `_sum` and `_count` series included) or Prometheus' own `up`; every
   alert has a `for:`, a `severity` label (critical or warning), a summary, a description and a
-  `runbook_url` whose anchor is a heading of docs/operations.md;
+  `runbook_url` whose anchor is a heading of docs/operations.md (whose own `#` links are
+  checked the same way);
 - deploy/grafana/icon.json: it parses, has a recent schemaVersion and a uid; every panel and
   query uses the data source variable `${DS_PROMETHEUS}` (or the uid `prometheus`); panel ids
   are unique; every query uses only contract metrics (or `up`); every metric of the contract is
@@ -249,6 +250,15 @@ def promql_parses(exprs: list[str], promtool: str) -> list[str]:
     return []
 
 
+def check_operations_links() -> list[str]:
+    """Every `(#anchor)` link inside docs/operations.md names one of its headings."""
+    text = OPERATIONS_DOC.read_text(encoding="utf-8")
+    targets = anchors(text)
+    links = re.findall(r"\]\(#([^)]+)\)", text)
+    print(f"  docs/operations.md: {len(links)} links to its own sections", flush=True)
+    return [f"docs/operations.md: link to #{a}, which is no heading" for a in links if a not in targets]
+
+
 def main() -> int:
     promtool = "promtool"
     if len(sys.argv) == 3 and sys.argv[1] == "--promtool":
@@ -259,6 +269,7 @@ def main() -> int:
     dash_problems, exprs = check_dashboard(known)
     problems += dash_problems
     problems += check_provisioning()
+    problems += check_operations_links()
     if exprs:
         problems += promql_parses(exprs, promtool)
     for p in problems:
