@@ -236,6 +236,11 @@ def check_policy(overlay: str, docs: list[dict], settings: set[str]) -> list[str
     for d in by_kind.get("Deployment", []):
         name = d["metadata"]["name"]
         labels = d["spec"]["template"]["metadata"]["labels"]
+        if labels.get("app.kubernetes.io/component") == "demo":
+            # The retailer simulator of the dev overlay: one throwaway replica, no budget.
+            if overlay == "production":
+                problems.append(f"Deployment/{name}: a demo component in production")
+            continue
         if not any(selects(p["spec"]["selector"], labels) for p in by_kind.get("PodDisruptionBudget", [])):
             problems.append(f"Deployment/{name}: no PodDisruptionBudget selects its pods")
         hpas = [
