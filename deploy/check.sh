@@ -15,13 +15,16 @@
 # Not checked here: `kubernetes_sd_configs` in kubernetes-scrape.yml (Debian's promtool lacks
 # Kubernetes discovery), and anything that needs a running cluster, Prometheus or Grafana.
 #
-#   deploy/check.sh
+#   deploy/check.sh                 # everything
+#   deploy/check.sh k8s monitoring  # some: k8s, rules, monitoring
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 VENV=target/deploy-venv
 REQS=deploy/requirements-check.txt
 failed=()
+only=("$@")
+wanted() { ((${#only[@]} == 0)) || [[ " ${only[*]} " == *" $1 "* ]]; }
 step() { printf '\n== deploy: %s\n' "$*"; }
 run() {
   local name=$1
@@ -65,9 +68,12 @@ echo "kubectl $("$VENV/bin/kubectl" version --client 2>/dev/null | tr '\n' ' ')"
 echo "kubernetes-validate $("$VENV/bin/kubernetes-validate" --version 2>/dev/null)"
 echo "$(promtool --version 2>&1 | head -n1)"
 
+if wanted k8s; then
 step "Kubernetes manifests (deploy/k8s)"
 run "k8s manifests" env KUBECTL="$VENV/bin/kubectl" "$VENV/bin/python" deploy/check-k8s.py
+fi
 
+if wanted rules; then
 step "Prometheus rules and scrape configs (deploy/prometheus)"
 run "promtool check rules" promtool check rules deploy/prometheus/alerts.yml
 run "promtool test rules" promtool test rules deploy/prometheus/alerts.test.yml
@@ -86,9 +92,12 @@ print(yaml.safe_dump({"scrape_configs": jobs}))
 PY
 run "promtool check config (kubernetes scrape job, discovery aside)" promtool check config "$k8s_config"
 rm -f "$k8s_config"
+fi
 
+if wanted monitoring; then
 step "alert rules and dashboard against docs/metrics.md (deploy/grafana)"
 run "metrics contract" "$VENV/bin/python" deploy/check-monitoring.py --promtool "$(command -v promtool)"
+fi
 
 echo
 if ((${#failed[@]})); then
