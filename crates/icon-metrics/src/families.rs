@@ -73,7 +73,8 @@ pub struct OutcomeLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct QueueLabels {
-    pub queue: &'static str,
+    /// One of ICON's few queue names.
+    pub queue: String,
 }
 
 /// What the gateway feeds.
@@ -310,7 +311,7 @@ mod tests {
         outbox().oldest_age_seconds.set(1.5);
         queues()
             .get_or_create(&QueueLabels {
-                queue: "checkout.requested",
+                queue: "checkout.requested".into(),
             })
             .set(7);
         ready().set(1);

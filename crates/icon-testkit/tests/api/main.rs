@@ -11,6 +11,7 @@ mod errors;
 mod guarantee;
 mod hardening;
 mod isolation;
+mod metrics;
 mod probes;
 mod push;
 mod recording;
