@@ -16,7 +16,8 @@ use icon_runtime::Backoff;
 use lapin::{
     message::Delivery,
     options::{
-        BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+        BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
+        BasicQosOptions, QueueDeclareOptions,
     },
     types::{AMQPValue, FieldTable},
 };
@@ -125,8 +126,12 @@ async fn consume_on<H: Handler>(
     tracing::info!(queue = %settings.queue, prefetch = settings.prefetch, "consuming");
 
     let mut in_flight = JoinSet::new();
+    let mut depth = tokio::time::interval(QUEUE_DEPTH_EVERY);
     let outcome = loop {
         tokio::select! {
+            _ = depth.tick() => {
+                tokio::spawn(sample_depth(channel.clone(), settings.queue.clone()));
+            }
             _ = shutdown.cancelled() => {
                 let _ = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await;
                 break Ok(());
@@ -167,6 +172,29 @@ async fn consume_on<H: Handler>(
     let _ = channel.close(200, "shutdown".into()).await;
     let _ = dead_letters.channel().close(200, "shutdown".into()).await;
     outcome
+}
+
+/// How often a consumer reads its queue's depth for `icon_queue_messages`.
+const QUEUE_DEPTH_EVERY: Duration = Duration::from_secs(10);
+
+/// Reads the number of messages ready in `queue` (a passive declare) into the gauge that
+/// dashboards, alerts and autoscalers read; a failed read leaves the last value.
+async fn sample_depth(channel: lapin::Channel, queue: String) {
+    let declared = channel
+        .queue_declare(
+            queue.as_str().into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await;
+    if let Ok(q) = declared {
+        icon_metrics::queues()
+            .get_or_create(&icon_metrics::QueueLabels { queue })
+            .set(i64::from(q.message_count()));
+    }
 }
 
 /// Runs the handler, turning a panic into a disposition: a panicking handler would otherwise

@@ -28,6 +28,12 @@ impl CheckoutId {
     pub fn as_uuid(&self) -> Uuid {
         self.0
     }
+    /// When the checkout was accepted: a UUIDv7 carries its creation time (milliseconds), so
+    /// the accept-to-final time needs no read. `None` for an id that is not a v7.
+    pub fn accepted_at(&self) -> Option<std::time::SystemTime> {
+        let (secs, nanos) = self.0.get_timestamp()?.to_unix();
+        Some(std::time::UNIX_EPOCH + std::time::Duration::new(secs, nanos))
+    }
 }
 
 impl Default for CheckoutId {

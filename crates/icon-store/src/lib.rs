@@ -15,11 +15,13 @@
 //! - [`idempotency`]: `Idempotency-Key`s of checkout submissions.
 //! - [`sweep`]: the safety net that queues stuck work again.
 //! - [`outbox`]: messages written in the same transaction as the state they announce.
+//! - [`gauges`]: counts for `/metrics`, read when scraped.
 
 pub mod carts;
 pub mod checkouts;
 pub mod devices;
 mod error;
+pub mod gauges;
 pub mod idempotency;
 pub mod migrate;
 pub mod notifications;

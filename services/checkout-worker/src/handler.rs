@@ -7,9 +7,9 @@
 //! (`gate::SLOT_WAIT`): every longer wait is a delay tier.
 
 use crate::gate::{RetailerGate, SLOT_WAIT};
-use crate::progress;
 use crate::retailer::RetailerClient;
 use crate::settings::WorkerSettings;
+use crate::{metrics, progress};
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
 use icon_broker::lapin::message::Delivery;
@@ -23,7 +23,7 @@ use icon_runtime::DelayTiers;
 use icon_store::orders::Step;
 use icon_store::passes::{self, Claim, Completed, Pass};
 use icon_store::{Pool, StoreError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A message arriving this close to its `not_before` is processed rather than delayed again.
 const EARLY_TOLERANCE: Duration = Duration::from_millis(20);
@@ -121,13 +121,18 @@ impl CheckoutHandler {
                     tracing::info!(retailer = %order.retailer_id, "retailer has its maximum of calls in flight; postponed");
                     return progress::postponed(order, busy_until);
                 };
+                let started = Instant::now();
                 let update = match step {
                     Step::Place => {
                         let answer = self.retailers.place(order).await;
+                        let outcome = metrics::place_outcome(&answer);
+                        metrics::retailer_call(&order.retailer_id, "place", outcome, started.elapsed());
                         progress::after_place(order, answer, Utc::now(), &self.settings)
                     }
                     Step::Lookup => {
                         let answer = self.retailers.lookup(order).await;
+                        let outcome = metrics::lookup_outcome(&answer);
+                        metrics::retailer_call(&order.retailer_id, "lookup", outcome, started.elapsed());
                         progress::after_lookup(order, answer, Utc::now(), &self.settings)
                     }
                 };
@@ -142,6 +147,7 @@ impl CheckoutHandler {
         match completed {
             Completed::Finished { event, message } => {
                 self.outbox.publish(message);
+                metrics::finished(event.checkout_id, event.status);
                 tracing::info!(status = %event.status, "checkout finished")
             }
             Completed::Next { at, message } => {
@@ -188,7 +194,9 @@ impl CheckoutHandler {
         );
         tracing::error!(%reason, "giving up on the checkout");
         let mut db = self.pool.get().await?;
-        passes::give_up(&mut db, pass, &reason).await?;
+        if let Some(event) = passes::give_up(&mut db, pass, &reason).await? {
+            metrics::finished(event.checkout_id, event.status);
+        }
         Ok(Disposition::Ack)
     }
 }

@@ -7,6 +7,7 @@
 //! - [`progress`]: what each answer means for the order (retry, `unknown`, settled).
 //! - [`gate`]: at most `ICON_RETAILER_MAX_IN_FLIGHT` calls to one retailer at once.
 //! - [`handler`]: one message = one processing pass, claimed so that copies never fork.
+//! - [`metrics`]: retailer calls and finished checkouts, for `/metrics` on `ICON_PROBE_ADDR`.
 //!
 //! Redelivery is safe: a confirmed or refused order is never placed again, an open one is sent
 //! again with the same `Idempotency-Key`, waits happen in delay tiers
@@ -14,6 +15,7 @@
 
 pub mod gate;
 pub mod handler;
+pub mod metrics;
 pub mod progress;
 pub mod retailer;
 pub mod settings;
@@ -57,9 +59,11 @@ pub fn topology(settings: &WorkerSettings) -> Topology {
 pub async fn run(settings: WorkerSettings, shutdown: CancellationToken) -> Result<(), StartError> {
     let connected = Arc::new(std::sync::OnceLock::new());
     let consuming = Arc::new(AtomicBool::new(false));
+    metrics::register();
     icon_runtime::probe::start(
         settings.probe_addr.as_deref(),
         icon_store::pool::ready_check(connected.clone(), consuming.clone()),
+        Some(metrics::sampler(connected.clone())),
         shutdown.clone(),
     )
     .await

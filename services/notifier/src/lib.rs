@@ -104,6 +104,7 @@ pub async fn run(
     icon_runtime::probe::start(
         settings.probe_addr.as_deref(),
         icon_store::pool::ready_check(connected.clone(), consuming.clone()),
+        None,
         shutdown.clone(),
     )
     .await

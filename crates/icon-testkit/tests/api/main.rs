@@ -13,6 +13,7 @@ mod errors;
 mod guarantee;
 mod hardening;
 mod isolation;
+mod metrics;
 mod probes;
 mod push;
 mod recording;

@@ -1,0 +1,89 @@
+//! `/metrics`: the families of docs/metrics.md, fed by a real checkout. The registry is one per
+//! process and the API tests share a process, so counts are checked as "at least", never exact.
+
+use icon_testkit::{eventually, Api, Options, Sim, TestApp};
+use std::time::Duration;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// The value of the sample `series` (name and labels exactly as rendered), if present.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_counts_retailer_calls_and_finished_checkouts() {
+    let probe = format!("127.0.0.1:{}", free_port());
+    let app = TestApp::spawn_with(Options {
+        // Only the worker serves ICON_PROBE_ADDR here (the notifier would bind it too).
+        start_notifier: false,
+        extra: vec![("ICON_PROBE_ADDR", probe.clone())],
+        ..Options::default()
+    })
+    .await;
+    let sim = Sim::start().await;
+    app.register_retailer("metrics-shop", &sim.order_url("metrics-shop"))
+        .await;
+    let cart = app.cart_with("mia", &[("metrics-shop", "scarf-1")]).await;
+    let r = app.checkout("mia", cart, None).await;
+    assert_eq!(r.status, 202, "{r:?}");
+    let id = r.json["checkout_id"]
+        .as_str()
+        .expect("checkout_id")
+        .to_owned();
+    let token = app.token("mia");
+    eventually("the checkout to complete", Duration::from_secs(20), || {
+        let (api, token, id) = (app.api.clone(), token.clone(), id.clone());
+        async move {
+            let r = api.get(&format!("/cart/checkout/{id}"), Some(&token)).await;
+            (r.json["status"] == "completed").then_some(())
+        }
+    })
+    .await;
+
+    let probe_api = Api::new(&format!("http://{probe}"));
+    let m = probe_api.get("/metrics", None).await;
+    assert_eq!(m.status, 200, "{m:?}");
+    assert!(
+        m.header("content-type")
+            .is_some_and(|v| v.starts_with("application/openmetrics-text")),
+        "{m:?}"
+    );
+    let text = &m.text;
+    for (series, at_least) in [
+        (
+            r#"icon_retailer_calls_total{retailer="metrics-shop",step="place",outcome="accepted"}"#,
+            1.0,
+        ),
+        (
+            r#"icon_retailer_call_duration_seconds_count{retailer="metrics-shop",step="place"}"#,
+            1.0,
+        ),
+        (r#"icon_checkouts_finished_total{status="completed"}"#, 1.0),
+        (
+            r#"icon_checkout_accept_to_final_seconds_count{status="completed"}"#,
+            1.0,
+        ),
+        // Registered at start-up, so a rate() has a zero to start from.
+        (r#"icon_checkouts_finished_total{status="failed"}"#, 0.0),
+        (r#"icon_queue_messages{queue="checkout.requested"}"#, 0.0),
+        ("icon_orders_unknown", 0.0),
+        ("icon_outbox_backlog", 0.0),
+        ("icon_outbox_oldest_age_seconds", 0.0),
+        ("icon_ready", 1.0),
+    ] {
+        let value = sample(text, series).unwrap_or_else(|| panic!("no `{series}` in:\n{text}"));
+        assert!(
+            value >= at_least,
+            "{series} = {value}, expected ≥ {at_least}"
+        );
+    }
+    // No id is ever a label.
+    assert!(!text.contains(&id), "a checkout id leaked into a label");
+}

@@ -1,0 +1,75 @@
+//! What the gateway tells Prometheus (`docs/metrics.md`): every request by route pattern,
+//! method and status with its latency, the checkouts accepted, and the outbox gauges; served at
+//! `GET /metrics` on the API port.
+//!
+//! The route label is the pattern the request matched (`/cart/checkout/{checkout_id}`), never
+//! the path, so a client walking random ids cannot grow the series; what matched no route is
+//! `unmatched`.
+
+use crate::routes::State;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::HttpResponse;
+use icon_metrics::{RequestLabels, RouteLabels};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+/// Registers the gateway's families, so the first scrape lists them.
+pub fn register() {
+    icon_metrics::gateway();
+    icon_metrics::outbox();
+    icon_metrics::ready();
+}
+
+/// Middleware: counts and times every request.
+pub async fn record(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let method = req.method().as_str().to_owned();
+    let res = next.call(req).await?;
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let m = icon_metrics::gateway();
+    m.requests
+        .get_or_create(&RequestLabels {
+            route: route.clone(),
+            method: method.clone(),
+            status: res.status().as_u16(),
+        })
+        .inc();
+    m.request_duration
+        .get_or_create(&RouteLabels { route, method })
+        .observe(started.elapsed().as_secs_f64());
+    Ok(res)
+}
+
+/// A new checkout was accepted (not an idempotent replay).
+pub fn checkout_accepted() {
+    icon_metrics::gateway().checkouts_accepted.inc();
+}
+
+/// `GET /metrics`: Prometheus text. Readiness and the outbox are read now, so a scrape sees
+/// the present, and nothing polls between scrapes.
+pub async fn metrics(state: State) -> HttpResponse {
+    let db = state.pool.get().await.ok();
+    let db_up = match &db {
+        Some(db) => db.simple_query("SELECT 1").await.is_ok(),
+        None => false,
+    };
+    if let Some(db) = &db {
+        if let Ok((rows, age)) = icon_store::gauges::outbox(db).await {
+            icon_metrics::outbox().backlog.set(rows);
+            icon_metrics::outbox().oldest_age_seconds.set(age);
+        }
+    }
+    let ready = db_up && state.broker_ready.load(Ordering::Relaxed);
+    icon_metrics::ready().set(i64::from(ready));
+    HttpResponse::Ok()
+        .content_type(icon_metrics::CONTENT_TYPE)
+        .body(icon_metrics::render())
+}
