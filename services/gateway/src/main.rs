@@ -1,6 +1,7 @@
 //! `icon-gateway`: serve the API, or `icon-gateway token --sub USER [--admin] [--partner]
 //! [--ttl 24h]` to mint a development bearer token signed with `ICON_JWT_SECRET`.
 
+use icon_gateway::auth::settings::JwtSettings;
 use icon_gateway::auth::{claims, Claims, JwtKeys};
 use icon_gateway::{Application, GatewaySettings};
 use icon_runtime::{settings::parse_duration, shutdown, telemetry, Env};
@@ -22,16 +23,24 @@ async fn main() -> ExitCode {
         println!("{USAGE}");
         return ExitCode::SUCCESS;
     }
-    let settings = match GatewaySettings::from_env(&Env::from_process()) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("icon-gateway: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    let env = Env::from_process();
     match args.first().map(String::as_str) {
-        None => serve(settings).await,
-        Some("token") => mint(&settings, &args[1..]),
+        None => match GatewaySettings::from_env(&env) {
+            Ok(settings) => serve(settings).await,
+            Err(e) => {
+                eprintln!("icon-gateway: {e}");
+                ExitCode::from(2)
+            }
+        },
+        // Minting reads only the token settings: a shell that mints tokens needs no database
+        // URL or secrets key.
+        Some("token") => match JwtSettings::from_env(&env) {
+            Ok(jwt) => mint(&jwt, &args[1..]),
+            Err(e) => {
+                eprintln!("icon-gateway: {e}");
+                ExitCode::from(2)
+            }
+        },
         Some(other) => {
             eprintln!("icon-gateway: unknown command `{other}`\n{USAGE}");
             ExitCode::from(2)
@@ -63,7 +72,7 @@ async fn serve(settings: GatewaySettings) -> ExitCode {
     }
 }
 
-fn mint(settings: &GatewaySettings, args: &[String]) -> ExitCode {
+fn mint(jwt: &JwtSettings, args: &[String]) -> ExitCode {
     let mut sub = None;
     let mut admin = false;
     let mut partner = false;
@@ -93,7 +102,7 @@ fn mint(settings: &GatewaySettings, args: &[String]) -> ExitCode {
         eprintln!("icon-gateway token: --sub USER is required\n{USAGE}");
         return ExitCode::from(2);
     };
-    let Some(secret) = &settings.jwt.secret else {
+    let Some(secret) = &jwt.secret else {
         eprintln!("icon-gateway token: set ICON_JWT_SECRET (openssl rand -hex 32) to mint tokens");
         return ExitCode::from(2);
     };
