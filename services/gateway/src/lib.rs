@@ -4,13 +4,16 @@
 //! - [`startup`]: wiring: pool, outbox relay, HTTP server.
 //! - [`auth`]: bearer tokens (HS256 JWT) and the `User` / `Admin` extractors.
 //! - [`routes`]: one module per resource (`carts`, `checkouts`, `retailers`, probes, docs).
+//! - [`extract`]: the JSON body extractor, which refuses hostile bodies (size, depth, unknown
+//!   fields, media type) before a handler runs.
 //! - [`problem`]: the one error type, rendered as RFC 9457 problem documents.
-//! - [`openapi`]: the OpenAPI document generated from the code.
+//! - [`openapi`]: the OpenAPI document generated from the code; `/docs` renders it.
 //!
 //! The gateway never talks to RabbitMQ on a request path: a checkout is written with its
 //! `checkout.requested` message in one transaction (the outbox), and the relay publishes it.
 
 pub mod auth;
+pub mod extract;
 pub mod openapi;
 pub mod problem;
 pub mod routes;
