@@ -6,6 +6,7 @@
 //! - [`routes`]: one module per resource (`carts`, `checkouts`, `retailers`, probes, docs).
 //! - [`extract`]: the JSON body extractor, which refuses hostile bodies (size, depth, unknown
 //!   fields, media type) before a handler runs.
+//! - [`headers`]: the limit on request header fields.
 //! - [`problem`]: the one error type, rendered as RFC 9457 problem documents.
 //! - [`openapi`]: the OpenAPI document generated from the code; `/docs` renders it.
 //!
@@ -14,6 +15,7 @@
 
 pub mod auth;
 pub mod extract;
+pub mod headers;
 pub mod openapi;
 pub mod problem;
 pub mod routes;

@@ -451,6 +451,11 @@ pub const CODES: &[(&str, u16, &str)] = &[
         "The cart has no items; add some before checking out.",
     ),
     (
+        "headers_too_large",
+        431,
+        "The request's header fields total more than 16 KiB; send only the headers the API uses.",
+    ),
+    (
         "rate_limited",
         429,
         "Too many requests from this token or address; retry after `Retry-After` seconds.",

@@ -5,7 +5,8 @@ use crate::auth::JwtKeys;
 use crate::problem::ApiError;
 use crate::routes::{self, docs::Docs, AppState};
 use crate::settings::GatewaySettings;
-use actix_web::{dev::Server, error::JsonPayloadError, web, App, HttpRequest, HttpServer};
+use actix_web::dev::{Server, Service};
+use actix_web::{error::JsonPayloadError, web, App, HttpRequest, HttpServer};
 use icon_outbox::{Relay, RelaySettings};
 use icon_store::PoolSettings;
 use std::net::{SocketAddr, TcpListener};
@@ -106,6 +107,18 @@ impl Application {
                 }))
                 .configure(routes_config)
                 .default_service(web::to(not_found))
+                .wrap_fn(|req, srv| {
+                    let call = match crate::headers::check(req.headers()) {
+                        Ok(()) => Ok(srv.call(req)),
+                        Err(e) => Err(req.error_response(e)),
+                    };
+                    async move {
+                        match call {
+                            Ok(response) => Ok(response.await?.map_into_boxed_body()),
+                            Err(refused) => Ok(refused),
+                        }
+                    }
+                })
         });
         if let Some(n) = settings.http_workers {
             server = server.workers(n);
