@@ -91,7 +91,6 @@ pub fn document() -> Value {
 #[cfg(test)]
 mod tests {
     use crate::problem::CODES;
-    use serde_json::Value;
 
     #[test]
     fn documents_devices_push_and_email() {
