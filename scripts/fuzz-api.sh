@@ -104,7 +104,7 @@ ICON_FUZZ_SINK=$sim PYTHONPATH=scripts/fuzz SCHEMATHESIS_HOOKS=hooks \
   --phases examples,coverage,fuzzing,stateful \
   --max-examples "${ICON_FUZZ_MAX_EXAMPLES:-40}" \
   --workers 1 --request-timeout 10 --no-color \
-  --output-sanitize true \
+  --output-sanitize true --generation-database "$out/examples" \
   --report junit --report-dir "$out" || status=$?
 
 if grep -q 'panicked' "$out"/*.log; then

@@ -54,6 +54,12 @@ pub struct Problem {
     /// The checkout a 409 refers to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checkout_id: Option<String>,
+    /// Where to poll that checkout (409 `checkout_exists`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkout_url: Option<String>,
+    /// The body field the operation does not have (400 `unknown_field`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }
 
 impl ApiError {

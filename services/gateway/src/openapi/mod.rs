@@ -170,6 +170,17 @@ mod contract {
                     r["description"].as_str().is_some_and(|d| !d.is_empty()),
                     "{at} {status}: description"
                 );
+                if let Some(content) = r["content"].as_object() {
+                    for (media, m) in content {
+                        let named = m["schema"]["$ref"].as_str().unwrap_or("");
+                        let named = named.rsplit('/').next().unwrap();
+                        assert!(
+                            m.get("example").is_some()
+                                || doc["components"]["schemas"][named].get("example").is_some(),
+                            "{at} {status} {media}: example"
+                        );
+                    }
+                }
             }
             if op.get("requestBody").is_some() {
                 for status in ["400", "413", "415"] {

@@ -3,6 +3,7 @@
 //! operation here, from what the operation has (a body, a bearer requirement, path parameters),
 //! so that no operation forgets one and the fuzz run can hold the server to every status.
 
+use crate::problem::CODES;
 use serde_json::{json, Map, Value};
 
 /// One problem answer: its meaning (naming the codes it carries), the problem `code` of its
@@ -111,8 +112,44 @@ pub(super) fn add(doc: &mut Value) {
                     responses.insert(s.status.to_owned(), problem(s));
                 }
             }
+            for (status, response) in responses.iter_mut() {
+                add_problem_example(status, response);
+            }
         }
     }
+}
+
+/// Gives a problem answer an operation documents itself, without an example, one for the
+/// first code its description names (descriptions start with "`code`: ...").
+fn add_problem_example(status: &str, response: &mut Value) {
+    // `get`, not indexing: indexing a `Value` mutably inserts what it does not find.
+    let Some(media) = response
+        .get("content")
+        .and_then(|c| c.get("application/problem+json"))
+    else {
+        return;
+    };
+    if media.get("example").is_some() {
+        return;
+    }
+    let description = response["description"].as_str().unwrap_or("");
+    let Some((code, what)) = description
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .find_map(|word| CODES.iter().find(|(c, _, _)| *c == word))
+        .map(|(c, _, what)| (*c, *what))
+    else {
+        return;
+    };
+    let status: u16 = status.parse().unwrap_or(500);
+    response["content"]["application/problem+json"]["example"] = json!({
+        "type": format!("/docs#problem-{code}"),
+        "title": title(status),
+        "status": status,
+        "detail": what,
+        "code": code,
+    });
 }
 
 /// A problem answer with an example body.
@@ -162,7 +199,10 @@ fn title(status: u16) -> &'static str {
     match status {
         400 => "The request is malformed",
         401 => "A valid bearer token is required",
+        403 => "The token lacks the required scope",
         404 => "Not found",
+        409 => "Conflict with the current state",
+        422 => "The request cannot be processed",
         413 => "Payload too large",
         415 => "Unsupported media type",
         429 => "Too many requests",

@@ -9,9 +9,16 @@ use serde_json::{json, Value};
 pub(super) fn add(doc: &mut Value) {
     doc["webhooks"] = json!({ "checkout-finished": callback() });
     for (path, method, status, links) in links() {
-        let response = &mut doc["paths"][path][method]["responses"][status];
-        if response.is_object() {
-            response["links"] = links;
+        // `get_mut`, not indexing, which would insert a path that is not there.
+        let response = doc
+            .get_mut("paths")
+            .and_then(|p| p.get_mut(path))
+            .and_then(|p| p.get_mut(method))
+            .and_then(|o| o.get_mut("responses"))
+            .and_then(|r| r.get_mut(status))
+            .and_then(Value::as_object_mut);
+        if let Some(response) = response {
+            response.insert("links".into(), links);
         }
     }
 }

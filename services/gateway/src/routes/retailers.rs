@@ -54,6 +54,12 @@ pub struct RetailerBody {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"retailers": [{
+    "retailer_id": "acme",
+    "name": "Acme Fashion",
+    "created_at": "2026-11-28T10:00:00Z",
+    "updated_at": "2026-11-28T10:00:00Z"
+}]}))]
 pub struct RetailerList {
     pub retailers: Vec<RetailerBody>,
 }
