@@ -11,8 +11,9 @@
 # under target/. Every URL a request could make ICON call is pointed at the simulator on
 # 127.0.0.1 (scripts/fuzz/hooks.py), so nothing leaves the machine.
 #
-# ICON_FUZZ_MAX_EXAMPLES (default 40) bounds the cases per operation; ICON_FUZZ_BUILD=0 skips
-# the build. Logs and the JUnit report go to target/fuzz/.
+# ICON_FUZZ_MAX_EXAMPLES (default 150) bounds the cases per operation and phase;
+# ICON_FUZZ_BUILD=0 skips the build. Settings without a flag are in scripts/fuzz/schemathesis.toml.
+# Logs, the JUnit report and schemathesis's caches go to target/fuzz/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -97,15 +98,21 @@ status=0
 # `ast.parse` race), which is an error of the tool, not a finding.
 # positive_data_acceptance is left out: a schema-valid request is not always acceptable (a
 # cart id nobody has is a well-formed 404), and the document says so operation by operation.
-ICON_FUZZ_SINK=$sim PYTHONPATH=scripts/fuzz SCHEMATHESIS_HOOKS=hooks \
-  "$venv/bin/schemathesis" run "$gw/openapi.json" \
-  --header "Authorization: Bearer $token" \
-  --checks all --exclude-checks positive_data_acceptance \
-  --phases examples,coverage,fuzzing,stateful \
-  --max-examples "${ICON_FUZZ_MAX_EXAMPLES:-40}" \
-  --workers 1 --request-timeout 10 --no-color \
-  --output-sanitize true --generation-database "$out/examples" \
-  --report junit --report-dir "$out" || status=$?
+# From inside $out, where schemathesis keeps its caches (examples, crashes to replay first).
+root=$(pwd)
+(
+  cd "$out"
+  ICON_FUZZ_SINK=$sim PYTHONPATH=$root/scripts/fuzz SCHEMATHESIS_HOOKS=hooks \
+    "$root/$venv/bin/schemathesis" --config-file "$root/scripts/fuzz/schemathesis.toml" \
+    run "$gw/openapi.json" \
+    --header "Authorization: Bearer $token" \
+    --checks all --exclude-checks positive_data_acceptance \
+    --phases examples,coverage,fuzzing,stateful \
+    --max-examples "${ICON_FUZZ_MAX_EXAMPLES:-150}" \
+    --workers 1 --request-timeout 10 --no-color \
+    --output-sanitize true --generation-database examples \
+    --report junit --report-dir .
+) || status=$?
 
 if grep -q 'panicked' "$out"/*.log; then
   say "fuzz: a service panicked; see $out"

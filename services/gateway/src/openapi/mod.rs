@@ -3,8 +3,8 @@
 //! server to, and what `/docs` renders.
 //!
 //! - here: the operations, schemas and tags (utoipa);
-//! - [`responses`]: the answers every operation of a kind shares (400/413/415 for a body,
-//!   401/429/500/503 for a token, 404 for a path parameter);
+//! - [`responses`]: the answers every operation of a kind shares (431 for all, 400/413/415 for
+//!   a body, 401/429/500/503 for a token, 404 for a path parameter);
 //! - [`webhooks`]: the callback as a `webhooks` entry, and `links` between operations.
 
 mod responses;
@@ -20,8 +20,15 @@ use utoipa::{Modify, OpenApi};
     info(
         title = "ICON — Integrated CheckOut Network",
         description = "One asynchronous checkout across many retailers. Submit a cart, get 202 and \
-                       a resource_url, and receive the outcome by callback, push to the shopper's \
-                       registered devices and e-mail (or poll).",
+                       a resource_url, and receive the outcome by callback (the signed \
+                       `checkout-finished` webhook), push to the shopper's registered devices and \
+                       e-mail (or poll).\n\n\
+                       Errors are `application/problem+json` with a stable `code`, listed under \
+                       the reference. Input is bounded: bodies up to 64 KiB (413), JSON nested up \
+                       to 32 levels, no fields beyond each schema's (400 `unknown_field`), header \
+                       fields up to 16 KiB (431), the string lengths each schema gives, 100 items \
+                       per cart. A path asked with a method it does not have answers 405 with an \
+                       `Allow` header.",
     ),
     paths(
         checkouts::create_checkout,

@@ -1,5 +1,5 @@
 //! The answers every operation can give for reasons of its own kind rather than its own logic:
-//! a refused body, a missing token, too many requests, a database outage. Added to each
+//! oversized headers, a refused body, a missing token, too many requests, a database outage. Added to each
 //! operation here, from what the operation has (a body, a bearer requirement, path parameters),
 //! so that no operation forgets one and the fuzz run can hold the server to every status.
 
@@ -39,6 +39,14 @@ const BODY: &[Standard] = &[
         retry_after: false,
     },
 ];
+
+/// Every operation: the limit on header fields (`headers::MAX_HEADER_BYTES`).
+const ANY: Standard = Standard {
+    status: "431",
+    code: "headers_too_large",
+    description: "`headers_too_large`: the request's header fields total more than 16 KiB.",
+    retry_after: false,
+};
 
 const PATH: Standard = Standard {
     status: "404",
@@ -97,7 +105,7 @@ pub(super) fn add(doc: &mut Value) {
             let authenticated = op["security"].as_array().is_some_and(|s| !s.is_empty());
             let responses = op["responses"].as_object_mut();
             let Some(responses) = responses else { continue };
-            let mut wanted: Vec<&Standard> = vec![];
+            let mut wanted: Vec<&Standard> = vec![&ANY];
             if has_body {
                 wanted.extend(BODY);
             }
@@ -205,6 +213,7 @@ fn title(status: u16) -> &'static str {
         422 => "The request cannot be processed",
         413 => "Payload too large",
         415 => "Unsupported media type",
+        431 => "Request header fields too large",
         429 => "Too many requests",
         503 => "Temporarily unavailable",
         _ => "Internal error",
@@ -217,6 +226,7 @@ fn detail(code: &str) -> &'static str {
         "payload_too_large" => "the body must be at most 65536 bytes",
         "unsupported_media_type" => "send the body as JSON with `Content-Type: application/json`",
         "not_found" => "no such resource",
+        "headers_too_large" => "the header fields must total at most 16384 bytes",
         "unauthorized" => "the token has expired; get a new one",
         "rate_limited" => "too many requests; retry after 2 seconds",
         "unavailable" => {
