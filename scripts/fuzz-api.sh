@@ -61,7 +61,8 @@ export ICON_SIM_SMTP_ADDR=127.0.0.1:$smtp_port
 export ICON_FCM_CREDENTIALS=deploy/demo/fcm-demo-service-account.json
 export ICON_FCM_ENDPOINT=http://127.0.0.1:$sim_port
 export ICON_SMTP_URL=smtp://127.0.0.1:$smtp_port
-export ICON_LOG=${ICON_LOG:-info}
+# Debug, so the secret scan at the end covers the most that services ever log.
+export ICON_LOG=${ICON_LOG:-debug}
 sim="http://127.0.0.1:$sim_port" gw="http://127.0.0.1:$gw_port"
 
 pids=()
@@ -118,4 +119,24 @@ if grep -q 'panicked' "$out"/*.log; then
   say "fuzz: a service panicked; see $out"
   status=1
 fi
+
+# No credential of the run may appear in any service's log: the signing secret, the bearer
+# token (or its signature alone), the secrets key, and any webhook secret.
+secrets=("$ICON_JWT_SECRET" "$token" "${token##*.}")
+[ -n "${ICON_SECRETS_KEY:-}" ] && secrets+=("$ICON_SECRETS_KEY")
+if webhook=$(curl -fsS "$gw/webhook-secret" -H "Authorization: Bearer $token" 2>/dev/null); then
+  # Whatever string of the answer is a `whsec_` secret.
+  secrets+=("$(printf '%s' "$webhook" | grep -oE 'whsec_[A-Za-z0-9+/=]+' | head -1 || true)")
+fi
+for secret in "${secrets[@]}"; do
+  if [ -n "$secret" ] && grep -qF -- "$secret" "$out"/*.log; then
+    say "fuzz: a secret of the run appears in the logs: $(grep -lF -- "$secret" "$out"/*.log | tr '\n' ' ')"
+    status=1
+  fi
+done
+if grep -qE 'whsec_[A-Za-z0-9+/=]{8,}' "$out"/*.log; then
+  say "fuzz: a webhook secret (whsec_...) appears in the logs"
+  status=1
+fi
+[ "$status" = 0 ] && say "fuzz: no 5xx, no contradiction of the document, no secret in the logs"
 exit "$status"

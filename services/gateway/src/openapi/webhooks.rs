@@ -80,7 +80,9 @@ fn callback() -> Value {
     }})
 }
 
-/// `(path, method, status, links)`: from each step, where a client goes next.
+/// `(path, method, status, links)`: from each step, where a client goes next. Redelivery is
+/// not linked: it is no next step of a checkout, only of one whose notification failed, and a
+/// checkout without that channel answers it 404.
 fn links() -> Vec<(&'static str, &'static str, &'static str, Value)> {
     let checkout_from = |id: &str| {
         json!({
@@ -88,11 +90,6 @@ fn links() -> Vec<(&'static str, &'static str, &'static str, Value)> {
                 "description": "Poll the checkout"},
             "ListAttempts": {"operationId": "list_attempts", "parameters": {"checkout_id": id},
                 "description": "Its notification attempts"},
-            "RedeliverCallback": {"operationId": "redeliver_callback",
-                "parameters": {"checkout_id": id}},
-            "RedeliverPush": {"operationId": "redeliver_push", "parameters": {"checkout_id": id}},
-            "RedeliverEmail": {"operationId": "redeliver_email",
-                "parameters": {"checkout_id": id}},
         })
     };
     let cart_from = |id: &str| {
