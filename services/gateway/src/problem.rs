@@ -462,11 +462,6 @@ pub const CODES: &[(&str, u16, &str)] = &[
         "The request's header fields total more than 16 KiB; send only the headers the API uses.",
     ),
     (
-        "rate_limited",
-        429,
-        "Too many requests from this token or address; retry after `Retry-After` seconds.",
-    ),
-    (
         "unavailable",
         503,
         "The database is not reachable. Retry after `Retry-After` seconds. If the connection \
