@@ -11,9 +11,10 @@ mod responses;
 mod webhooks;
 
 use crate::routes::{callbacks, carts, checkouts, devices, health, retailers};
-use serde_json::Value;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
+
+use serde_json::Value;
 
 #[derive(OpenApi)]
 #[openapi(

@@ -442,6 +442,11 @@ pub const CODES: &[(&str, u16, &str)] = &[
         "Send `Content-Type: application/json`.",
     ),
     (
+        "headers_too_large",
+        431,
+        "The request's header fields total more than 16 KiB; send only the headers the API uses.",
+    ),
+    (
         "validation_failed",
         422,
         "A field has an invalid value; see `errors` for each one.",
@@ -455,11 +460,6 @@ pub const CODES: &[(&str, u16, &str)] = &[
         "empty_cart",
         422,
         "The cart has no items; add some before checking out.",
-    ),
-    (
-        "headers_too_large",
-        431,
-        "The request's header fields total more than 16 KiB; send only the headers the API uses.",
     ),
     (
         "unavailable",
