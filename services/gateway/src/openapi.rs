@@ -233,6 +233,10 @@ mod contract {
         }
         let sku = &doc["components"]["schemas"]["ItemRequest"]["properties"]["sku"];
         assert_eq!(sku["maxLength"], 128);
+        let callback =
+            &doc["components"]["schemas"]["CheckoutRequest"]["properties"]["callback_url"];
+        assert_eq!(callback["maxLength"], 2048, "{callback}");
+        assert!(callback["example"].is_string(), "{callback}");
     }
 
     #[test]

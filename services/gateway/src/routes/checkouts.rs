@@ -20,7 +20,9 @@ use utoipa::ToSchema;
 pub const POLL_AFTER_SECS: u32 = 1;
 
 /// What to check out. Unknown fields are refused (400 `unknown_field`): a misspelt
-/// `callback_url` would otherwise check out without a callback.
+/// `callback_url` would otherwise check out without a callback. `callback_url` holds at most
+/// 2,048 bytes, without credentials; the outcome it receives is the `checkout-finished`
+/// webhook.
 #[derive(Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({
@@ -32,10 +34,11 @@ pub struct CheckoutRequest {
     /// The caller's cart, with at least one item.
     #[schema(example = 1234)]
     pub cart_id: i64,
-    /// Where to POST the outcome (see the `checkout-finished` webhook). Absolute http(s),
-    /// without credentials, at most 2,048 bytes; private and loopback addresses are refused
-    /// unless the operator allowed them.
-    #[schema(example = "https://partner.example.com/hooks/icon", max_length = 2048)]
+    /// Where to POST the outcome. Absolute https (http only where the operator allows it);
+    /// addresses that are not globally reachable (private, loopback, ...) are refused unless
+    /// the operator allowed them.
+    #[schema(example = "https://partner.example.com/hooks/icon")]
+    #[schema(max_length = 2048)]
     pub callback_url: Option<String>,
     /// Push the outcome to the devices the user has registered (`PUT /me/devices/{token}`)
     /// when submitting. With none registered the checkout is still accepted; its `push` says
