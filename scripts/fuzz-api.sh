@@ -52,6 +52,11 @@ export ICON_HTTP_ADDR=127.0.0.1:$gw_port
 export ICON_HTTP_WORKERS=2
 ICON_JWT_SECRET=$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')
 export ICON_JWT_SECRET
+ICON_SECRETS_KEY=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
+export ICON_SECRETS_KEY
+# Off, so the fuzzer's cases reach the handlers rather than a 429 (which is documented, and
+# tested on its own).
+export ICON_RATE_LIMIT=off
 export ICON_CALLBACK_ALLOW_NETWORKS=127.0.0.0/8,::1/128
 export ICON_CALLBACK_ALLOW_HTTP=true
 export ICON_CALLBACK_RETRY_SCHEDULE=1s

@@ -128,7 +128,8 @@ pub(super) fn add(doc: &mut Value) {
 }
 
 /// Gives a problem answer an operation documents itself, without an example, one for the
-/// first code its description names (descriptions start with "`code`: ...").
+/// first code its description names (descriptions start with "`code`: ..."), or else for the
+/// code its status usually carries.
 fn add_problem_example(status: &str, response: &mut Value) {
     // `get`, not indexing: indexing a `Value` mutably inserts what it does not find.
     let Some(media) = response
@@ -141,16 +142,18 @@ fn add_problem_example(status: &str, response: &mut Value) {
         return;
     }
     let description = response["description"].as_str().unwrap_or("");
+    let status: u16 = status.parse().unwrap_or(500);
+    let usual = usual_code(status);
     let Some((code, what)) = description
         .split('`')
         .skip(1)
         .step_by(2)
+        .chain(usual)
         .find_map(|word| CODES.iter().find(|(c, _, _)| *c == word))
         .map(|(c, _, what)| (*c, *what))
     else {
         return;
     };
-    let status: u16 = status.parse().unwrap_or(500);
     response["content"]["application/problem+json"]["example"] = json!({
         "type": format!("/docs#problem-{code}"),
         "title": title(status),
@@ -201,6 +204,24 @@ fn problem(s: &Standard) -> Value {
         response["headers"] = Value::Object(headers);
     }
     response
+}
+
+/// The code an answer with this status carries unless it says otherwise.
+fn usual_code(status: u16) -> Option<&'static str> {
+    Some(match status {
+        400 => "malformed_json",
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        413 => "payload_too_large",
+        415 => "unsupported_media_type",
+        422 => "validation_failed",
+        429 => "rate_limited",
+        431 => "headers_too_large",
+        500 => "internal",
+        503 => "unavailable",
+        _ => return None,
+    })
 }
 
 fn title(status: u16) -> &'static str {
