@@ -22,6 +22,16 @@ else
   exit 1
 fi
 
+# The /docs test renders the page in headless Chromium (ICON_TEST_NO_BROWSER=1 skips it).
+if ! command -v chromium >/dev/null 2>&1 && [ "${ICON_TEST_NO_BROWSER:-}" != 1 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "test: installing chromium for the /docs browser test"
+    apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+  else
+    say "test: no chromium; the /docs browser test will fail (apt-get install -y chromium, or ICON_TEST_NO_BROWSER=1)"
+  fi
+fi
+
 say "test: building the binaries the fault suite runs as processes (first build takes a few minutes)"
 cargo build --workspace --locked --bins
 say "test: cargo test --workspace"

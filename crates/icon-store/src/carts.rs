@@ -40,6 +40,8 @@ pub enum AddItem {
     /// a new checkout re-sends that order with the same key and body, so what is ordered from
     /// that retailer can no longer change.
     OrderUnknown(CheckoutId),
+    /// The cart already holds `max_items` items.
+    Full,
 }
 
 pub(crate) fn item_from_row(r: &tokio_postgres::Row) -> Result<CartItem, StoreError> {
@@ -122,6 +124,7 @@ pub async fn add_item(
     cart: CartId,
     owner: &UserId,
     item: &NewItem,
+    max_items: i64,
 ) -> Result<AddItem, StoreError> {
     let tx = conn.transaction().await?;
     if !lock_owned(&tx, cart, owner).await? {
@@ -129,6 +132,14 @@ pub async fn add_item(
     }
     if let Some((live, _)) = live_checkout(&tx, cart).await? {
         return Ok(AddItem::Frozen(live));
+    }
+    // Counted under the cart's row lock, so concurrent adds cannot both take the last place.
+    let stmt = tx
+        .prepare_cached("SELECT count(*) FROM cart_items WHERE cart_id = $1")
+        .await?;
+    let items: i64 = tx.query_one(&stmt, &[&cart.get()]).await?.get(0);
+    if items >= max_items {
+        return Ok(AddItem::Full);
     }
     let stmt = tx
         .prepare_cached(

@@ -6,13 +6,18 @@
 //!   and the `User` / `Admin` extractors.
 //! - [`rate_limit`]: allowances per client IP and per token subject.
 //! - [`routes`]: one module per resource (`carts`, `checkouts`, `retailers`, probes, docs).
+//! - [`extract`]: the JSON body extractor, which refuses hostile bodies (size, depth, unknown
+//!   fields, media type) before a handler runs.
+//! - [`headers`]: the limit on request header fields.
 //! - [`problem`]: the one error type, rendered as RFC 9457 problem documents.
-//! - [`openapi`]: the OpenAPI document generated from the code.
+//! - [`openapi`]: the OpenAPI document generated from the code; `/docs` renders it.
 //!
 //! The gateway never talks to RabbitMQ on a request path: a checkout is written with its
 //! `checkout.requested` message in one transaction (the outbox), and the relay publishes it.
 
 pub mod auth;
+pub mod extract;
+pub mod headers;
 pub mod openapi;
 pub mod problem;
 pub mod rate_limit;

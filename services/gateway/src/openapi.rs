@@ -1,17 +1,35 @@
 //! The OpenAPI 3.1 document, generated from the handlers' and DTOs' annotations, so it cannot
-//! drift from the code.
+//! drift from the code. It is the contract the schema fuzz run (`scripts/fuzz-api.sh`) holds the
+//! server to, and what `/docs` renders.
+//!
+//! - here: the operations, schemas and tags (utoipa);
+//! - [`responses`]: the answers every operation of a kind shares (431 for all, 400/413/415 for
+//!   a body, 401/429/500/503 for a token, 404 for a path parameter);
+//! - [`webhooks`]: the callback as a `webhooks` entry, and `links` between operations.
+
+mod responses;
+mod webhooks;
 
 use crate::routes::{callbacks, carts, checkouts, devices, health, retailers, webhook_secret};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
+
+use serde_json::Value;
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "ICON — Integrated CheckOut Network",
         description = "One asynchronous checkout across many retailers. Submit a cart, get 202 and \
-                       a resource_url, and receive the outcome by callback, push to the shopper's \
-                       registered devices and e-mail (or poll).",
+                       a resource_url, and receive the outcome by callback (the signed \
+                       `checkout-finished` webhook), push to the shopper's registered devices and \
+                       e-mail (or poll).\n\n\
+                       Errors are `application/problem+json` with a stable `code`, listed under \
+                       the reference. Input is bounded: bodies up to 64 KiB (413), JSON nested up \
+                       to 32 levels, no fields beyond each schema's (400 `unknown_field`), header \
+                       fields up to 16 KiB (431), the string lengths each schema gives, 100 items \
+                       per cart. A path asked with a method it does not have answers 405 with an \
+                       `Allow` header.",
     ),
     paths(
         checkouts::create_checkout,
@@ -33,7 +51,11 @@ use utoipa::{Modify, OpenApi};
         health::healthz,
         health::readyz,
     ),
-    components(schemas(crate::problem::Problem, crate::problem::FieldError)),
+    components(schemas(
+        crate::problem::Problem,
+        crate::problem::FieldError,
+        webhooks::CallbackEvent
+    )),
     modifiers(&BearerAuth),
     tags(
         (name = "checkout", description = "Asynchronous checkout and its outcome"),
@@ -64,19 +86,26 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The spec as JSON.
+/// The spec as utoipa builds it from the annotations, without what [`document`] adds.
 pub fn spec() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
+}
+
+/// The whole document, as served on `/openapi.json`.
+pub fn document() -> Value {
+    let mut doc = serde_json::to_value(spec()).unwrap_or(Value::Null);
+    responses::add(&mut doc);
+    webhooks::add(&mut doc);
+    doc
 }
 
 #[cfg(test)]
 mod tests {
     use crate::problem::CODES;
-    use serde_json::Value;
 
     #[test]
     fn documents_devices_push_and_email() {
-        let spec: Value = serde_json::from_str(&super::spec().to_json().unwrap()).unwrap();
+        let spec = super::document();
         for (path, method) in [
             ("/me/devices", "get"),
             ("/me/devices/{token}", "put"),
@@ -115,6 +144,141 @@ mod tests {
                 CODES.iter().any(|(c, _, _)| *c == code),
                 "{code} not on /docs"
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod contract {
+    use serde_json::Value;
+
+    fn operations(doc: &Value) -> Vec<(String, String, &Value)> {
+        let mut ops = vec![];
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                ops.push((method.clone(), path.clone(), op));
+            }
+        }
+        ops
+    }
+
+    #[test]
+    fn every_operation_is_described_with_its_errors() {
+        let doc = super::document();
+        for (method, path, op) in operations(&doc) {
+            let at = format!("{method} {path}");
+            assert!(
+                op["summary"].as_str().is_some_and(|s| !s.is_empty()),
+                "{at}: summary"
+            );
+            assert!(
+                op["description"].as_str().is_some_and(|s| !s.is_empty()),
+                "{at}: description"
+            );
+            let responses = op["responses"].as_object().unwrap();
+            for (status, r) in responses {
+                assert!(
+                    r["description"].as_str().is_some_and(|d| !d.is_empty()),
+                    "{at} {status}: description"
+                );
+                if let Some(content) = r["content"].as_object() {
+                    for (media, m) in content {
+                        let named = m["schema"]["$ref"].as_str().unwrap_or("");
+                        let named = named.rsplit('/').next().unwrap();
+                        assert!(
+                            m.get("example").is_some()
+                                || doc["components"]["schemas"][named].get("example").is_some(),
+                            "{at} {status} {media}: example"
+                        );
+                    }
+                }
+            }
+            if op.get("requestBody").is_some() {
+                for status in ["400", "413", "415"] {
+                    assert!(responses.contains_key(status), "{at}: {status}");
+                }
+                let media = &op["requestBody"]["content"]["application/json"];
+                assert!(
+                    media.get("example").is_some() || {
+                        let name = media["schema"]["$ref"].as_str().unwrap_or("");
+                        let name = name.rsplit('/').next().unwrap();
+                        doc["components"]["schemas"][name].get("example").is_some()
+                    },
+                    "{at}: request example"
+                );
+            }
+            if op["security"].as_array().is_some_and(|s| !s.is_empty()) {
+                for status in ["401", "429", "503"] {
+                    assert!(responses.contains_key(status), "{at}: {status}");
+                }
+                assert_eq!(
+                    responses["429"]["headers"]["Retry-After"]["required"], true,
+                    "{at}: 429 Retry-After"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn request_bodies_refuse_unknown_fields_in_the_document_too() {
+        let doc = super::document();
+        for name in [
+            "ItemRequest",
+            "PriceDto",
+            "CheckoutRequest",
+            "RetailerRequest",
+            "DeviceRequest",
+        ] {
+            assert_eq!(
+                doc["components"]["schemas"][name]["additionalProperties"], false,
+                "{name}"
+            );
+        }
+        let sku = &doc["components"]["schemas"]["ItemRequest"]["properties"]["sku"];
+        assert_eq!(sku["maxLength"], 128);
+        let callback =
+            &doc["components"]["schemas"]["CheckoutRequest"]["properties"]["callback_url"];
+        assert_eq!(callback["maxLength"], 2048, "{callback}");
+        assert!(callback["example"].is_string(), "{callback}");
+    }
+
+    #[test]
+    fn the_callback_is_a_webhook_with_its_signature_header() {
+        let doc = super::document();
+        let post = &doc["webhooks"]["checkout-finished"]["post"];
+        let headers: Vec<&str> = post["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            headers,
+            ["webhook-id", "webhook-timestamp", "webhook-signature"]
+        );
+        assert!(post["description"]
+            .as_str()
+            .unwrap()
+            .contains("HMAC-SHA256"));
+        assert!(doc["components"]["schemas"]["CallbackEvent"].is_object());
+    }
+
+    #[test]
+    fn links_chain_a_cart_to_its_checkout() {
+        let doc = super::document();
+        let ids: Vec<&str> = operations(&doc)
+            .iter()
+            .filter_map(|(_, _, op)| op["operationId"].as_str())
+            .collect();
+        let cart = &doc["paths"]["/carts"]["post"]["responses"]["201"]["links"];
+        let checkout = &doc["paths"]["/cart/checkout/"]["post"]["responses"]["202"]["links"];
+        for link in [
+            &cart["AddItem"],
+            &cart["CheckOut"],
+            &checkout["GetCheckout"],
+        ] {
+            let target = link["operationId"].as_str().unwrap();
+            assert!(ids.contains(&target), "{target} is not an operation");
         }
     }
 }

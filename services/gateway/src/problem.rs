@@ -32,6 +32,8 @@ pub struct ProblemDetails {
     pub extra: Map<String, Value>,
     pub retry_after: Option<u32>,
     pub bearer_challenge: Option<&'static str>,
+    /// The methods a path has, for the `Allow` header of a 405.
+    pub allow: Option<&'static str>,
     source: Option<String>,
 }
 
@@ -52,6 +54,12 @@ pub struct Problem {
     /// The checkout a 409 refers to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checkout_id: Option<String>,
+    /// Where to poll that checkout (409 `checkout_exists`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkout_url: Option<String>,
+    /// The body field the operation does not have (400 `unknown_field`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }
 
 impl ApiError {
@@ -69,6 +77,7 @@ impl ApiError {
             extra: Map::new(),
             retry_after: None,
             bearer_challenge: None,
+            allow: None,
             source: None,
         }))
     }
@@ -123,6 +132,18 @@ impl ApiError {
 
     pub fn not_found(code: &'static str, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, code, "Not found", detail)
+    }
+
+    /// A path that exists, asked with a method it does not have; `allow` lists those it has.
+    pub fn method_not_allowed(method: &str, allow: &'static str) -> Self {
+        let mut e = Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "Method not allowed",
+            format!("this path does not support {method}; use one of: {allow} (see /docs)"),
+        );
+        e.allow = Some(allow);
+        e
     }
 
     pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
@@ -311,6 +332,9 @@ impl ResponseError for ApiError {
         if let Some(secs) = self.retry_after {
             resp.insert_header((header::RETRY_AFTER, secs.to_string()));
         }
+        if let Some(methods) = self.allow {
+            resp.insert_header((header::ALLOW, methods));
+        }
         if let Some(err) = self.bearer_challenge {
             resp.insert_header((
                 header::WWW_AUTHENTICATE,
@@ -327,6 +351,22 @@ pub const CODES: &[(&str, u16, &str)] = &[
         "malformed_json",
         400,
         "The body is not valid JSON or a field has the wrong type.",
+    ),
+    (
+        "json_too_deep",
+        400,
+        "Arrays and objects in the body nest more than 32 levels deep; no request needs that.",
+    ),
+    (
+        "unknown_field",
+        400,
+        "The body has a field the operation does not know (named in `field`): probably a typo. \
+         Check the request schema.",
+    ),
+    (
+        "invalid_idempotency_key",
+        400,
+        "`Idempotency-Key` must be 1 to 255 printable ASCII characters, e.g. a UUID.",
     ),
     (
         "unauthorized",
@@ -401,6 +441,23 @@ pub const CODES: &[(&str, u16, &str)] = &[
          `unknown`): a new checkout re-sends it unchanged, so its items cannot change; use a new \
          cart for other items from that retailer.",
     ),
+    (
+        "method_not_allowed",
+        405,
+        "The path exists but not with this method; the `Allow` header lists the methods it has.",
+    ),
+    (
+        "cart_full",
+        409,
+        "The cart already holds the most items a cart may hold (100); check out this cart and \
+         start a new one, or raise the quantity of an item already in it.",
+    ),
+    (
+        "idempotency_key_in_progress",
+        409,
+        "A request with this `Idempotency-Key` is still being processed; retry after \
+         `Retry-After` seconds to get its response.",
+    ),
     ("payload_too_large", 413, "The body exceeds 64 KiB."),
     (
         "unsupported_media_type",
@@ -408,9 +465,19 @@ pub const CODES: &[(&str, u16, &str)] = &[
         "Send `Content-Type: application/json`.",
     ),
     (
+        "headers_too_large",
+        431,
+        "The request's header fields total more than 16 KiB; send only the headers the API uses.",
+    ),
+    (
         "validation_failed",
         422,
         "A field has an invalid value; see `errors` for each one.",
+    ),
+    (
+        "idempotency_key_reused",
+        422,
+        "This `Idempotency-Key` was used with a different body; use a new key for a new request.",
     ),
     (
         "empty_cart",

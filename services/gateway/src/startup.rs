@@ -5,14 +5,14 @@ use crate::auth::Authenticator;
 use crate::problem::ApiError;
 use crate::routes::{self, docs::Docs, AppState};
 use crate::settings::GatewaySettings;
-use actix_web::{dev::Server, error::JsonPayloadError, web, App, HttpRequest, HttpServer};
+use actix_web::dev::{Server, Service};
+use actix_web::{error::JsonPayloadError, web, App, HttpRequest, HttpServer};
 use icon_outbox::{Relay, RelaySettings};
 use icon_store::PoolSettings;
 use std::net::{SocketAddr, TcpListener};
 use tokio_util::sync::CancellationToken;
 
-/// Largest request body accepted.
-pub const MAX_BODY: usize = 64 * 1024;
+pub use crate::extract::MAX_BODY;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -101,7 +101,10 @@ impl Application {
                 .app_data(auth.clone())
                 .app_data(limiters.clone())
                 .app_data(docs.clone())
+                .app_data(crate::extract::payload_config())
                 .app_data(
+                    // Only for an extractor that bypasses `extract::Json`: the same limit and
+                    // problem documents.
                     web::JsonConfig::default()
                         .limit(MAX_BODY)
                         .error_handler(json_error),
@@ -111,6 +114,18 @@ impl Application {
                 }))
                 .configure(routes_config)
                 .default_service(web::to(not_found))
+                .wrap_fn(|req, srv| {
+                    let call = match crate::headers::check(req.headers()) {
+                        Ok(()) => Ok(srv.call(req)),
+                        Err(e) => Err(req.error_response(e)),
+                    };
+                    async move {
+                        match call {
+                            Ok(response) => Ok(response.await?.map_into_boxed_body()),
+                            Err(refused) => Ok(refused),
+                        }
+                    }
+                })
         });
         if let Some(n) = settings.http_workers {
             server = server.workers(n);
@@ -167,107 +182,128 @@ impl Application {
     }
 }
 
+/// Every path, with the methods it has. Any other method on a known path is a 405 whose `Allow`
+/// header lists them (RFC 9110), so a client learns it used the wrong method rather than a
+/// wrong path; unknown paths are 404.
 fn routes_config(cfg: &mut web::ServiceConfig) {
     use routes::{callbacks, carts, checkouts, devices, docs, health, retailers, webhook_secret};
-    cfg.route("/healthz", web::get().to(health::healthz))
-        .route("/readyz", web::get().to(health::readyz))
-        .route("/openapi.json", web::get().to(docs::openapi_json))
-        .route("/docs", web::get().to(docs::docs_page))
-        .service(
-            web::resource(["/cart/checkout", "/cart/checkout/"])
-                .route(web::post().to(checkouts::create_checkout))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/cart/checkout/{checkout_id}")
-                .route(web::get().to(checkouts::get_checkout))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/cart/checkout/{checkout_id}/attempts")
-                .route(web::get().to(callbacks::list_attempts))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/cart/checkout/{checkout_id}/callback/redeliver")
-                .route(web::post().to(callbacks::redeliver_callback))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/cart/checkout/{checkout_id}/push/redeliver")
-                .route(web::post().to(callbacks::redeliver_push))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/cart/checkout/{checkout_id}/email/redeliver")
-                .route(web::post().to(callbacks::redeliver_email))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/me/devices")
-                .route(web::get().to(devices::list_devices))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/me/devices/{token}")
-                .route(web::put().to(devices::put_device))
-                .route(web::delete().to(devices::delete_device))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/webhook-secret")
-                .route(web::get().to(webhook_secret::get_secret))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/webhook-secret/rotate")
-                .route(web::post().to(webhook_secret::rotate_secret))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/carts")
-                .route(web::post().to(carts::create_cart))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/carts/{cart_id}")
-                .route(web::get().to(carts::get_cart))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/carts/{cart_id}/items")
-                .route(web::post().to(carts::add_item))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/retailers")
-                .route(web::get().to(retailers::list_retailers))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/retailers/{retailer_id}")
-                .route(web::put().to(retailers::put_retailer))
-                .default_service(web::to(method_not_allowed)),
-        );
+    cfg.service(
+        web::resource("/healthz")
+            .route(web::get().to(health::healthz))
+            .default_service(allow("GET")),
+    )
+    .service(
+        web::resource("/readyz")
+            .route(web::get().to(health::readyz))
+            .default_service(allow("GET")),
+    )
+    .service(
+        web::resource("/openapi.json")
+            .route(web::get().to(docs::openapi_json))
+            .default_service(allow("GET")),
+    )
+    .service(
+        web::resource(["/docs", "/docs/"])
+            .route(web::get().to(docs::docs_page))
+            .default_service(allow("GET")),
+    )
+    .service(
+        web::resource("/docs/assets/{file}")
+            .route(web::get().to(docs::asset))
+            .default_service(allow("GET")),
+    )
+    .service(
+        web::resource(["/cart/checkout", "/cart/checkout/"])
+            .route(web::post().to(checkouts::create_checkout))
+            .default_service(allow("POST")),
+    )
+    .service(
+        web::resource("/cart/checkout/{checkout_id}")
+            .route(web::get().to(checkouts::get_checkout))
+            .default_service(allow("GET")),
+    )
+    .service(
+        web::resource("/cart/checkout/{checkout_id}/attempts")
+            .route(web::get().to(callbacks::list_attempts))
+            .default_service(allow("GET")),
+    )
+    .service(
+        web::resource("/cart/checkout/{checkout_id}/callback/redeliver")
+            .route(web::post().to(callbacks::redeliver_callback))
+            .default_service(allow("POST")),
+    )
+    .service(
+        web::resource("/cart/checkout/{checkout_id}/push/redeliver")
+            .route(web::post().to(callbacks::redeliver_push))
+            .default_service(allow("POST")),
+    )
+    .service(
+        web::resource("/cart/checkout/{checkout_id}/email/redeliver")
+            .route(web::post().to(callbacks::redeliver_email))
+            .default_service(allow("POST")),
+    )
+    .service(
+        web::resource("/me/devices")
+            .route(web::get().to(devices::list_devices))
+            .default_service(allow("GET")),
+    )
+    .service(
+        web::resource("/me/devices/{token}")
+            .route(web::put().to(devices::put_device))
+            .route(web::delete().to(devices::delete_device))
+            .default_service(allow("PUT, DELETE")),
+    )
+    .service(
+        web::resource("/webhook-secret")
+            .route(web::get().to(webhook_secret::get_secret))
+            .default_service(allow("GET")),
+    )
+    .service(
+        web::resource("/webhook-secret/rotate")
+            .route(web::post().to(webhook_secret::rotate_secret))
+            .default_service(allow("POST")),
+    )
+    .service(
+        web::resource("/carts")
+            .route(web::post().to(carts::create_cart))
+            .default_service(allow("POST")),
+    )
+    .service(
+        web::resource("/carts/{cart_id}")
+            .route(web::get().to(carts::get_cart))
+            .default_service(allow("GET")),
+    )
+    .service(
+        web::resource("/carts/{cart_id}/items")
+            .route(web::post().to(carts::add_item))
+            .default_service(allow("POST")),
+    )
+    .service(
+        web::resource("/retailers")
+            .route(web::get().to(retailers::list_retailers))
+            .default_service(allow("GET")),
+    )
+    .service(
+        web::resource("/retailers/{retailer_id}")
+            .route(web::put().to(retailers::put_retailer))
+            .default_service(allow("PUT")),
+    );
+}
+
+/// The fallback of a path whose methods are `methods` (an `Allow` header value).
+fn allow(methods: &'static str) -> actix_web::Route {
+    web::to(move |req: HttpRequest| async move {
+        Err::<actix_web::HttpResponse, _>(ApiError::method_not_allowed(
+            req.method().as_str(),
+            methods,
+        ))
+    })
 }
 
 async fn not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
     Err(ApiError::not_found(
         "not_found",
         format!("no route for {} {}", req.method(), req.path()),
-    ))
-}
-
-async fn method_not_allowed(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::new(
-        actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "Method not allowed",
-        format!(
-            "{} is not supported on {}; see /docs",
-            req.method(),
-            req.path()
-        ),
     ))
 }
 

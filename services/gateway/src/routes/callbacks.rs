@@ -63,19 +63,33 @@ pub struct AttemptBody {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({
+    "checkout_id": "0193a0c4-7d2e-7cde-8f00-5a1b2c3d4e5f",
+    "attempts": [{
+        "channel": "callback",
+        "attempt": 1,
+        "started_at": "2026-11-28T10:00:01Z",
+        "duration_ms": 35,
+        "response_status": 200,
+        "error": null
+    }]
+}))]
 pub struct AttemptList {
     pub checkout_id: String,
     pub attempts: Vec<AttemptBody>,
 }
 
-/// Every notification attempt of a checkout, oldest first.
+/// List a checkout's notification attempts.
+///
+/// Every attempt on every channel (`callback`, `push`, `email`), oldest first: when, how long,
+/// and what the receiver answered or why it could not be reached. For finding out why a
+/// callback is not arriving.
 #[utoipa::path(
     get, path = "/cart/checkout/{checkout_id}/attempts", tag = "checkout",
-    params(("checkout_id" = String, Path)),
+    params(("checkout_id" = String, Path, description = "From the 202 of `POST /cart/checkout/`", example = "0193a0c4-7d2e-7cde-8f00-5a1b2c3d4e5f")),
     responses(
-        (status = 200, body = AttemptList),
-        (status = 401, body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 404, body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The attempts, oldest first", body = AttemptList),
+        (status = 404, description = "`checkout_not_found`: no checkout with that id belongs to you", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -108,6 +122,17 @@ pub async fn list_attempts(
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({
+    "checkout_id": "0193a0c4-7d2e-7cde-8f00-5a1b2c3d4e5f",
+    "callback": {
+        "url": "https://partner.example.com/hooks/icon",
+        "state": "pending",
+        "attempts": 12,
+        "last_attempt_at": "2026-11-27T10:00:00Z",
+        "next_attempt_at": "2026-11-28T10:00:00Z",
+        "last_response_status": 500
+    }
+}))]
 pub struct Redelivery {
     pub checkout_id: String,
     pub callback: CallbackBody,
@@ -169,12 +194,11 @@ fn accepted(resource_url: String, body: impl Serialize) -> HttpResponse {
 /// retrying or delivered is not duplicated (409).
 #[utoipa::path(
     post, path = "/cart/checkout/{checkout_id}/callback/redeliver", tag = "checkout",
-    params(("checkout_id" = String, Path)),
+    params(("checkout_id" = String, Path, description = "From the 202 of `POST /cart/checkout/`", example = "0193a0c4-7d2e-7cde-8f00-5a1b2c3d4e5f")),
     responses(
-        (status = 202, body = Redelivery, headers(("Location" = String, description = "The checkout's resource_url"))),
-        (status = 401, body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such checkout, or it has no callback", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The callback is not `failed`", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 202, description = "The callback, re-queued", body = Redelivery, headers(("Location" = String, description = "The checkout's resource_url"))),
+        (status = 404, description = "`checkout_not_found`: no checkout with that id belongs to you; `callback_not_found`: it was submitted without a `callback_url`", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`callback_not_failed`: the callback is pending, retrying or delivered; only a `failed` one is redelivered", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -206,7 +230,7 @@ pub async fn redeliver_callback(
 /// push was given up on.
 #[utoipa::path(
     post, path = "/cart/checkout/{checkout_id}/push/redeliver", tag = "checkout",
-    params(("checkout_id" = String, Path)),
+    params(("checkout_id" = String, Path, description = "From the 202 of `POST /cart/checkout/`", example = "0193a0c4-7d2e-7cde-8f00-5a1b2c3d4e5f")),
     responses(
         (status = 202, description = "The re-queued pushes", body = PushRedelivery,
             headers(("Location" = String, description = "The checkout's resource_url")),
@@ -221,8 +245,7 @@ pub async fn redeliver_callback(
                     "last_error": "FCM answered 503"
                 }]
             })),
-        (status = 401, description = "No valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such checkout (`checkout_not_found`), or it has no push: submitted without `push_notification: true` or with no device registered (`push_not_found`)",
+        (status = 404, description = "`checkout_not_found`: no checkout with that id belongs to you, or it has no push: submitted without `push_notification: true` or with no device registered (`push_not_found`)",
             body = crate::problem::Problem, content_type = "application/problem+json",
             example = json!({
                 "type": "/docs#problem-push_not_found",
@@ -240,7 +263,6 @@ pub async fn redeliver_callback(
                 "detail": "no push of this checkout is failed or not_configured (they are pending, retrying or delivered); only those can be redelivered, so poll the checkout",
                 "code": "push_not_failed"
             })),
-        (status = 503, description = "The database is unreachable; retry after Retry-After seconds", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -266,7 +288,7 @@ pub async fn redeliver_push(
 /// schedule and give-up deadline. It goes to the address the checkout was submitted with.
 #[utoipa::path(
     post, path = "/cart/checkout/{checkout_id}/email/redeliver", tag = "checkout",
-    params(("checkout_id" = String, Path)),
+    params(("checkout_id" = String, Path, description = "From the 202 of `POST /cart/checkout/`", example = "0193a0c4-7d2e-7cde-8f00-5a1b2c3d4e5f")),
     responses(
         (status = 202, description = "The re-queued e-mail", body = EmailRedelivery,
             headers(("Location" = String, description = "The checkout's resource_url")),
@@ -280,8 +302,7 @@ pub async fn redeliver_push(
                     "last_error": "e-mail is not configured on this deployment"
                 }
             })),
-        (status = 401, description = "No valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such checkout (`checkout_not_found`), or it has no e-mail because the submitting token carried no `email` claim (`email_not_found`)",
+        (status = 404, description = "`checkout_not_found`: no checkout with that id belongs to you, or it has no e-mail because the submitting token carried no `email` claim (`email_not_found`)",
             body = crate::problem::Problem, content_type = "application/problem+json",
             example = json!({
                 "type": "/docs#problem-email_not_found",
@@ -299,7 +320,6 @@ pub async fn redeliver_push(
                 "detail": "the e-mail is retrying; only a failed or not_configured e-mail can be redelivered",
                 "code": "email_not_failed"
             })),
-        (status = 503, description = "The database is unreachable; retry after Retry-After seconds", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]

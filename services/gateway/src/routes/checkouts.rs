@@ -5,6 +5,7 @@ use super::callbacks::CallbackBody;
 use super::channels::{push_summary, EmailBody, PushBody};
 use super::{carts::cart_not_found, State, Validation};
 use crate::auth::User;
+use crate::extract::Json;
 use crate::problem::{lost_write, ApiError, WriteOutcome};
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
@@ -18,14 +19,26 @@ use utoipa::ToSchema;
 /// Seconds a client should wait before polling a checkout that is not final yet.
 pub const POLL_AFTER_SECS: u32 = 1;
 
+/// What to check out. Unknown fields are refused (400 `unknown_field`): a misspelt
+/// `callback_url` would otherwise check out without a callback. `callback_url` holds at most
+/// 2,048 bytes, without credentials; the outcome it receives is the `checkout-finished`
+/// webhook.
 #[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "cart_id": 1234,
+    "callback_url": "https://partner.example.com/hooks/icon",
+    "push_notification": true
+}))]
 pub struct CheckoutRequest {
+    /// The caller's cart, with at least one item.
     #[schema(example = 1234)]
     pub cart_id: i64,
     /// Where to POST the outcome. Absolute https (http only where the operator allows it);
     /// addresses that are not globally reachable (private, loopback, ...) are refused unless
     /// the operator allowed them.
     #[schema(example = "https://partner.example.com/hooks/icon")]
+    #[schema(max_length = 2048)]
     pub callback_url: Option<String>,
     /// Push the outcome to the devices the user has registered (`PUT /me/devices/{token}`)
     /// when submitting. With none registered the checkout is still accepted; its `push` says
@@ -34,6 +47,11 @@ pub struct CheckoutRequest {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({
+    "checkout_id": "0193a0c4-7d2e-7cde-8f00-5a1b2c3d4e5f",
+    "status": "queued",
+    "resource_url": "https://icon.example.com/cart/checkout/0193a0c4-7d2e-7cde-8f00-5a1b2c3d4e5f"
+}))]
 pub struct Accepted {
     pub checkout_id: String,
     #[schema(example = "queued")]
@@ -53,6 +71,25 @@ pub struct OrderBody {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({
+    "checkout_id": "0193a0c4-7d2e-7cde-8f00-5a1b2c3d4e5f",
+    "cart_id": 1234,
+    "status": "completed",
+    "created_at": "2026-11-28T10:00:00Z",
+    "updated_at": "2026-11-28T10:00:01Z",
+    "resource_url": "https://icon.example.com/cart/checkout/0193a0c4-7d2e-7cde-8f00-5a1b2c3d4e5f",
+    "orders": [{"retailer_id": "acme", "status": "confirmed", "retailer_order_id": "A-1001"}],
+    "callback": {
+        "url": "https://partner.example.com/hooks/icon",
+        "state": "delivered",
+        "attempts": 1,
+        "last_attempt_at": "2026-11-28T10:00:01Z",
+        "next_attempt_at": null,
+        "last_response_status": 200
+    },
+    "push_notification": false,
+    "push": null
+}))]
 pub struct CheckoutBody {
     pub checkout_id: String,
     pub cart_id: i64,
@@ -104,25 +141,38 @@ impl From<CheckoutView> for CheckoutBody {
     }
 }
 
-/// Check out a cart, asynchronously.
+/// Check out a cart.
 ///
-/// Answers 202 as soon as the checkout is stored and its work queued (in one transaction). The
-/// outcome arrives as a POST to `callback_url` and can be polled at `resource_url`.
+/// Asynchronous: answers 202 as soon as the checkout is stored and its work queued (in one
+/// transaction), with the `resource_url` to poll in `Location`. ICON then places one order per
+/// retailer in the cart; the outcome arrives as a POST to `callback_url` (the
+/// `checkout-finished` webhook, signed), as a push to the caller's registered devices when
+/// `push_notification` is true, and by e-mail when the token carries an `email` claim. Send an
+/// `Idempotency-Key` to retry safely.
 #[utoipa::path(
-    post, path = "/cart/checkout/", tag = "checkout",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the same key with the same body returns the first 202 again (with `Idempotent-Replayed: true`); with a different body 422; while the first is still processed 409. Keys are kept 24 hours.")),
+    post, path = "/cart/checkout/", tag = "checkout", operation_id = "create_checkout",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the same key with the same body returns the first 202 again (with `Idempotent-Replayed: true`); with a different body 422; while the first is still processed 409. 1 to 255 printable ASCII characters; kept 24 hours.", example = "4f1c7a52-3c1b-4d7e-9a55-0c5d8b0f3e21")),
     request_body = CheckoutRequest,
     responses(
-        (status = 202, body = Accepted, headers(
+        (status = 202, description = "Accepted: the checkout is queued; poll `resource_url` or wait for the callback", body = Accepted, headers(
             ("Location" = String, description = "The resource_url"),
-            ("Retry-After" = u32, description = "Seconds before the first poll is worthwhile"))),
-        (status = 400, body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 401, body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 404, body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The cart already has a live checkout, named in `checkout_id`; or a request with the same Idempotency-Key is in progress", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 415, body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Empty cart, or a refused callback_url", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 503, body = crate::problem::Problem, content_type = "application/problem+json"),
+            ("Retry-After" = u32, description = "Seconds before the first poll is worthwhile"),
+            ("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same Idempotency-Key"))),
+        (status = 400, description = "`malformed_json`: not JSON, a wrong type, or `cart_id` missing; `unknown_field`: a field this operation does not have (named in `field`); `json_too_deep`: nested more than 32 levels; `invalid_idempotency_key`: an empty, over-long or non-ASCII `Idempotency-Key`", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`cart_not_found`: no cart with that id belongs to you", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`checkout_exists`: the cart already has a live checkout, named in `checkout_id` and `checkout_url`; `idempotency_key_in_progress`: a request with the same key is still being processed (retry after `Retry-After`)", body = crate::problem::Problem, content_type = "application/problem+json",
+            example = json!({
+                "type": "/docs#problem-checkout_exists",
+                "title": "Conflict with the current state",
+                "status": 409,
+                "detail": "cart 1234 already has checkout 0193a0c4-7d2e-7cde-8f00-5a1b2c3d4e5f (processing); poll it instead of checking out again",
+                "code": "checkout_exists",
+                "checkout_id": "0193a0c4-7d2e-7cde-8f00-5a1b2c3d4e5f",
+                "checkout_url": "https://icon.example.com/cart/checkout/0193a0c4-7d2e-7cde-8f00-5a1b2c3d4e5f"
+            })),
+        (status = 422, description = "`empty_cart`: the cart has no items; `validation_failed`: a `callback_url` that is not absolute http(s), holds credentials, is over 2,048 bytes or points where the network policy refuses (`errors` names it); `idempotency_key_reused`: the key was used with a different body", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable`: the database is unreachable. If `detail` says the connection was lost while storing, the checkout may have been accepted: retry with the same Idempotency-Key", body = crate::problem::Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ),
     security(("bearer" = []))
 )]
@@ -131,7 +181,7 @@ pub async fn create_checkout(
     req: HttpRequest,
     user: User,
     state: State,
-    body: web::Json<CheckoutRequest>,
+    body: Json<CheckoutRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let key = idempotency_key(&req)?;
     let mut v = Validation::default();
@@ -289,13 +339,17 @@ fn checkout_not_found() -> ApiError {
 }
 
 /// Poll a checkout.
+///
+/// The checkout's status, each retailer's order and the state of every notification channel.
+/// While it is not final (`queued`, `processing`) `Retry-After` says when to poll again. Only
+/// the user who submitted it sees it: anyone else gets 404, as for a checkout that does not
+/// exist.
 #[utoipa::path(
-    get, path = "/cart/checkout/{checkout_id}", tag = "checkout",
-    params(("checkout_id" = String, Path)),
+    get, path = "/cart/checkout/{checkout_id}", tag = "checkout", operation_id = "get_checkout",
+    params(("checkout_id" = String, Path, description = "From the 202 of `POST /cart/checkout/`", example = "0193a0c4-7d2e-7cde-8f00-5a1b2c3d4e5f")),
     responses(
-        (status = 200, body = CheckoutBody, headers(("Retry-After" = u32, description = "Present while the checkout is not final"))),
-        (status = 401, body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 404, body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The checkout", body = CheckoutBody, headers(("Retry-After" = u32, description = "Present while the checkout is not final"))),
+        (status = 404, description = "`checkout_not_found`: no checkout with that id belongs to you", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]

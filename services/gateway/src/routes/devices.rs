@@ -9,6 +9,7 @@
 
 use super::{State, Validation};
 use crate::auth::User;
+use crate::extract::Json;
 use crate::problem::{lost_write, ApiError, WriteOutcome};
 use actix_web::{http::header, web, HttpResponse};
 use chrono::{DateTime, Utc};
@@ -18,10 +19,11 @@ use icon_store::StoreError;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-/// The body of `PUT /me/devices/{token}`. Unknown fields are refused (400), so a typo such as
-/// `platfrom` does not pass silently.
+/// The body of `PUT /me/devices/{token}`. Unknown fields are refused (400 `unknown_field`), so a
+/// typo such as `platfrom` does not pass silently.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"platform": "android"}))]
 pub struct DeviceRequest {
     /// Decides the platform-specific part of a push. Exactly `android`, `ios` or `web`; any
     /// other value is a 422 naming `platform`.
@@ -80,10 +82,9 @@ pub struct DeviceList {
         (status = 201, description = "Registered for the caller (new to them)", body = DeviceBody,
             headers(("Location" = String, description = "`/me/devices/{token}`"))),
         (status = 200, description = "Already the caller's: platform and registration time updated", body = DeviceBody),
-        (status = 400, description = "Malformed JSON, `platform` missing or not a string, or an unknown field", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not `application/json`", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A bad token or platform; `errors` names each (`token`, `platform`)",
+        (status = 400, description = "`malformed_json`: not JSON, or `platform` missing or not a string; `unknown_field`: a field other than `platform` (named in `field`); `json_too_deep`: nested more than 32 levels", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported_media_type`: the body is not `application/json`", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: a bad token or platform; `errors` names each (`token`, `platform`)",
             body = crate::problem::Problem, content_type = "application/problem+json",
             example = json!({
                 "type": "/docs#problem-validation_failed",
@@ -96,7 +97,6 @@ pub struct DeviceList {
                     {"field": "platform", "message": "must be one of `android`, `ios`, `web`"}
                 ]
             })),
-        (status = 503, description = "The database is unreachable; retry after Retry-After seconds", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -105,7 +105,7 @@ pub async fn put_device(
     user: User,
     state: State,
     path: web::Path<String>,
-    body: web::Json<DeviceRequest>,
+    body: Json<DeviceRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let mut v = Validation::default();
     let token = v.check("token", DeviceToken::parse(path.into_inner()));
@@ -159,10 +159,8 @@ pub async fn put_device(
         example = "fcm-token:APA91bHun4MxP5egoKMwt2KZFBaFUH-1RYqx")),
     responses(
         (status = 204, description = "The caller no longer has this device registered"),
-        (status = 401, description = "No valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Not a well-formed token (`errors` names `token`); no such token can be registered",
+        (status = 422, description = "`validation_failed`: not a well-formed token (`errors` names `token`); no such token can be registered",
             body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unreachable; retry after Retry-After seconds", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -187,6 +185,9 @@ pub async fn delete_device(
 }
 
 /// List the caller's devices.
+///
+/// The push devices registered for the caller, most recently registered first: those a
+/// checkout submitted now with `push_notification: true` would push to.
 #[utoipa::path(
     get, path = "/me/devices", tag = "devices",
     responses(
@@ -197,8 +198,6 @@ pub async fn delete_device(
                 "created_at": "2026-11-27T10:00:00Z",
                 "updated_at": "2026-11-28T08:30:00Z"
             }]})),
-        (status = 401, description = "No valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unreachable; retry after Retry-After seconds", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]

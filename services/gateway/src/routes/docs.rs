@@ -1,10 +1,39 @@
-//! `/openapi.json` and `/docs`. The docs page is plain HTML rendered from the same OpenAPI
-//! document, with no script or stylesheet from anywhere else, so it works offline and behind
-//! strict firewalls.
+//! `/openapi.json` and `/docs`. The docs page renders the OpenAPI document with swagger-ui
+//! (`swagger-ui-dist` 5.35.0, vendored under `services/gateway/assets/swagger-ui/`, where its
+//! README says how to update it), served from this binary: the reference works offline, and a
+//! Content-Security-Policy keeps the page from loading anything from elsewhere.
+//!
+//! Under the rendered reference, a plain HTML table lists every problem `code`, each with the
+//! anchor (`/docs#problem-<code>`) that a problem document's `type` points at.
 
 use crate::problem::CODES;
+use actix_web::http::header;
 use actix_web::{web, HttpResponse};
-use serde_json::Value;
+
+const SWAGGER_JS: &[u8] = include_bytes!("../../assets/swagger-ui/swagger-ui-bundle.js");
+const SWAGGER_CSS: &[u8] = include_bytes!("../../assets/swagger-ui/swagger-ui.css");
+const SWAGGER_LICENSE: &[u8] = include_bytes!("../../assets/swagger-ui/LICENSE");
+const SWAGGER_NOTICE: &[u8] = include_bytes!("../../assets/swagger-ui/NOTICE");
+
+/// Starts swagger-ui on `/openapi.json`. A file rather than an inline script, so the CSP can
+/// forbid inline scripts. No validator badge: it would send the document to swagger.io.
+const INIT_JS: &str = r##"window.addEventListener("load", function () {
+  window.ui = SwaggerUIBundle({
+    url: "/openapi.json",
+    dom_id: "#reference",
+    deepLinking: true,
+    validatorUrl: null,
+    defaultModelsExpandDepth: 0,
+    displayOperationId: false,
+    tryItOutEnabled: false
+  });
+});
+"##;
+
+/// Only this origin; inline styles and data: images because swagger-ui uses them.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+                   img-src 'self' data:; connect-src 'self'; font-src 'self'; \
+                   base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 pub struct Docs {
     pub json: String,
@@ -13,13 +42,9 @@ pub struct Docs {
 
 impl Docs {
     pub fn build() -> Self {
-        let spec = crate::openapi::spec();
-        let json = spec.to_pretty_json().unwrap_or_else(|_| "{}".into());
-        let value: Value = serde_json::from_str(&json).unwrap_or(Value::Null);
-        Self {
-            html: render(&value),
-            json,
-        }
+        let json = serde_json::to_string_pretty(&crate::openapi::document())
+            .unwrap_or_else(|_| "{}".into());
+        Self { json, html: page() }
     }
 }
 
@@ -32,7 +57,30 @@ pub async fn openapi_json(docs: web::Data<Docs>) -> HttpResponse {
 pub async fn docs_page(docs: web::Data<Docs>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
+        .insert_header((header::CONTENT_SECURITY_POLICY, CSP))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .body(docs.html.clone())
+}
+
+/// `/docs/assets/{file}`: the vendored UI and its licence.
+pub async fn asset(file: web::Path<String>) -> HttpResponse {
+    let (body, content_type): (&'static [u8], &str) = match file.as_str() {
+        "swagger-ui-bundle.js" => (SWAGGER_JS, "text/javascript; charset=utf-8"),
+        "init.js" => (INIT_JS.as_bytes(), "text/javascript; charset=utf-8"),
+        "swagger-ui.css" => (SWAGGER_CSS, "text/css; charset=utf-8"),
+        "LICENSE" => (SWAGGER_LICENSE, "text/plain; charset=utf-8"),
+        "NOTICE" => (SWAGGER_NOTICE, "text/plain; charset=utf-8"),
+        _ => {
+            use actix_web::ResponseError;
+            return crate::problem::ApiError::not_found("not_found", "no such file under /docs")
+                .error_response();
+        }
+    };
+    HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .body(body)
 }
 
 fn esc(s: &str) -> String {
@@ -42,89 +90,31 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-fn render(spec: &Value) -> String {
-    let title = spec["info"]["title"].as_str().unwrap_or("ICON API");
-    let description = spec["info"]["description"].as_str().unwrap_or("");
-    let mut out = String::new();
-    out.push_str(&format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title>\
-         <style>body{{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;line-height:1.45}}\
-         code,pre{{background:#f4f4f4;border-radius:4px}}pre{{padding:.6rem;overflow-x:auto}}\
-         .m{{font-weight:bold;text-transform:uppercase;display:inline-block;min-width:4rem}}\
-         section{{border-top:1px solid #ddd;padding:.5rem 0}}table{{border-collapse:collapse}}\
-         td,th{{border:1px solid #ddd;padding:.25rem .5rem;text-align:left}}</style></head><body>\
-         <h1>{t}</h1><p>{d}</p><p>Machine-readable: <a href=\"/openapi.json\">/openapi.json</a> (OpenAPI 3.1).</p>\
-         <h2>Authentication</h2><p>Every endpoint except the probes and these docs needs \
-         <code>Authorization: Bearer &lt;JWT&gt;</code>, HS256-signed with <code>ICON_JWT_SECRET</code>, \
-         with <code>sub</code> (the user) and <code>exp</code>; <code>scope</code> containing \
-         <code>admin</code> unlocks admin endpoints.</p><h2>Endpoints</h2>",
-        t = esc(title),
-        d = esc(description)
-    ));
-    if let Some(paths) = spec["paths"].as_object() {
-        for (path, ops) in paths {
-            let Some(ops) = ops.as_object() else { continue };
-            for (method, op) in ops {
-                out.push_str(&format!(
-                    "<section><h3><span class=\"m\">{}</span> <code>{}</code></h3>",
-                    esc(method),
-                    esc(path)
-                ));
-                if let Some(s) = op["summary"].as_str() {
-                    out.push_str(&format!("<p><b>{}</b></p>", esc(s)));
-                }
-                if let Some(s) = op["description"].as_str() {
-                    out.push_str(&format!("<p>{}</p>", esc(s)));
-                }
-                if let Some(r) =
-                    op["requestBody"]["content"]["application/json"]["schema"]["$ref"].as_str()
-                {
-                    let name = r.rsplit('/').next().unwrap_or(r);
-                    out.push_str(&format!(
-                        "<p>Request body: <a href=\"#schema-{n}\"><code>{n}</code></a></p>",
-                        n = esc(name)
-                    ));
-                }
-                if let Some(responses) = op["responses"].as_object() {
-                    out.push_str("<table><tr><th>Status</th><th>Meaning</th><th>Body</th></tr>");
-                    for (status, r) in responses {
-                        let body = r["content"]
-                            .as_object()
-                            .and_then(|c| c.values().next())
-                            .and_then(|c| c["schema"]["$ref"].as_str())
-                            .map(|s| s.rsplit('/').next().unwrap_or(s).to_owned())
-                            .unwrap_or_default();
-                        out.push_str(&format!(
-                            "<tr><td>{}</td><td>{}</td><td><a href=\"#schema-{b}\">{b}</a></td></tr>",
-                            esc(status),
-                            esc(r["description"].as_str().unwrap_or("")),
-                            b = esc(&body)
-                        ));
-                    }
-                    out.push_str("</table>");
-                }
-                out.push_str("</section>");
-            }
-        }
-    }
-    out.push_str("<h2>Problems</h2><p>Every error is <code>application/problem+json</code> (RFC 9457) with a stable <code>code</code>.</p><table><tr><th>code</th><th>status</th><th>what to do</th></tr>");
+/// The page: swagger-ui's mount point, then the problem codes. Nothing in it names an
+/// operation: the reference is what the script renders.
+fn page() -> String {
+    let mut rows = String::new();
     for (code, status, what) in CODES {
-        out.push_str(&format!(
+        rows.push_str(&format!(
             "<tr id=\"problem-{c}\"><td><code>{c}</code></td><td>{status}</td><td>{}</td></tr>",
             esc(what),
             c = esc(code)
         ));
     }
-    out.push_str("</table><h2>Schemas</h2>");
-    if let Some(schemas) = spec["components"]["schemas"].as_object() {
-        for (name, schema) in schemas {
-            out.push_str(&format!(
-                "<section id=\"schema-{n}\"><h3><code>{n}</code></h3><pre>{}</pre></section>",
-                esc(&serde_json::to_string_pretty(schema).unwrap_or_default()),
-                n = esc(name)
-            ));
-        }
-    }
-    out.push_str("</body></html>");
-    out
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>ICON API reference</title>\
+         <link rel=\"stylesheet\" href=\"/docs/assets/swagger-ui.css\"></head><body>\
+         <div id=\"reference\"></div>\
+         <section id=\"problems\" class=\"swagger-ui\" style=\"max-width:1460px;margin:0 auto;padding:0 20px 40px\">\
+         <h2>Problem codes</h2><p>Every error is <code>application/problem+json</code> (RFC 9457) \
+         whose <code>type</code> points here and whose <code>code</code> is stable: branch on it.</p>\
+         <table><tr><th>code</th><th>status</th><th>what to do</th></tr>{rows}</table>\
+         <p>The machine-readable document: <a href=\"/openapi.json\">/openapi.json</a> (OpenAPI 3.1). \
+         Rendered with swagger-ui (<a href=\"/docs/assets/LICENSE\">Apache-2.0</a>, \
+         <a href=\"/docs/assets/NOTICE\">notice</a>).</p></section>\
+         <script src=\"/docs/assets/swagger-ui-bundle.js\"></script>\
+         <script src=\"/docs/assets/init.js\"></script></body></html>"
+    )
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use utoipa::ToSchema;
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"status": "ok"}))]
 pub struct Health {
     #[schema(example = "ok")]
     pub status: &'static str,
@@ -25,15 +26,24 @@ pub struct Readiness {
 }
 
 /// Liveness.
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
+///
+/// 200 while the process serves HTTP, whatever the state of its database or broker: a failing
+/// liveness probe means "restart me", which would not fix either.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "The process serves HTTP", body = Health)))]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(Health { status: "ok" })
 }
 
-/// Readiness: database and broker reachable.
+/// Readiness.
+///
+/// 200 when the database and the broker are reachable, so checkouts can be taken and queued;
+/// otherwise 503, so a load balancer sends requests elsewhere meanwhile.
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses(
-    (status = 200, body = Readiness),
-    (status = 503, body = Readiness, headers(("Retry-After" = u32))),
+    (status = 200, description = "Ready: database and broker up", body = Readiness,
+        example = json!({"status": "ready", "database": "up", "broker": "up"})),
+    (status = 503, description = "Not ready: `database` or `broker` is `down`", body = Readiness,
+        headers(("Retry-After" = u32, description = "Seconds before asking again")),
+        example = json!({"status": "not_ready", "database": "up", "broker": "down"})),
 ))]
 pub async fn readyz(state: State) -> HttpResponse {
     let db_up = tokio::time::timeout(Duration::from_secs(2), async {

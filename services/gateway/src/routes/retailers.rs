@@ -5,6 +5,7 @@
 
 use super::{State, Validation};
 use crate::auth::{Admin, User};
+use crate::extract::Json;
 use crate::problem::{lost_write, ApiError, WriteOutcome};
 use actix_web::{http::header, web, HttpResponse};
 use chrono::{DateTime, Utc};
@@ -13,17 +14,32 @@ use icon_store::retailers::{self, Retailer};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+/// Longest retailer `name`, in characters.
+pub const MAX_NAME: usize = 200;
+/// Longest `order_url`, in bytes.
+pub const MAX_ORDER_URL: usize = 2048;
+
+/// A retailer's registration. Unknown fields are refused (400 `unknown_field`).
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Acme Fashion", "order_url": "https://orders.acme.example/icon"}))]
 pub struct RetailerRequest {
-    /// Display name.
-    #[schema(example = "Acme Fashion")]
+    /// Display name; surrounding spaces are trimmed.
+    #[schema(example = "Acme Fashion", min_length = 1, max_length = 200)]
     pub name: String,
     /// Absolute http(s) URL the worker POSTs orders to (the retailer protocol).
-    #[schema(example = "http://127.0.0.1:8090/acme/orders")]
+    #[schema(example = "https://orders.acme.example/icon", max_length = 2048)]
     pub order_url: String,
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({
+    "retailer_id": "acme",
+    "name": "Acme Fashion",
+    "order_url": "https://orders.acme.example/icon",
+    "created_at": "2026-11-28T10:00:00Z",
+    "updated_at": "2026-11-28T10:00:00Z"
+}))]
 pub struct RetailerBody {
     #[schema(example = "acme")]
     pub retailer_id: String,
@@ -38,6 +54,12 @@ pub struct RetailerBody {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"retailers": [{
+    "retailer_id": "acme",
+    "name": "Acme Fashion",
+    "created_at": "2026-11-28T10:00:00Z",
+    "updated_at": "2026-11-28T10:00:00Z"
+}]}))]
 pub struct RetailerList {
     pub retailers: Vec<RetailerBody>,
 }
@@ -56,16 +78,21 @@ impl RetailerBody {
 }
 
 /// Register or update a retailer (admin).
+///
+/// Registers the retailer under `retailer_id` (201), or updates its name and order URL (200):
+/// idempotent. Needs a token with the `admin` scope. Orders already placed keep going to the
+/// URL they were placed at.
 #[utoipa::path(
-    put, path = "/retailers/{retailer_id}", tag = "retailers",
-    params(("retailer_id" = String, Path, description = "Slug `[a-z0-9-]{1,64}`")),
+    put, path = "/retailers/{retailer_id}", tag = "retailers", operation_id = "put_retailer",
+    params(("retailer_id" = String, Path, description = "Slug `[a-z0-9-]{1,64}`", example = "acme")),
     request_body = RetailerRequest,
     responses(
-        (status = 201, description = "Registered", body = RetailerBody),
-        (status = 200, description = "Updated", body = RetailerBody),
-        (status = 401, body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 403, body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 422, body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 201, description = "Registered", body = RetailerBody,
+            headers(("Location" = String, description = "`/retailers/{retailer_id}`"))),
+        (status = 200, description = "Updated", body = RetailerBody,
+            headers(("Location" = String, description = "`/retailers/{retailer_id}`"))),
+        (status = 403, description = "`forbidden`: the token lacks the `admin` scope", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: a `retailer_id` that is not a slug, an empty or over-long `name`, an `order_url` that is not an absolute http(s) URL of at most 2,048 bytes; `errors` names each", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -73,15 +100,20 @@ pub async fn put_retailer(
     admin: Admin,
     state: State,
     path: web::Path<String>,
-    body: web::Json<RetailerRequest>,
+    body: Json<RetailerRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let mut v = Validation::default();
     let id = v.check("retailer_id", RetailerId::parse(path.into_inner()));
     let name = body.name.trim();
-    if v.text("name", name) && (name.is_empty() || name.len() > 200) {
-        v.push("name", "must be 1 to 200 characters");
+    if v.text("name", name) && (name.is_empty() || name.chars().count() > MAX_NAME) {
+        v.push("name", format!("must be 1 to {MAX_NAME} characters"));
     }
-    if v.text("order_url", &body.order_url) {
+    if body.order_url.len() > MAX_ORDER_URL {
+        v.push(
+            "order_url",
+            format!("must be at most {MAX_ORDER_URL} bytes"),
+        );
+    } else if v.text("order_url", &body.order_url) {
         match url::Url::parse(&body.order_url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => {}
             _ => v.push("order_url", "must be an absolute http:// or https:// URL"),
@@ -114,10 +146,9 @@ pub async fn put_retailer(
 /// Any authenticated caller may list retailers, by id and name. `order_url` is included only
 /// for admins (tokens with the `admin` scope).
 #[utoipa::path(
-    get, path = "/retailers", tag = "retailers",
+    get, path = "/retailers", tag = "retailers", operation_id = "list_retailers",
     responses(
         (status = 200, description = "Every retailer; `order_url` only for admins", body = RetailerList),
-        (status = 401, body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
