@@ -5,6 +5,7 @@
 //!
 //! The services run as processes (`target/debug/icon-*`). Tests that stop RabbitMQ or
 //! PostgreSQL start a disposable node or cluster of their own and never touch the shared ones.
+//! `scale_out` runs several replicas of each consumer as processes too, without a fault.
 
 use futures_util::{stream, StreamExt};
 use icon_contracts::topology::PARKED;
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 mod push;
 mod quorum;
+mod scale_out;
 
 /// Submits checkouts `0..n` with `concurrency` at once; counts acceptances in `accepted`.
 async fn burst(
