@@ -9,6 +9,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
+# Seals the webhook secrets in the database: a random key made on the first run and kept in
+# .run/ (git-ignored), so secrets stored by one run still open in the next.
+if [ -z "${ICON_SECRETS_KEY:-}" ]; then
+  mkdir -p .run
+  [ -s .run/secrets-key ] || (umask 077 && random_key >.run/secrets-key)
+  ICON_SECRETS_KEY="$(cat .run/secrets-key)"
+fi
+export ICON_SECRETS_KEY
+
 if ! local_services; then
   if command -v docker >/dev/null 2>&1; then
     say "run: no PostgreSQL/RabbitMQ on 127.0.0.1; running everything with docker compose"
@@ -46,14 +55,6 @@ export ICON_JWT_SECRET="${ICON_JWT_SECRET:-demo-secret-for-local-runs-only-chang
 # Generous, so the walkthrough and icon-bench from this machine are never throttled; the
 # default (20/s burst 40 per IP and per token subject) is for production.
 export ICON_RATE_LIMIT="${ICON_RATE_LIMIT:-2000/s burst 4000}"
-# Seals the webhook secrets in the database: a random key made on the first run and kept in
-# .run/ (git-ignored), so secrets stored by one run still open in the next.
-if [ -z "${ICON_SECRETS_KEY:-}" ]; then
-  mkdir -p .run
-  [ -s .run/secrets-key ] || (umask 077 && random_key >.run/secrets-key)
-  ICON_SECRETS_KEY="$(cat .run/secrets-key)"
-fi
-export ICON_SECRETS_KEY
 # The simulator's callback sink is on loopback; production leaves this empty.
 export ICON_CALLBACK_ALLOW_NETWORKS="${ICON_CALLBACK_ALLOW_NETWORKS:-127.0.0.0/8,::1/128}"
 # ...and speaks plain http (no certificate); production leaves this unset: https only.
