@@ -5,6 +5,7 @@
 //! - [`auth`]: bearer tokens (an identity provider's JWKS, or HS256 for development), scopes,
 //!   and the `User` / `Admin` extractors.
 //! - [`rate_limit`]: allowances per client IP and per token subject.
+//! - [`metrics`]: requests by route and status, checkouts accepted, `GET /metrics`.
 //! - [`routes`]: one module per resource (`carts`, `checkouts`, `retailers`, probes, docs).
 //! - [`extract`]: the JSON body extractor, which refuses hostile bodies (size, depth, unknown
 //!   fields, media type) before a handler runs.
@@ -18,6 +19,7 @@
 pub mod auth;
 pub mod extract;
 pub mod headers;
+pub mod metrics;
 pub mod openapi;
 pub mod problem;
 pub mod rate_limit;

@@ -53,8 +53,16 @@ pub fn checkout_accepted() {
     icon_metrics::gateway().checkouts_accepted.inc();
 }
 
-/// `GET /metrics`: Prometheus text. Readiness and the outbox are read now, so a scrape sees
-/// the present, and nothing polls between scrapes.
+/// Prometheus metrics.
+///
+/// The families of `docs/metrics.md` in the Prometheus/OpenMetrics text format, for a
+/// Prometheus scrape. Readiness and the outbox are read at scrape time, so nothing polls between
+/// scrapes. No label holds an id.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses(
+    (status = 200, description = "The gateway's metrics (OpenMetrics text)",
+        content_type = "application/openmetrics-text", body = String,
+        example = "# TYPE icon_checkouts_accepted counter\nicon_checkouts_accepted_total 42\n# EOF\n"),
+))]
 pub async fn metrics(state: State) -> HttpResponse {
     let db = state.pool.get().await.ok();
     let db_up = match &db {

@@ -50,6 +50,7 @@ use serde_json::Value;
         retailers::list_retailers,
         health::healthz,
         health::readyz,
+        crate::metrics::metrics,
     ),
     components(schemas(
         crate::problem::Problem,

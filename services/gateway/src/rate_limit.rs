@@ -29,8 +29,9 @@ use std::time::Duration;
 /// few requests a second; the burst absorbs a page load.
 pub const DEFAULT_RATE_LIMIT: &str = "20/s burst 40";
 
-/// Paths never limited: an orchestrator's probes must not see 429 and restart a healthy pod.
-const EXEMPT: &[&str] = &["/healthz", "/readyz"];
+/// Paths never limited: an orchestrator's probes must not see 429 and restart a healthy pod,
+/// and a Prometheus scrape must not leave a gap.
+const EXEMPT: &[&str] = &["/healthz", "/readyz", "/metrics"];
 
 /// Every this many checks, keys idle long enough to have a full allowance again are dropped,
 /// so the tables stay as small as the set of recently active clients.

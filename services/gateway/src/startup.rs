@@ -94,6 +94,7 @@ impl Application {
         });
         let limiters = web::Data::new(crate::rate_limit::Limiters::new(settings.rate_limit));
         let docs = web::Data::new(Docs::build());
+        crate::metrics::register();
         let mut server = HttpServer::new(move || {
             App::new()
                 .wrap(actix_web::middleware::from_fn(crate::rate_limit::by_ip))
@@ -126,6 +127,8 @@ impl Application {
                         }
                     }
                 })
+                // Outermost, so refused and rate-limited requests are counted too.
+                .wrap(actix_web::middleware::from_fn(crate::metrics::record))
         });
         if let Some(n) = settings.http_workers {
             server = server.workers(n);
@@ -195,6 +198,11 @@ fn routes_config(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/readyz")
             .route(web::get().to(health::readyz))
+            .default_service(allow("GET")),
+    )
+    .service(
+        web::resource("/metrics")
+            .route(web::get().to(crate::metrics::metrics))
             .default_service(allow("GET")),
     )
     .service(

@@ -87,3 +87,66 @@ async fn the_worker_counts_retailer_calls_and_finished_checkouts() {
     // No id is ever a label.
     assert!(!text.contains(&id), "a checkout id leaked into a label");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_counts_requests_by_route_pattern_and_accepted_checkouts() {
+    let app = TestApp::spawn_with(Options {
+        start_notifier: false,
+        ..Options::default()
+    })
+    .await;
+    let sim = Sim::start().await;
+    app.register_retailer("gw-metrics", &sim.order_url("gw-metrics"))
+        .await;
+    let cart = app.cart_with("gus", &[("gw-metrics", "hat-1")]).await;
+    let r = app.checkout("gus", cart, None).await;
+    assert_eq!(r.status, 202, "{r:?}");
+    let id = r.json["checkout_id"]
+        .as_str()
+        .expect("checkout_id")
+        .to_owned();
+    let token = app.token("gus");
+    let r = app
+        .api
+        .get(&format!("/cart/checkout/{id}"), Some(&token))
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(app.api.get("/no/such/path/7f3a", None).await.status, 404);
+
+    let m = app.api.get("/metrics", None).await;
+    assert_eq!(m.status, 200, "{m:?}");
+    let text = &m.text;
+    let count = |prefix: &str, status: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(prefix) && l.contains(&format!("status=\"{status}\"")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert!(
+        count(r#"icon_http_requests_total{route="/cart/checkout"#, "202") >= 1.0,
+        "{text}"
+    );
+    assert!(
+        count(
+            r#"icon_http_requests_total{route="/cart/checkout/{checkout_id}",method="GET""#,
+            "200"
+        ) >= 1.0,
+        "{text}"
+    );
+    assert!(
+        count(r#"icon_http_requests_total{route="unmatched""#, "404") >= 1.0,
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE icon_http_request_duration_seconds histogram"),
+        "{text}"
+    );
+    assert!(sample(text, "icon_checkouts_accepted_total").is_some_and(|v| v >= 1.0));
+    assert!(
+        sample(text, "icon_ready").is_some_and(|v| v == 1.0),
+        "{text}"
+    );
+    assert!(sample(text, "icon_outbox_backlog").is_some(), "{text}");
+    // Routes are patterns: no checkout id, nor the unknown path, became a label.
+    assert!(!text.contains(&id) && !text.contains("7f3a"), "{text}");
+}

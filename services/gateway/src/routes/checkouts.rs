@@ -236,6 +236,7 @@ pub async fn create_checkout(
         CreateCheckout::Created(message) => {
             // Committed: publish now; the outbox row is the safety net.
             state.outbox.publish(message);
+            crate::metrics::checkout_accepted();
             tracing::info!(checkout_id = %id, %cart_id, "checkout accepted");
             Ok(accepted_response(&resource_url, accepted_body, false))
         }
