@@ -1,5 +1,6 @@
-//! `icon-gateway`: serve the API, or `icon-gateway token --sub USER [--admin] [--partner]
-//! [--ttl 24h]` to mint a development bearer token signed with `ICON_JWT_SECRET`.
+//! `icon-gateway`: serve the API; `icon-gateway token --sub USER [--admin] [--partner]
+//! [--ttl 24h]` to mint a development bearer token signed with `ICON_JWT_SECRET`; or
+//! `icon-gateway migrate` to apply the database migrations and exit.
 
 use icon_gateway::auth::settings::JwtSettings;
 use icon_gateway::auth::{claims, Claims, JwtKeys};
@@ -11,7 +12,8 @@ use std::time::Duration;
 const USAGE: &str = "usage: icon-gateway                      serve the API\n       \
 icon-gateway token --sub USER [--admin] [--partner] [--email ADDR] [--ttl 24h]
                                            print an HS256 bearer token (needs ICON_JWT_SECRET);
-                                           --partner: a partner token, owned as partner:USER";
+                                           --partner: a partner token, owned as partner:USER
+       icon-gateway migrate              apply the database migrations (ICON_DATABASE_URL) and exit";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -41,9 +43,35 @@ async fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Some("migrate") => migrate(&env).await,
         Some(other) => {
             eprintln!("icon-gateway: unknown command `{other}`\n{USAGE}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// `icon-gateway migrate`: applies the schema migrations and exits, for a deployment's
+/// migrations Job (every service also migrates at start, under an advisory lock, so this only
+/// moves the work ahead of the rollout). Needs only `ICON_DATABASE_URL`; waits while
+/// PostgreSQL is not reachable yet, until SIGTERM.
+async fn migrate(env: &Env) -> ExitCode {
+    let url = env.string("ICON_DATABASE_URL", icon_store::pool::DEFAULT_DATABASE_URL);
+    if let Err(e) = telemetry::init(&env.string("ICON_LOG", "info")) {
+        eprintln!("icon-gateway: {e}");
+        return ExitCode::from(2);
+    }
+    let token = shutdown::CancellationToken::new();
+    shutdown::cancel_on_signal(token.clone());
+    match icon_store::connect(&icon_store::PoolSettings::new(&url), &token).await {
+        Ok(Some(_)) => {
+            println!("icon-gateway: the database schema is up to date");
+            ExitCode::SUCCESS
+        }
+        Ok(None) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("icon-gateway: cannot migrate the database: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -491,3 +491,40 @@ async fn services_wait_for_postgres_and_rabbitmq_at_start() {
     drop((gateway, worker));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `icon-gateway migrate` (a deployment's migrations Job) applies every migration with nothing
+/// but `ICON_DATABASE_URL`, exits 0, and a second run finds nothing to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_migrate_applies_the_schema_and_exits() {
+    use icon_testkit::process::binary;
+    let env = TestEnv::create().await;
+    for run in 0..2 {
+        let out = std::process::Command::new(binary(GATEWAY))
+            .arg("migrate")
+            .env_clear()
+            .env("ICON_DATABASE_URL", &env.database_url)
+            .output()
+            .expect("run");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("schema is up to date"),
+            "run {run}: {out:?}"
+        );
+    }
+    let (db, conn) = tokio_postgres::connect(&env.database_url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    let applied: i64 = db
+        .query_one("SELECT count(*) FROM schema_migrations", &[])
+        .await
+        .expect("migrations")
+        .get(0);
+    let files = std::fs::read_dir(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../icon-store/migrations"
+    ))
+    .expect("migrations folder")
+    .count() as i64;
+    assert_eq!(applied, files, "every migration applied once");
+}
