@@ -206,7 +206,8 @@ pub async fn claim_attempt(
 /// Records claimed attempts and releases their claims, in one statement (one transaction): for
 /// each, the notification's new state and the attempt's row, or neither if its claim was lost
 /// (its lease ran out and another copy took the attempt over). Returns, in order, whether each
-/// was recorded. The notifier batches the attempts that finish together
+/// was recorded. One given up (`failed`) is also listed in `parked_notifications` (the parked
+/// gauge, `gauges::parked_notifications`), in the same statement. The notifier batches the attempts that finish together
 /// (group commit), so a busy notifier commits once for many.
 #[tracing::instrument(name = "store.record_attempts", skip_all, fields(count = attempts.len()))]
 pub async fn record_attempts(
@@ -234,7 +235,11 @@ pub async fn record_attempts(
                      claimed_until = NULL, updated_at = now()
                  FROM input i
                  WHERE n.id = i.id AND n.claim = i.claim
-                 RETURNING n.id
+                 RETURNING n.id, n.channel, n.state
+             ), parked AS (
+                 INSERT INTO parked_notifications (notification_id, channel)
+                 SELECT id, channel FROM recorded WHERE state = 'failed'
+                 ON CONFLICT DO NOTHING
              )
              INSERT INTO notification_attempts
                (notification_id, attempt, started_at, duration_ms, response_status, error)
@@ -293,7 +298,11 @@ async fn record_one(db: &impl GenericClient, a: &RecordAttempt) -> Result<bool, 
                      last_response_status = $6, last_error = $7, claim = NULL,
                      claimed_until = NULL, updated_at = now()
                  WHERE id = $1 AND claim = $2
-                 RETURNING id
+                 RETURNING id, channel, state
+             ), parked AS (
+                 INSERT INTO parked_notifications (notification_id, channel)
+                 SELECT id, channel FROM recorded WHERE state = 'failed'
+                 ON CONFLICT DO NOTHING
              )
              INSERT INTO notification_attempts
                (notification_id, attempt, started_at, duration_ms, response_status, error)
