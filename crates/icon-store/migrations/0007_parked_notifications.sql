@@ -1,5 +1,6 @@
--- The notifications given up on (state `failed`) and waiting for a redeliver, one row each, for
--- the `icon_notifications_parked` gauge (docs/metrics.md).
+-- The notifications given up and parked (state `failed`) and waiting for a redeliver, one row
+-- each, for the `icon_notifications_parked` gauge (docs/metrics.md). A push dropped because FCM
+-- no longer knows its device is `failed` too, but not parked (nothing to redo): not listed.
 --
 -- Why a table and not an index on `notifications (state)`: an index whose key or predicate
 -- holds `state` makes every update that changes `state` (each recorded attempt: pending to
@@ -13,6 +14,10 @@ CREATE TABLE parked_notifications (
     parked_at        timestamptz NOT NULL DEFAULT now()
 );
 
--- Those given up before this table existed (one scan, at migration time only).
+-- Those given up before this table existed (one scan, at migration time only); dropped pushes
+-- are told apart by the error the notifier recorded for them.
 INSERT INTO parked_notifications (notification_id, channel, parked_at)
-SELECT id, channel, updated_at FROM notifications WHERE state = 'failed';
+SELECT id, channel, updated_at FROM notifications
+WHERE state = 'failed'
+  AND NOT (channel = 'push' AND (last_error LIKE '%; the device was removed from the registry'
+                                 OR last_error LIKE 'the device was unregistered%'));

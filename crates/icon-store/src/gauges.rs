@@ -33,8 +33,8 @@ pub async fn unknown_orders_settling(db: &impl GenericClient) -> Result<i64, Sto
     Ok(row.get(0))
 }
 
-/// Notifications given up on (state `failed`) and waiting for a redeliver, by channel. Read from
-/// `parked_notifications`, which holds exactly those (kept by the statements that record a
+/// Notifications given up and parked (state `failed`), waiting for a redeliver, by channel. Read
+/// from `parked_notifications`, which holds exactly those (kept by the statements that record a
 /// give-up and that redeliver), not from `notifications`: an index there on `state` would make
 /// every delivery's update non-HOT (migration 0007 says more).
 pub async fn parked_notifications(

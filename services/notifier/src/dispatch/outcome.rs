@@ -50,15 +50,19 @@ impl Dispatcher {
             + chrono::Duration::from_std(self.schedule.give_up_after())
                 .unwrap_or(chrono::Duration::MAX);
 
-        let (status, error, new_state, next) = match outcome {
-            Outcome::Delivered { status } => (status, None, NotificationState::Delivered, None),
+        // `parked`: given up where operators look (the parked queue and the parked gauge); a
+        // dropped push is failed too, but there is nothing to redo.
+        let (status, error, new_state, next, parked) = match outcome {
+            Outcome::Delivered { status } => {
+                (status, None, NotificationState::Delivered, None, false)
+            }
             Outcome::Dropped { status, error } => {
-                (status, Some(error), NotificationState::Failed, None)
+                (status, Some(error), NotificationState::Failed, None, false)
             }
             Outcome::GiveUp { status, error } => {
                 let reason = error.clone().unwrap_or_else(|| "given up".into());
                 self.park(n, attempt_no, &reason).await?;
-                (status, error, NotificationState::Failed, None)
+                (status, error, NotificationState::Failed, None, true)
             }
             Outcome::Retry {
                 status,
@@ -73,7 +77,7 @@ impl Dispatcher {
                         describe(status, error.as_deref())
                     );
                     self.park(n, attempt_no, &reason).await?;
-                    (status, error, NotificationState::Failed, None)
+                    (status, error, NotificationState::Failed, None, true)
                 } else {
                     let wait = self.schedule.wait_after(attempt_no, retry_after);
                     let next = (Utc::now()
@@ -88,7 +92,13 @@ impl Dispatcher {
                     let remaining = (next - Utc::now()).to_std().unwrap_or_default();
                     let tier = self.defer(due, remaining).await?;
                     metrics::retry(channel.name(), tier);
-                    (status, error, NotificationState::Retrying, Some(next))
+                    (
+                        status,
+                        error,
+                        NotificationState::Retrying,
+                        Some(next),
+                        false,
+                    )
                 }
             }
         };
@@ -113,6 +123,7 @@ impl Dispatcher {
                 error,
                 new_state,
                 next_attempt_at: next,
+                parked,
             })
             .await?;
         if !recorded {
