@@ -33,6 +33,23 @@ async fn scrape(probe: &str) -> String {
     m.text
 }
 
+/// Scrapes until the parked gauge of `channel` reads `want`, and returns that scrape. The gauge
+/// is read from this test's database at each scrape, but the registry is the process's: another
+/// test's notifier scraped at the same moment may set it in between, so one scrape could show
+/// that test's count.
+async fn scrape_with_parked(probe: &str, channel: &str, want: f64) -> String {
+    let series = format!(r#"icon_notifications_parked{{channel="{channel}"}}"#);
+    eventually(
+        &format!("{series} to read {want}"),
+        Duration::from_secs(10),
+        || async {
+            let text = scrape(probe).await;
+            (sample(&text, &series) == Some(want)).then_some(text)
+        },
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_worker_counts_retailer_calls_and_finished_checkouts() {
     let probe = format!("127.0.0.1:{}", free_port());
@@ -135,13 +152,8 @@ async fn the_notifier_counts_attempts_retries_and_parked_callbacks() {
     })
     .await;
 
-    let text = scrape(&probe).await;
     // Read from this test's database when scraped: exact.
-    assert_eq!(
-        value(&text, r#"icon_notifications_parked{channel="callback"}"#),
-        1.0,
-        "{text}"
-    );
+    let text = scrape_with_parked(&probe, "callback", 1.0).await;
     assert_eq!(
         value(&text, r#"icon_notifications_parked{channel="push"}"#),
         0.0
@@ -191,12 +203,7 @@ async fn the_notifier_counts_attempts_retries_and_parked_callbacks() {
         c["callback"]["state"] == "delivered"
     })
     .await;
-    let text = scrape(&probe).await;
-    assert_eq!(
-        value(&text, r#"icon_notifications_parked{channel="callback"}"#),
-        0.0,
-        "{text}"
-    );
+    let text = scrape_with_parked(&probe, "callback", 0.0).await;
     for series in [
         r#"icon_notification_attempts_total{channel="callback",outcome="delivered"}"#,
         r#"icon_notification_finish_to_delivered_seconds_count{channel="callback"}"#,
@@ -207,5 +214,42 @@ async fn the_notifier_counts_attempts_retries_and_parked_callbacks() {
     assert_eq!(receiver.seen().len(), 3);
     // No id is ever a label.
     assert!(!text.contains(&id), "a checkout id leaked into a label");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_the_policy_refuses_is_counted_refused_and_parked() {
+    let probe = format!("127.0.0.1:{}", free_port());
+    let mut app = TestApp::spawn_with(Options {
+        start_notifier: false,
+        ..Options::default()
+    })
+    .await;
+    let sim = Sim::start().await;
+    app.register_retailer("refuse-shop", &sim.order_url("refuse-shop"))
+        .await;
+    let cart = app.cart_with("rex", &[("refuse-shop", "cap-1")]).await;
+    let receiver = Receiver::start(vec![], None).await;
+    let r = app.checkout("rex", cart, Some(&receiver.url)).await;
+    assert_eq!(r.status, 202, "accepted while http was allowed: {r:?}");
+    let id = r.json["checkout_id"]
+        .as_str()
+        .expect("checkout_id")
+        .to_owned();
+    // The operator turns plain http off before the notifier delivers: nothing is sent.
+    app.set_var("ICON_CALLBACK_ALLOW_HTTP", "false");
+    app.set_var("ICON_PROBE_ADDR", &probe);
+    app.start_notifier();
+    app.wait_for_checkout("rex", &id, "the callback given up", |c| {
+        c["callback"]["state"] == "failed"
+    })
+    .await;
+    let text = scrape_with_parked(&probe, "callback", 1.0).await;
+    let refused = value(
+        &text,
+        r#"icon_notification_attempts_total{channel="callback",outcome="refused"}"#,
+    );
+    assert!(refused >= 1.0, "refused = {refused}");
+    assert!(receiver.seen().is_empty(), "nothing was sent over http");
     app.stop().await;
 }
