@@ -239,19 +239,17 @@ async fn load_event(
     Ok(checkouts::get(db, id, None)
         .await?
         .filter(|c| c.status.is_final())
-        .map(|c| (c.updated_at, c))
-        .map(|(finished_at, c)| {
-            (
-                CheckoutFinished {
-                    checkout_id: c.id,
-                    cart_id: c.cart_id,
-                    status: c.status,
-                    source_url: c.resource_url,
-                    orders: c.orders.into_iter().map(OrderOutcome::from).collect(),
-                    reason: c.reason,
-                },
-                finished_at,
-            )
+        .map(|c| {
+            let finished_at = c.updated_at;
+            let event = CheckoutFinished {
+                checkout_id: c.id,
+                cart_id: c.cart_id,
+                status: c.status,
+                source_url: c.resource_url,
+                orders: c.orders.into_iter().map(OrderOutcome::from).collect(),
+                reason: c.reason,
+            };
+            (event, finished_at)
         }))
 }
 
