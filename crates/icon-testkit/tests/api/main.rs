@@ -14,6 +14,7 @@ mod guarantee;
 mod hardening;
 mod isolation;
 mod metrics;
+mod notifier_metrics;
 mod probes;
 mod push;
 mod recording;
