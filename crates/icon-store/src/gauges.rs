@@ -32,3 +32,19 @@ pub async fn unknown_orders_settling(db: &impl GenericClient) -> Result<i64, Sto
         .await?;
     Ok(row.get(0))
 }
+
+/// Notifications given up and parked (state `failed`), waiting for a redeliver, by channel. Read
+/// from `parked_notifications`, which holds exactly those (kept by the statements that record a
+/// give-up and that redeliver), not from `notifications`: an index there on `state` would make
+/// every delivery's update non-HOT (migration 0007 says more).
+pub async fn parked_notifications(
+    db: &impl GenericClient,
+) -> Result<Vec<(String, i64)>, StoreError> {
+    let rows = db
+        .query(
+            "SELECT channel, count(*) FROM parked_notifications GROUP BY channel",
+            &[],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}

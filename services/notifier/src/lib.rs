@@ -7,9 +7,12 @@
 //! - [`schedule`]: retry delays, give-up, delay tiers.
 //! - [`channels`]: one module per delivery channel: `callback`, `push` (FCM), `email` (SMTP).
 //! - [`dispatch`]: the work-queue handler: attempts, retries, parking, crash safety.
+//! - [`metrics`]: attempts, retries, pushes and parked notifications, for `/metrics` on
+//!   `ICON_PROBE_ADDR`.
 
 pub mod channels;
 pub mod dispatch;
+pub mod metrics;
 pub mod schedule;
 pub mod settings;
 
@@ -101,10 +104,11 @@ pub async fn run(
 ) -> Result<(), StartError> {
     let connected = Arc::new(std::sync::OnceLock::new());
     let consuming = Arc::new(AtomicBool::new(false));
+    metrics::register(&settings.schedule.tiers());
     icon_runtime::probe::start(
         settings.probe_addr.as_deref(),
         icon_store::pool::ready_check(connected.clone(), consuming.clone()),
-        None,
+        Some(metrics::sampler(connected.clone())),
         shutdown.clone(),
     )
     .await

@@ -162,12 +162,12 @@ mod tests {
 
     #[test]
     fn plain_http_is_a_switch_that_names_itself() {
-        let on = Env::from_pairs([("ICON_CALLBACK_ALLOW_HTTP", "true")]);
+        let on = with_key([("ICON_CALLBACK_ALLOW_HTTP", "true")]);
         assert!(NotifierSettings::from_env(&on)
             .unwrap()
             .callback_policy
             .allows_http());
-        let bad = Env::from_pairs([("ICON_CALLBACK_ALLOW_HTTP", "sometimes")]);
+        let bad = with_key([("ICON_CALLBACK_ALLOW_HTTP", "sometimes")]);
         let err = NotifierSettings::from_env(&bad).unwrap_err().to_string();
         assert!(err.starts_with("ICON_CALLBACK_ALLOW_HTTP="), "{err}");
     }

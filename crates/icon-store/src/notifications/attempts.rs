@@ -31,6 +31,10 @@ pub struct RecordAttempt {
     pub error: Option<String>,
     pub new_state: NotificationState,
     pub next_attempt_at: Option<DateTime<Utc>>,
+    /// Given up and parked (with `new_state` `failed`): listed in `parked_notifications` for
+    /// the parked gauge until redelivered. A push dropped for a dead device is failed but not
+    /// parked: nothing to redo.
+    pub parked: bool,
 }
 
 /// The result of [`claim_attempt`].
@@ -206,7 +210,9 @@ pub async fn claim_attempt(
 /// Records claimed attempts and releases their claims, in one statement (one transaction): for
 /// each, the notification's new state and the attempt's row, or neither if its claim was lost
 /// (its lease ran out and another copy took the attempt over). Returns, in order, whether each
-/// was recorded. The notifier batches the attempts that finish together
+/// was recorded. One parked ([`RecordAttempt::parked`]) is also listed in
+/// `parked_notifications` (the parked gauge, `gauges::parked_notifications`), in the same
+/// statement. The notifier batches the attempts that finish together
 /// (group commit), so a busy notifier commits once for many.
 #[tracing::instrument(name = "store.record_attempts", skip_all, fields(count = attempts.len()))]
 pub async fn record_attempts(
@@ -224,9 +230,9 @@ pub async fn record_attempts(
             "WITH input AS (
                  SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[],
                                       $5::timestamptz[], $6::int4[], $7::text[], $8::int4[],
-                                      $9::int4[])
+                                      $9::int4[], $10::bool[])
                      AS t(id, claim, state, started_at, next_at, status, error, attempt,
-                          duration_ms)
+                          duration_ms, parked)
              ), recorded AS (
                  UPDATE notifications n
                  SET state = i.state, last_attempt_at = i.started_at, next_attempt_at = i.next_at,
@@ -234,7 +240,12 @@ pub async fn record_attempts(
                      claimed_until = NULL, updated_at = now()
                  FROM input i
                  WHERE n.id = i.id AND n.claim = i.claim
-                 RETURNING n.id
+                 RETURNING n.id, n.channel, n.state
+             ), parked AS (
+                 INSERT INTO parked_notifications (notification_id, channel)
+                 SELECT r.id, r.channel FROM recorded r JOIN input i ON i.id = r.id
+                 WHERE i.parked AND r.state = 'failed'
+                 ON CONFLICT DO NOTHING
              )
              INSERT INTO notification_attempts
                (notification_id, attempt, started_at, duration_ms, response_status, error)
@@ -252,11 +263,13 @@ pub async fn record_attempts(
     let errors: Vec<Option<&str>> = attempts.iter().map(|a| a.error.as_deref()).collect();
     let numbers: Vec<i32> = attempts.iter().map(|a| a.attempt).collect();
     let durations: Vec<i32> = attempts.iter().map(|a| a.duration_ms).collect();
+    let parked: Vec<bool> = attempts.iter().map(|a| a.parked).collect();
     let recorded: Vec<uuid::Uuid> = db
         .query(
             &stmt,
             &[
                 &ids, &claims, &states, &started, &next, &status, &errors, &numbers, &durations,
+                &parked,
             ],
         )
         .await?
@@ -293,7 +306,11 @@ async fn record_one(db: &impl GenericClient, a: &RecordAttempt) -> Result<bool, 
                      last_response_status = $6, last_error = $7, claim = NULL,
                      claimed_until = NULL, updated_at = now()
                  WHERE id = $1 AND claim = $2
-                 RETURNING id
+                 RETURNING id, channel, state
+             ), parked AS (
+                 INSERT INTO parked_notifications (notification_id, channel)
+                 SELECT id, channel FROM recorded WHERE $10 AND state = 'failed'
+                 ON CONFLICT DO NOTHING
              )
              INSERT INTO notification_attempts
                (notification_id, attempt, started_at, duration_ms, response_status, error)
@@ -313,6 +330,7 @@ async fn record_one(db: &impl GenericClient, a: &RecordAttempt) -> Result<bool, 
                 &a.error,
                 &a.attempt,
                 &a.duration_ms,
+                &a.parked,
             ],
         )
         .await?;

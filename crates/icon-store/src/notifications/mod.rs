@@ -136,8 +136,9 @@ pub enum Redeliver {
 
 /// Re-queues a checkout's given-up notifications on `channel` (for `push`, every failed device):
 /// resets their schedule (the give-up deadline counts again from the next attempt), keeps
-/// their attempt count so new attempts are listed after the old ones, and writes the due
-/// messages to the outbox in the same transaction.
+/// their attempt count so new attempts are listed after the old ones, takes them off
+/// `parked_notifications` (the parked gauge), and writes the due messages to the outbox in the
+/// same transaction.
 #[tracing::instrument(name = "store.redeliver", skip_all, fields(checkout_id = %checkout))]
 pub async fn redeliver(
     conn: &mut Conn,
@@ -147,11 +148,18 @@ pub async fn redeliver(
     let tx = conn.transaction().await?;
     let stmt = tx
         .prepare_cached(
-            "UPDATE notifications
-             SET state = 'pending', first_attempt_at = NULL, next_attempt_at = now(),
-                 updated_at = now()
-             WHERE checkout_id = $1 AND channel = $2 AND state IN ('failed', 'not_configured')
-             RETURNING *",
+            "WITH queued AS (
+                 UPDATE notifications
+                 SET state = 'pending', first_attempt_at = NULL, next_attempt_at = now(),
+                     updated_at = now()
+                 WHERE checkout_id = $1 AND channel = $2
+                   AND state IN ('failed', 'not_configured')
+                 RETURNING *
+             ), unparked AS (
+                 DELETE FROM parked_notifications p USING queued q
+                 WHERE p.notification_id = q.id
+             )
+             SELECT * FROM queued",
         )
         .await?;
     let rows = tx.query(&stmt, &[&checkout.as_uuid(), &channel]).await?;

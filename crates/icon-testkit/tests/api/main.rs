@@ -16,6 +16,7 @@ mod hardening;
 mod isolation;
 mod limits;
 mod metrics;
+mod notifier_metrics;
 mod probes;
 mod push;
 mod recording;

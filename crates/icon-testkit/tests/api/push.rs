@@ -170,6 +170,8 @@ async fn a_dead_token_is_removed_and_does_not_hold_back_the_others() {
     assert_eq!(left, vec!["good-phone"]);
     // Dropped, not parked: there is nothing an operator could redo.
     assert_eq!(app.env.queue_len(icon_contracts::topology::PARKED).await, 0);
+    // Nor counted by the parked gauge (`icon_notifications_parked` reads this table).
+    assert_eq!(app.env.count("parked_notifications").await, 0);
     app.stop().await;
 }
 
@@ -278,6 +280,8 @@ async fn a_push_fcm_refuses_for_good_is_given_up_with_its_error() {
         (app.env.queue_len(icon_contracts::topology::PARKED).await == 1).then_some(())
     })
     .await;
+    // Counted by the parked gauge (`icon_notifications_parked` reads this table).
+    assert_eq!(app.env.count("parked_notifications").await, 1);
     let list = app.api.get("/me/devices", Some(&app.token("alice"))).await;
     assert_eq!(list.json["devices"].as_array().unwrap().len(), 1);
     app.stop().await;

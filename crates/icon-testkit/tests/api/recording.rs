@@ -4,7 +4,7 @@
 
 use chrono::Utc;
 use icon_domain::{CheckoutId, NotificationId, NotificationState};
-use icon_store::notifications::{claim_first_attempts, record_attempts, RecordAttempt};
+use icon_store::notifications::{self, claim_first_attempts, record_attempts, RecordAttempt};
 use icon_testkit::{Options, Receiver, Sim, TestApp};
 use std::time::Duration;
 use uuid::Uuid;
@@ -58,6 +58,7 @@ async fn attempts_recorded_together_each_keep_their_claims_verdict() {
         error: None,
         new_state: NotificationState::Delivered,
         next_attempt_at: None,
+        parked: false,
     };
     let (kept, lost): (Uuid, Uuid) = (claimed[0].get(0), claimed[1].get(0));
     let batch = [
@@ -124,5 +125,70 @@ async fn first_attempts_of_several_checkouts_are_claimed_together_each_once() {
     assert!(again
         .iter()
         .all(|list| list.len() == 1 && list[0].1.is_none()));
+    app.stop().await;
+}
+
+/// The parked gauge's table (`parked_notifications`) is kept by the statements themselves:
+/// recording a parked attempt lists it (in the batched statement too), a failed but dropped one
+/// (a dead device) is not listed, and a redeliver takes it off in its own transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parked_attempts_are_listed_until_redelivered() {
+    let (app, _sim, _receiver, _ids) = two_finished_checkouts().await;
+    let db = app.env.db().await;
+    let claimed = db
+        .query(
+            "UPDATE notifications SET attempts = 1, claim = gen_random_uuid(),
+                    claimed_until = now() + interval '1 minute', first_attempt_at = now()
+             RETURNING id, claim, checkout_id",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 2);
+    let record = |row: &tokio_postgres::Row, parked: bool| RecordAttempt {
+        id: NotificationId::from_uuid(row.get(0)),
+        claim: row.get(1),
+        attempt: 1,
+        started_at: Utc::now(),
+        duration_ms: 3,
+        response_status: Some(410),
+        error: Some("the receiver answered 410 Gone".into()),
+        new_state: NotificationState::Failed,
+        next_attempt_at: None,
+        parked,
+    };
+    let batch = [record(&claimed[0], true), record(&claimed[1], false)];
+    let pool = app.env.pool().await;
+    let mut conn = pool.get().await.unwrap();
+    assert_eq!(
+        record_attempts(&conn, &batch).await.unwrap(),
+        vec![true, true]
+    );
+    let listed = || {
+        let db = &db;
+        async move {
+            db.query(
+                "SELECT notification_id, channel FROM parked_notifications",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get::<_, Uuid>(0), r.get::<_, String>(1)))
+            .collect::<Vec<_>>()
+        }
+    };
+    let parked_id: Uuid = claimed[0].get(0);
+    assert_eq!(listed().await, vec![(parked_id, "callback".to_owned())]);
+
+    let checkout = CheckoutId::from_uuid(claimed[0].get(2));
+    let redelivered = notifications::redeliver(&mut conn, checkout, "callback")
+        .await
+        .unwrap();
+    assert!(
+        matches!(redelivered, notifications::Redeliver::Queued(ref q) if q.len() == 1),
+        "{redelivered:?}"
+    );
+    assert_eq!(listed().await, vec![]);
     app.stop().await;
 }

@@ -19,7 +19,7 @@ mod outcome;
 
 use crate::channels::{Channels, Route};
 use crate::schedule::RetrySchedule;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
 use icon_broker::lapin::message::Delivery;
 use icon_broker::{Disposition, Handler, LazyPublisher, PublishError};
@@ -110,13 +110,14 @@ impl Dispatcher {
         // All at once, so one slow device or receiver does not hold back the others.
         let first_attempts = list.iter().filter_map(|(n, claimed)| match claimed {
             Some(claimed) => match self.channels.get(&n.channel) {
-                Some(Route::Deliver(channel)) => {
-                    Some(self.make(n, channel, claimed.clone(), &msg.data).boxed())
-                }
+                Some(Route::Deliver(channel)) => Some(
+                    self.make(n, channel, claimed.clone(), &msg.data, msg.occurred_at)
+                        .boxed(),
+                ),
                 _ => None,
             },
             None if n.state == NotificationState::Pending && n.attempts <= 1 => {
-                Some(self.attempt(n, 0, &msg.data).boxed())
+                Some(self.attempt(n, 0, &msg.data, msg.occurred_at).boxed())
             }
             None => None,
         });
@@ -143,7 +144,8 @@ impl Dispatcher {
         let now = Utc::now();
         if let Ok(remaining) = (due.not_before - now).to_std() {
             if remaining > EARLY_TOLERANCE {
-                return Ok(self.defer(due.clone(), remaining).await?);
+                self.defer(due.clone(), remaining).await?;
+                return Ok(());
             }
         }
         let event = {
@@ -151,7 +153,10 @@ impl Dispatcher {
             load_event(&db, n.checkout_id).await?
         };
         match event {
-            Some(event) => self.attempt(&n, due.after_attempt, &event).await,
+            Some((event, finished_at)) => {
+                self.attempt(&n, due.after_attempt, &event, finished_at)
+                    .await
+            }
             None => {
                 tracing::warn!("checkout of a due notification is not final; dropping");
                 Ok(())
@@ -159,12 +164,13 @@ impl Dispatcher {
         }
     }
 
-    /// One attempt and what follows from it.
+    /// One attempt and what follows from it; the checkout became final at `finished_at`.
     async fn attempt(
         &self,
         n: &Notification,
         after_attempt: i32,
         event: &CheckoutFinished,
+        finished_at: DateTime<Utc>,
     ) -> Result<(), DispatchError> {
         let channel = match self.channels.get(&n.channel) {
             Some(Route::Deliver(channel)) => channel,
@@ -197,7 +203,8 @@ impl Dispatcher {
                     not_before: until,
                 };
                 let remaining = (until - Utc::now()).to_std().unwrap_or_default();
-                return Ok(self.defer(due, remaining).await?);
+                self.defer(due, remaining).await?;
+                return Ok(());
             }
             AttemptClaim::Recording => {
                 // A retry can overtake the recording of the attempt that scheduled it (a wait
@@ -211,32 +218,38 @@ impl Dispatcher {
                     after_attempt,
                     not_before: Utc::now(),
                 };
-                return Ok(self.defer(due, RECORDING_WAIT).await?);
+                self.defer(due, RECORDING_WAIT).await?;
+                return Ok(());
             }
             AttemptClaim::Nothing => {
                 tracing::info!("another copy made this attempt; nothing to do");
                 return Ok(());
             }
         };
-        self.make(n, channel, claimed, event).await
+        self.make(n, channel, claimed, event, finished_at).await
     }
 }
 
-/// Rebuilds the `checkout.finished` event from the database, for retries.
+/// Rebuilds the `checkout.finished` event from the database, for retries, with the time of the
+/// checkout's last change (its final transition: a final checkout is not changed again).
 async fn load_event(
     db: &impl icon_store::GenericClient,
     id: CheckoutId,
-) -> Result<Option<CheckoutFinished>, StoreError> {
+) -> Result<Option<(CheckoutFinished, DateTime<Utc>)>, StoreError> {
     Ok(checkouts::get(db, id, None)
         .await?
         .filter(|c| c.status.is_final())
-        .map(|c| CheckoutFinished {
-            checkout_id: c.id,
-            cart_id: c.cart_id,
-            status: c.status,
-            source_url: c.resource_url,
-            orders: c.orders.into_iter().map(OrderOutcome::from).collect(),
-            reason: c.reason,
+        .map(|c| {
+            let finished_at = c.updated_at;
+            let event = CheckoutFinished {
+                checkout_id: c.id,
+                cart_id: c.cart_id,
+                status: c.status,
+                source_url: c.resource_url,
+                orders: c.orders.into_iter().map(OrderOutcome::from).collect(),
+                reason: c.reason,
+            };
+            (event, finished_at)
         }))
 }
 

@@ -3,7 +3,8 @@
 
 use super::{DispatchError, Dispatcher, EARLY_TOLERANCE};
 use crate::channels::{Channel, Outcome};
-use chrono::Utc;
+use crate::metrics;
+use chrono::{DateTime, Utc};
 use icon_broker::{OutgoingMessage, PublishError};
 use icon_contracts::{
     topology, CheckoutFinished, Envelope, Message, NotificationDue, NotificationParked,
@@ -15,22 +16,29 @@ use std::time::{Duration, Instant};
 
 impl Dispatcher {
     /// Makes a claimed attempt, then schedules the retry, parks, or stops, and records it.
+    /// `finished_at`: when the checkout reached its final status (for the finish-to-delivered
+    /// histogram).
     pub(super) async fn make(
         &self,
         n: &Notification,
         channel: &Arc<dyn Channel>,
         claimed: Claimed,
         event: &CheckoutFinished,
+        finished_at: DateTime<Utc>,
     ) -> Result<(), DispatchError> {
         let started_at = Utc::now();
         let clock = Instant::now();
-        let outcome = tokio::time::timeout(self.attempt_limit, channel.deliver(n, &claimed, event))
-            .await
-            .unwrap_or_else(|_| Outcome::Retry {
-                status: None,
-                error: Some(format!("no outcome within {:?}", self.attempt_limit)),
-                retry_after: None,
-            });
+        let outcome = {
+            let _in_flight = metrics::InFlight::start(channel.name());
+            tokio::time::timeout(self.attempt_limit, channel.deliver(n, &claimed, event))
+                .await
+                .unwrap_or_else(|_| Outcome::Retry {
+                    status: None,
+                    error: Some(format!("no outcome within {:?}", self.attempt_limit)),
+                    retry_after: None,
+                })
+        };
+        metrics::attempt(channel.name(), &outcome, finished_at);
         let Claimed {
             claim,
             attempt: attempt_no,
@@ -42,15 +50,19 @@ impl Dispatcher {
             + chrono::Duration::from_std(self.schedule.give_up_after())
                 .unwrap_or(chrono::Duration::MAX);
 
-        let (status, error, new_state, next) = match outcome {
-            Outcome::Delivered { status } => (status, None, NotificationState::Delivered, None),
+        // `parked`: given up where operators look (the parked queue and the parked gauge); a
+        // dropped push is failed too, but there is nothing to redo.
+        let (status, error, new_state, next, parked) = match outcome {
+            Outcome::Delivered { status } => {
+                (status, None, NotificationState::Delivered, None, false)
+            }
             Outcome::Dropped { status, error } => {
-                (status, Some(error), NotificationState::Failed, None)
+                (status, Some(error), NotificationState::Failed, None, false)
             }
             Outcome::GiveUp { status, error } => {
                 let reason = error.clone().unwrap_or_else(|| "given up".into());
                 self.park(n, attempt_no, &reason).await?;
-                (status, error, NotificationState::Failed, None)
+                (status, error, NotificationState::Failed, None, true)
             }
             Outcome::Retry {
                 status,
@@ -65,7 +77,7 @@ impl Dispatcher {
                         describe(status, error.as_deref())
                     );
                     self.park(n, attempt_no, &reason).await?;
-                    (status, error, NotificationState::Failed, None)
+                    (status, error, NotificationState::Failed, None, true)
                 } else {
                     let wait = self.schedule.wait_after(attempt_no, retry_after);
                     let next = (Utc::now()
@@ -78,8 +90,15 @@ impl Dispatcher {
                         not_before: next,
                     };
                     let remaining = (next - Utc::now()).to_std().unwrap_or_default();
-                    self.defer(due, remaining).await?;
-                    (status, error, NotificationState::Retrying, Some(next))
+                    let tier = self.defer(due, remaining).await?;
+                    metrics::retry(channel.name(), tier);
+                    (
+                        status,
+                        error,
+                        NotificationState::Retrying,
+                        Some(next),
+                        false,
+                    )
                 }
             }
         };
@@ -104,6 +123,7 @@ impl Dispatcher {
                 error,
                 new_state,
                 next_attempt_at: next,
+                parked,
             })
             .await?;
         if !recorded {
@@ -113,20 +133,20 @@ impl Dispatcher {
     }
 
     /// Publishes `due` into the delay tier that fits `remaining`, or straight back into the work
-    /// queue when it is due already (a lease that ran out a moment ago).
+    /// queue when it is due already (a lease that ran out a moment ago). Returns the tier used
+    /// (`None`: the work queue).
     pub(super) async fn defer(
         &self,
         due: NotificationDue,
         remaining: Duration,
-    ) -> Result<(), PublishError> {
-        let (exchange, routing_key) = if remaining <= EARLY_TOLERANCE {
-            (String::new(), topology::CHECKOUT_FINISHED.to_owned())
-        } else {
-            let tier = self.schedule.tier_for(remaining);
-            (
+    ) -> Result<Option<Duration>, PublishError> {
+        let tier = (remaining > EARLY_TOLERANCE).then(|| self.schedule.tier_for(remaining));
+        let (exchange, routing_key) = match tier {
+            None => (String::new(), topology::CHECKOUT_FINISHED.to_owned()),
+            Some(tier) => (
                 topology::DELAY_EXCHANGE.to_owned(),
                 topology::delay_queue(tier),
-            )
+            ),
         };
         let envelope = Envelope::new(due);
         self.publisher
@@ -139,7 +159,8 @@ impl Dispatcher {
                 body: envelope.to_json(),
                 death_reason: None,
             })
-            .await
+            .await?;
+        Ok(tier)
     }
 
     /// Puts a given-up notification where operators look for them.

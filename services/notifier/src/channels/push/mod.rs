@@ -15,6 +15,7 @@ pub mod credentials;
 pub mod message;
 
 use super::{Attempting, Channel, Outcome};
+use crate::metrics;
 use chrono::Utc;
 use credentials::{AccessToken, AccessTokens};
 use icon_contracts::CheckoutFinished;
@@ -92,6 +93,7 @@ impl PushChannel {
         };
         let mut resp = self.send(&token, &body).await;
         if matches!(&resp, Ok(r) if r.status == 401) {
+            metrics::push_send("failed");
             tracing::info!("FCM refused the access token (401); renewing it once");
             match self.tokens.renew(&token).await {
                 Ok(fresh) => resp = self.send(&fresh, &body).await,
@@ -101,14 +103,19 @@ impl PushChannel {
         let resp = match resp {
             Ok(r) => r,
             Err(e @ (SendError::Refused(_) | SendError::Invalid(_))) => {
+                // Nothing reached FCM: not a send.
                 return Outcome::GiveUp {
                     status: None,
                     error: Some(e.to_string()),
-                }
+                };
             }
-            Err(e) => return retry(None, e.to_string(), None),
+            Err(e) => {
+                metrics::push_send("failed");
+                return retry(None, e.to_string(), None);
+            }
         };
         if resp.is_success() {
+            metrics::push_send("sent");
             return Outcome::Delivered {
                 status: Some(resp.status),
             };
@@ -116,6 +123,7 @@ impl PushChannel {
         let status = resp.status;
         match message::classify_error(status, &resp.body) {
             FcmError::DeadToken(words) => {
+                metrics::push_send("unregistered");
                 self.forget(&n.target, started).await;
                 Outcome::Dropped {
                     status: Some(status),
@@ -123,12 +131,16 @@ impl PushChannel {
                 }
             }
             FcmError::Other(words) if status == 429 || status >= 500 || status == 401 => {
+                metrics::push_send("failed");
                 retry(Some(status), words, resp.retry_after())
             }
-            FcmError::Other(words) => Outcome::GiveUp {
-                status: Some(status),
-                error: Some(words),
-            },
+            FcmError::Other(words) => {
+                metrics::push_send("failed");
+                Outcome::GiveUp {
+                    status: Some(status),
+                    error: Some(words),
+                }
+            }
         }
     }
 
