@@ -10,6 +10,7 @@ pub mod service;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
+pub mod trace;
 pub mod tiers;
 pub mod tls;
 

@@ -40,12 +40,24 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(settings: GatewaySettings) -> ExitCode {
-    if let Err(e) = telemetry::init(&settings.log) {
-        eprintln!("icon-gateway: {e}");
-        return ExitCode::from(2);
-    }
+    let telemetry = match telemetry::init(&settings.log, "icon-gateway") {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("icon-gateway: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let token = shutdown::CancellationToken::new();
     shutdown::cancel_on_signal(token.clone());
+    let code = serve_until_stopped(settings, token).await;
+    telemetry.shutdown().await;
+    code
+}
+
+async fn serve_until_stopped(
+    settings: GatewaySettings,
+    token: shutdown::CancellationToken,
+) -> ExitCode {
     match Application::build(settings, token).await {
         Ok(Some(app)) => match app.run_until_stopped().await {
             Ok(()) => ExitCode::SUCCESS,
