@@ -27,6 +27,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "webhook_secrets",
         include_str!("../migrations/0006_webhook_secrets.sql"),
     ),
+    (
+        7,
+        "trace_context",
+        include_str!("../migrations/0007_trace_context.sql"),
+    ),
 ];
 
 /// Arbitrary but fixed: the advisory lock every ICON process takes while migrating.

@@ -138,6 +138,7 @@ impl Dispatcher {
                 checkout_id: envelope.checkout_id.to_string(),
                 body: envelope.to_json(),
                 death_reason: None,
+                traceparent: icon_runtime::trace::outgoing_header(),
             })
             .await
     }
@@ -174,6 +175,7 @@ impl Dispatcher {
                 checkout_id: envelope.checkout_id.to_string(),
                 body: envelope.to_json(),
                 death_reason: Some(reason.to_owned()),
+                traceparent: icon_runtime::trace::outgoing_header(),
             })
             .await
     }
