@@ -12,9 +12,9 @@
 use crate::{
     connect, publish::OutgoingMessage, Publisher, Topology, CHECKOUT_ID_HEADER, TRACEPARENT_HEADER,
 };
-use icon_runtime::trace::{self, TraceParent};
 use futures_util::{FutureExt, StreamExt};
 use icon_contracts::topology::dead_letter_queue;
+use icon_runtime::trace::{self, TraceParent};
 use icon_runtime::Backoff;
 use lapin::{
     message::Delivery,

@@ -10,9 +10,9 @@ pub mod service;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
-pub mod trace;
 pub mod tiers;
 pub mod tls;
+pub mod trace;
 
 pub use backoff::Backoff;
 pub use settings::{Env, SettingsError};

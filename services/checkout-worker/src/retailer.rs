@@ -149,8 +149,12 @@ impl RetailerClient {
 
 /// The checkout's trace context for a retailer call, so the retailer's own spans join the trace.
 fn traceparent() -> Option<(HeaderName, String)> {
-    icon_runtime::trace::outgoing_header()
-        .map(|value| (HeaderName::from_static(icon_runtime::trace::TRACEPARENT), value))
+    icon_runtime::trace::outgoing_header().map(|value| {
+        (
+            HeaderName::from_static(icon_runtime::trace::TRACEPARENT),
+            value,
+        )
+    })
 }
 
 fn not_placed(status: OrderStatus, reason: String) -> PlaceAnswer {

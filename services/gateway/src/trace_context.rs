@@ -9,16 +9,20 @@ use actix_web::middleware::Next;
 use icon_runtime::trace::{self, TraceParent, TRACEPARENT};
 use tracing::Instrument;
 
+/// Probes and scrapes: polled every few seconds by machines, about no checkout; a trace each
+/// would only bury the real ones in the collector.
+const UNTRACED: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+
 /// Middleware (`from_fn`): runs the rest of the request inside its trace. A malformed
 /// `traceparent` is ignored, as the W3C spec asks, and a new trace starts.
 pub async fn propagate(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let incoming = req
-        .headers()
-        .get(TRACEPARENT)
-        .and_then(|v| v.to_str().ok());
+    if UNTRACED.contains(&req.path()) {
+        return next.call(req).await;
+    }
+    let incoming = req.headers().get(TRACEPARENT).and_then(|v| v.to_str().ok());
     let context = TraceParent::from_header_or_new(incoming);
     // The path, not the matched route, is known this early; ids in a span are fine (they are
     // not metric labels).

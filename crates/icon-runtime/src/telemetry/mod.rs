@@ -14,9 +14,7 @@ mod otlp;
 
 use crate::settings::{Env, SettingsError};
 use crate::trace::TraceParent;
-use opentelemetry::trace::{
-    SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
-};
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -61,9 +59,9 @@ impl Default for TelemetrySettings {
 impl TelemetrySettings {
     pub fn from_env(env: &Env) -> Result<Self, SettingsError> {
         let filter = env.parse_with(LOG_VAR, "info".to_owned(), |v| {
-            EnvFilter::try_new(v)
-                .map(|_| v.to_owned())
-                .map_err(|e| format!("expected a filter such as `info` or `icon_notifier=debug,info`: {e}"))
+            EnvFilter::try_new(v).map(|_| v.to_owned()).map_err(|e| {
+                format!("expected a filter such as `info` or `icon_notifier=debug,info`: {e}")
+            })
         })?;
         let format = env.parse_with(LOG_FORMAT_VAR, LogFormat::Text, |v| {
             match v.trim().to_ascii_lowercase().as_str() {
@@ -81,7 +79,10 @@ impl TelemetrySettings {
                 {
                     Ok(Some(v.to_owned()))
                 }
-                _ => Err("expected the collector's OTLP/HTTP URL such as http://otel-collector:4318".into()),
+                _ => Err(
+                    "expected the collector's OTLP/HTTP URL such as http://otel-collector:4318"
+                        .into(),
+                ),
             }
         })?;
         Ok(Self {
@@ -184,7 +185,10 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(s.format, LogFormat::Json);
-        assert_eq!(s.otlp_endpoint.as_deref(), Some("http://otel-collector:4318"));
+        assert_eq!(
+            s.otlp_endpoint.as_deref(),
+            Some("http://otel-collector:4318")
+        );
         for (var, value) in [
             ("ICON_LOG_FORMAT", "yaml"),
             ("ICON_OTLP_ENDPOINT", "otel-collector:4318"),

@@ -119,10 +119,7 @@ impl HttpClient for OtlpClient {
                     .await
                     .map_err(|_| "the collector did not answer in time")??;
                 let (parts, body) = response.into_parts();
-                let body = Limited::new(body, MAX_RESPONSE)
-                    .collect()
-                    .await?
-                    .to_bytes();
+                let body = Limited::new(body, MAX_RESPONSE).collect().await?.to_bytes();
                 Ok::<_, HttpError>(Response::from_parts(parts, body))
             })
             .await?

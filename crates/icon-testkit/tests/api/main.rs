@@ -19,3 +19,4 @@ mod push;
 mod recording;
 mod signatures;
 mod tls;
+mod tracing;
