@@ -150,20 +150,26 @@ async fn json_logs_carry_the_checkout_id_and_spans_reach_the_collector() {
     let delivered = callback.wait_for(1, Duration::from_secs(30)).await;
     assert_eq!(parts(&delivered[0]).0, TRACE_ID);
 
-    // Spans of all three services, under the client's trace id.
-    let services = eventually(
-        "spans of the gateway, the worker and the notifier at the collector",
+    // Spans of all three services, under the client's trace id, in one tree: every span's
+    // parent is the client's span or another exported span (a message's span continues the
+    // span that wrote it to the outbox).
+    eventually(
+        "spans of the gateway, the worker and the notifier, in one tree, at the collector",
         Duration::from_secs(30),
         || async {
-            let seen = services_with_trace(&collector.seen(), TRACE_ID);
+            let spans = spans_of_trace(&collector.seen(), TRACE_ID);
+            let services: HashSet<&str> = spans.iter().map(|s| s.service.as_str()).collect();
+            let ids: HashSet<&str> = spans.iter().map(|s| s.id.as_str()).collect();
             let all = ["icon-gateway", "icon-checkout-worker", "icon-notifier"]
                 .iter()
-                .all(|s| seen.contains(*s));
-            all.then_some(seen)
+                .all(|s| services.contains(s));
+            let linked = spans
+                .iter()
+                .all(|s| s.parent == CLIENT_SPAN || ids.contains(s.parent.as_str()));
+            (all && linked).then_some(())
         },
     )
     .await;
-    assert!(services.contains("icon-gateway"), "{services:?}");
 
     // Every JSON line logged inside a delivery's span, and the gateway's line accepting the
     // checkout, name the checkout.
@@ -200,9 +206,16 @@ async fn json_logs_carry_the_checkout_id_and_spans_reach_the_collector() {
     drop(fleet);
 }
 
-/// The services that exported spans with `trace_id`, from OTLP/HTTP JSON bodies.
-fn services_with_trace(requests: &[Recorded], trace_id: &str) -> HashSet<String> {
-    let mut services = HashSet::new();
+/// An exported span, from an OTLP/HTTP JSON body.
+struct ExportedSpan {
+    service: String,
+    id: String,
+    parent: String,
+}
+
+/// The spans with `trace_id` the collector received.
+fn spans_of_trace(requests: &[Recorded], trace_id: &str) -> Vec<ExportedSpan> {
+    let mut found = vec![];
     for body in requests.iter().map(|r| &r.body) {
         for rs in body["resourceSpans"].as_array().into_iter().flatten() {
             let service = rs["resource"]["attributes"]
@@ -211,20 +224,23 @@ fn services_with_trace(requests: &[Recorded], trace_id: &str) -> HashSet<String>
                 .flatten()
                 .find(|a| a["key"] == "service.name")
                 .and_then(|a| a["value"]["stringValue"].as_str())
-                .unwrap_or_default()
-                .to_owned();
-            let has_trace = rs["scopeSpans"]
+                .unwrap_or_default();
+            let spans = rs["scopeSpans"]
                 .as_array()
                 .into_iter()
                 .flatten()
                 .flat_map(|ss| ss["spans"].as_array().into_iter().flatten())
-                .any(|s| s["traceId"].as_str() == Some(trace_id));
-            if has_trace {
-                services.insert(service);
+                .filter(|s| s["traceId"].as_str() == Some(trace_id));
+            for s in spans {
+                found.push(ExportedSpan {
+                    service: service.to_owned(),
+                    id: s["spanId"].as_str().unwrap_or_default().to_owned(),
+                    parent: s["parentSpanId"].as_str().unwrap_or_default().to_owned(),
+                });
             }
         }
     }
-    services
+    found
 }
 
 fn json_lines(log: &str) -> Vec<Value> {
