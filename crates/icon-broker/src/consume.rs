@@ -9,9 +9,12 @@
 //! still unacked back to the broker. A handler that panics does not leak its delivery: it is
 //! requeued once, then dead-lettered with the panic message.
 
-use crate::{connect, publish::OutgoingMessage, Publisher, Topology, CHECKOUT_ID_HEADER};
+use crate::{
+    connect, publish::OutgoingMessage, Publisher, Topology, CHECKOUT_ID_HEADER, TRACEPARENT_HEADER,
+};
 use futures_util::{FutureExt, StreamExt};
 use icon_contracts::topology::dead_letter_queue;
+use icon_runtime::trace::{self, TraceParent};
 use icon_runtime::Backoff;
 use lapin::{
     message::Delivery,
@@ -149,11 +152,14 @@ async fn consume_on<H: Handler>(
                     let handler = handler.clone();
                     let dead_letters = dead_letters.clone();
                     let queue = settings.queue.clone();
-                    let span = delivery_span(&queue, &delivery);
-                    in_flight.spawn(async move {
+                    let context = TraceParent::from_header_or_new(
+                        header(&delivery, TRACEPARENT_HEADER).as_deref(),
+                    );
+                    let span = delivery_span(&queue, &delivery, &context);
+                    in_flight.spawn(trace::scope(context, async move {
                         let disposition = handle_guarded(handler.as_ref(), &delivery).await;
                         settle(delivery, disposition, &queue, &dead_letters).await;
-                    }.instrument(span));
+                    }.instrument(span)));
                 }
                 Some(Err(e)) => break Err(e),
                 None => break Err(lapin::Error::from(lapin::ErrorKind::InvalidChannelState(
@@ -230,32 +236,38 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
-fn delivery_span(queue: &str, d: &Delivery) -> tracing::Span {
-    let header = |name: &str| -> String {
-        d.properties
-            .headers()
-            .as_ref()
-            .and_then(|h| h.inner().get(name))
-            .and_then(|v| match v {
-                AMQPValue::LongString(s) => Some(s.to_string()),
-                AMQPValue::ShortString(s) => Some(s.to_string()),
-                _ => None,
-            })
-            .unwrap_or_default()
-    };
+/// A string header of the delivery.
+fn header(d: &Delivery, name: &str) -> Option<String> {
+    d.properties
+        .headers()
+        .as_ref()
+        .and_then(|h| h.inner().get(name))
+        .and_then(|v| match v {
+            AMQPValue::LongString(s) => Some(s.to_string()),
+            AMQPValue::ShortString(s) => Some(s.to_string()),
+            _ => None,
+        })
+}
+
+/// The span every line about the delivery is logged in: it names the checkout and the trace,
+/// and, when spans are exported, continues the publisher's trace.
+fn delivery_span(queue: &str, d: &Delivery, context: &TraceParent) -> tracing::Span {
     let message_id = d
         .properties
         .message_id()
         .as_ref()
         .map(|m| m.to_string())
         .unwrap_or_default();
-    tracing::info_span!(
+    let span = tracing::info_span!(
         "message",
         queue,
         message_id,
-        checkout_id = header(CHECKOUT_ID_HEADER),
+        checkout_id = header(d, CHECKOUT_ID_HEADER).unwrap_or_default(),
+        trace_id = %context.trace_id_hex(),
         redelivered = d.redelivered
-    )
+    );
+    icon_runtime::telemetry::set_remote_parent(&span, context);
+    span
 }
 
 async fn settle(delivery: Delivery, disposition: Disposition, queue: &str, dead: &Publisher) {
@@ -293,6 +305,7 @@ async fn settle(delivery: Delivery, disposition: Disposition, queue: &str, dead:
                 checkout_id: String::new(),
                 body: delivery.data.clone(),
                 death_reason: Some(reason),
+                traceparent: header(&delivery, TRACEPARENT_HEADER),
             };
             match dead.publish(message).await {
                 Ok(()) => delivery.acker.ack(BasicAckOptions::default()).await,

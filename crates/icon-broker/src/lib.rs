@@ -35,3 +35,5 @@ pub use topology::{Declared, Mismatch, Topology};
 pub const CHECKOUT_ID_HEADER: &str = "checkout_id";
 /// The header a dead-lettered message carries: why it could not be processed.
 pub const DEATH_REASON_HEADER: &str = "x-icon-death-reason";
+/// The W3C trace context of the message (see `icon_runtime::trace`).
+pub const TRACEPARENT_HEADER: &str = icon_runtime::trace::TRACEPARENT;

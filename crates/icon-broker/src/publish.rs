@@ -4,7 +4,7 @@
 //! queue). A batch is written to the socket in one go and its confirms are awaited together, so
 //! throughput is not capped by one round trip per message.
 
-use crate::{CHECKOUT_ID_HEADER, DEATH_REASON_HEADER};
+use crate::{CHECKOUT_ID_HEADER, DEATH_REASON_HEADER, TRACEPARENT_HEADER};
 use futures_util::future::join_all;
 use lapin::{
     options::{BasicPublishOptions, ConfirmSelectOptions},
@@ -24,6 +24,8 @@ pub struct OutgoingMessage {
     pub body: Vec<u8>,
     /// Why the message is being dead-lettered, if it is.
     pub death_reason: Option<String>,
+    /// The W3C trace context the consumer continues (`icon_runtime::trace::outgoing_header`).
+    pub traceparent: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +116,12 @@ fn properties(m: &OutgoingMessage) -> BasicProperties {
         CHECKOUT_ID_HEADER.into(),
         AMQPValue::LongString(m.checkout_id.as_str().into()),
     );
+    if let Some(traceparent) = &m.traceparent {
+        headers.insert(
+            TRACEPARENT_HEADER.into(),
+            AMQPValue::LongString(traceparent.as_str().into()),
+        );
+    }
     if let Some(reason) = &m.death_reason {
         headers.insert(
             DEATH_REASON_HEADER.into(),

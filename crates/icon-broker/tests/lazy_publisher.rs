@@ -18,6 +18,7 @@ fn message(routing_key: &str, id: usize) -> OutgoingMessage {
         checkout_id: String::new(),
         body: format!("{id}").into_bytes(),
         death_reason: None,
+        traceparent: None,
     }
 }
 

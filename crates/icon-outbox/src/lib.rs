@@ -133,5 +133,6 @@ fn outgoing(r: &OutboxRow) -> OutgoingMessage {
         checkout_id: r.checkout_id.to_string(),
         body: r.body.clone(),
         death_reason: None,
+        traceparent: r.traceparent.clone(),
     }
 }

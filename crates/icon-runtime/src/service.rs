@@ -1,7 +1,8 @@
-//! The `main` every long-running ICON binary shares: settings or exit 2 with one line, logging,
-//! Ctrl-C/SIGTERM to a cancellation token, run, exit code.
+//! The `main` every long-running ICON binary shares: settings or exit 2 with one line, logging
+//! and span export, Ctrl-C/SIGTERM to a cancellation token, run, flush spans, exit code.
 
 use crate::shutdown::{cancel_on_signal, CancellationToken};
+use crate::telemetry::TelemetrySettings;
 use std::fmt::Display;
 use std::future::Future;
 use std::process::ExitCode;
@@ -9,7 +10,7 @@ use std::process::ExitCode;
 pub async fn main<S, E, R, Fut>(
     name: &str,
     settings: Result<S, E>,
-    log_filter: impl FnOnce(&S) -> String,
+    telemetry: impl FnOnce(&S) -> TelemetrySettings,
     run: impl FnOnce(S, CancellationToken) -> Fut,
 ) -> ExitCode
 where
@@ -24,13 +25,18 @@ where
             return ExitCode::from(2);
         }
     };
-    if let Err(e) = crate::telemetry::init(&log_filter(&settings)) {
-        eprintln!("{name}: {e}");
-        return ExitCode::from(2);
-    }
+    let telemetry = match crate::telemetry::init(&telemetry(&settings), name) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let token = CancellationToken::new();
     cancel_on_signal(token.clone());
-    match run(settings, token).await {
+    let result = run(settings, token).await;
+    telemetry.shutdown().await;
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "{name} failed");

@@ -70,7 +70,7 @@ pub struct CheckoutView {
 /// so the rows exist before the checkout can finish and the notifier's sweep covers them.
 ///
 /// One round trip: the checks and writes are the SQL function `icon_create_checkout`
-/// (migration 0005), called as one statement. The message is written for the caller to hand to
+/// (migration 0005, with the trace context since 0008), called as one statement. The message is written for the caller to hand to
 /// its relay once this returns ([`CreateCheckout::Created`]).
 #[tracing::instrument(name = "store.create_checkout", skip_all, fields(checkout_id = %new.id, cart_id = %new.cart_id))]
 pub async fn create(
@@ -91,7 +91,7 @@ pub async fn create(
             "SELECT outcome, checkout_id, checkout_status, response_status, response_body,
                     outbox_id
              FROM icon_create_checkout($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
-                                       $14, $15, $16, $17, $18, $19)",
+                                       $14, $15, $16, $17, $18, $19, $20)",
         )
         .await?;
     let idem = new.idempotency.as_ref();
@@ -118,6 +118,7 @@ pub async fn create(
                 &row.routing_key,
                 &row.body,
                 &outbox::PUBLISH_GRACE.as_secs_f64(),
+                &row.traceparent,
             ],
         )
         .await?;

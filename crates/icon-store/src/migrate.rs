@@ -32,6 +32,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "parked_notifications",
         include_str!("../migrations/0007_parked_notifications.sql"),
     ),
+    (
+        8,
+        "trace_context",
+        include_str!("../migrations/0008_trace_context.sql"),
+    ),
 ];
 
 /// Arbitrary but fixed: the advisory lock every ICON process takes while migrating.

@@ -33,6 +33,8 @@ pub struct OutboxRow {
     pub message_type: String,
     pub checkout_id: Uuid,
     pub body: Vec<u8>,
+    /// The W3C trace context the message carries on (the `traceparent` AMQP header).
+    pub traceparent: Option<String>,
 }
 
 /// Writes `message` for publishing to `exchange` with `routing_key`, inside the caller's
@@ -48,8 +50,9 @@ pub async fn enqueue<T: Message>(
         .prepare_cached(
             "WITH queued AS (
                  INSERT INTO outbox
-                   (exchange, routing_key, message_id, message_type, checkout_id, body)
-                 VALUES ($1, $2, $3, $4, $5, $6)
+                   (exchange, routing_key, message_id, message_type, checkout_id, body,
+                    traceparent)
+                 VALUES ($1, $2, $3, $4, $5, $6, $8)
              )
              SELECT pg_notify($7, '')",
         )
@@ -64,6 +67,7 @@ pub async fn enqueue<T: Message>(
             &message.checkout_id.as_uuid(),
             &message.to_json(),
             &CHANNEL,
+            &icon_runtime::trace::outgoing_header(),
         ],
     )
     .await?;
@@ -81,8 +85,9 @@ pub async fn enqueue_handed<T: Message>(
     let stmt = tx
         .prepare_cached(
             "INSERT INTO outbox
-               (exchange, routing_key, message_id, message_type, checkout_id, body, publish_after)
-             VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7))
+               (exchange, routing_key, message_id, message_type, checkout_id, body, publish_after,
+                traceparent)
+             VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7), $8)
              RETURNING id",
         )
         .await?;
@@ -98,6 +103,7 @@ pub async fn enqueue_handed<T: Message>(
                 &row.checkout_id,
                 &row.body,
                 &PUBLISH_GRACE.as_secs_f64(),
+                &row.traceparent,
             ],
         )
         .await?
@@ -106,7 +112,8 @@ pub async fn enqueue_handed<T: Message>(
 }
 
 impl OutboxRow {
-    /// The row `message` becomes, before it has an id.
+    /// The row `message` becomes, before it has an id. It carries on the trace of the work in
+    /// progress (`icon_runtime::trace`), if any.
     pub fn new<T: Message>(exchange: &str, routing_key: &str, message: &Envelope<T>) -> Self {
         Self {
             id: 0,
@@ -116,6 +123,7 @@ impl OutboxRow {
             message_type: message.kind.clone(),
             checkout_id: message.checkout_id.as_uuid(),
             body: message.to_json(),
+            traceparent: icon_runtime::trace::outgoing_header(),
         }
     }
 }
@@ -125,7 +133,8 @@ impl OutboxRow {
 pub async fn lock_batch(tx: &impl GenericClient, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
     let stmt = tx
         .prepare_cached(
-            "SELECT id, exchange, routing_key, message_id, message_type, checkout_id, body
+            "SELECT id, exchange, routing_key, message_id, message_type, checkout_id, body,
+                    traceparent
              FROM outbox WHERE publish_after <= now()
              ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
         )
@@ -142,6 +151,7 @@ pub async fn lock_batch(tx: &impl GenericClient, limit: i64) -> Result<Vec<Outbo
             message_type: r.get(4),
             checkout_id: r.get(5),
             body: r.get(6),
+            traceparent: r.get(7),
         })
         .collect())
 }

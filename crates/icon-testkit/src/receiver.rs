@@ -31,6 +31,8 @@ pub struct Recorded {
     pub webhook_timestamp: Option<String>,
     pub webhook_signature: Option<String>,
     pub content_type: Option<String>,
+    /// The W3C trace context the sender passed on.
+    pub traceparent: Option<String>,
     pub body: Value,
     /// The body exactly as received, which is what a signature covers.
     pub raw_body: bytes::Bytes,
@@ -85,6 +87,7 @@ async fn receive(
         webhook_timestamp: header("webhook-timestamp"),
         webhook_signature: header("webhook-signature"),
         content_type: header("content-type"),
+        traceparent: header("traceparent"),
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
         raw_body: body.clone(),
         answered: reply.status,

@@ -30,7 +30,10 @@ impl Sim {
             addr: "127.0.0.1:0".into(),
             slow_delay: Duration::from_millis(300),
             smtp_addr: Some("127.0.0.1:0".into()),
-            log: "warn".into(),
+            log: icon_runtime::telemetry::TelemetrySettings {
+                filter: "warn".into(),
+                ..Default::default()
+            },
             // The demo public key and Google's one-hour token lifetime.
             ..icon_retailer_sim::SimSettings::from_env(&icon_runtime::Env::default())
                 .expect("default sim settings")

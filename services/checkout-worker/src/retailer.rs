@@ -121,10 +121,11 @@ impl RetailerClient {
                 return not_placed(OrderStatus::Failed, format!("order_url is not a URL: {e}"))
             }
         };
-        let headers = [(
+        let mut headers = vec![(
             HeaderName::from_static("idempotency-key"),
             order.idempotency_key.clone(),
         )];
+        headers.extend(traceparent());
         classify_place(self.http.post_json(&url, &headers, body).await)
     }
 
@@ -141,8 +142,19 @@ impl RetailerClient {
         };
         url.query_pairs_mut()
             .append_pair("idempotency_key", &order.idempotency_key);
-        classify_lookup(self.http.get(&url, &[]).await)
+        let headers: Vec<_> = traceparent().into_iter().collect();
+        classify_lookup(self.http.get(&url, &headers).await)
     }
+}
+
+/// The checkout's trace context for a retailer call, so the retailer's own spans join the trace.
+fn traceparent() -> Option<(HeaderName, String)> {
+    icon_runtime::trace::outgoing_header().map(|value| {
+        (
+            HeaderName::from_static(icon_runtime::trace::TRACEPARENT),
+            value,
+        )
+    })
 }
 
 fn not_placed(status: OrderStatus, reason: String) -> PlaceAnswer {

@@ -45,8 +45,8 @@ pub struct WorkerSettings {
     /// `ICON_PROBE_ADDR`: where to serve `/healthz` and `/readyz` (e.g. `0.0.0.0:9090`); unset,
     /// no probe server.
     pub probe_addr: Option<String>,
-    /// `ICON_LOG`
-    pub log: String,
+    /// `ICON_LOG`, `ICON_LOG_FORMAT`, `ICON_OTLP_ENDPOINT`: log filter and format, span export.
+    pub log: icon_runtime::telemetry::TelemetrySettings,
 }
 
 impl WorkerSettings {
@@ -88,7 +88,7 @@ impl WorkerSettings {
             prefetch: env.positive_u16("ICON_WORKER_PREFETCH", 32)?,
             stuck_after: env.duration("ICON_WORKER_STUCK_AFTER", Duration::from_secs(300))?,
             probe_addr: env.optional_addr("ICON_PROBE_ADDR")?,
-            log: env.string("ICON_LOG", "info"),
+            log: icon_runtime::telemetry::TelemetrySettings::from_env(env)?,
         };
         if settings.retailer_backoff_max < settings.retailer_backoff {
             return Err(SettingsError {

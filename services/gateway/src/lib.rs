@@ -26,6 +26,7 @@ pub mod rate_limit;
 pub mod routes;
 pub mod settings;
 pub mod startup;
+pub mod trace_context;
 
 pub use settings::GatewaySettings;
 pub use startup::Application;

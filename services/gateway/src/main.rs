@@ -57,10 +57,20 @@ async fn main() -> ExitCode {
 /// PostgreSQL is not reachable yet, until SIGTERM.
 async fn migrate(env: &Env) -> ExitCode {
     let url = env.string("ICON_DATABASE_URL", icon_store::pool::DEFAULT_DATABASE_URL);
-    if let Err(e) = telemetry::init(&env.string("ICON_LOG", "info")) {
-        eprintln!("icon-gateway: {e}");
-        return ExitCode::from(2);
-    }
+    let log = match telemetry::TelemetrySettings::from_env(env) {
+        Ok(log) => log,
+        Err(e) => {
+            eprintln!("icon-gateway: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let _telemetry = match telemetry::init(&log, "icon-gateway") {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("icon-gateway: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let token = shutdown::CancellationToken::new();
     shutdown::cancel_on_signal(token.clone());
     match icon_store::connect(&icon_store::PoolSettings::new(&url), &token).await {
@@ -77,12 +87,24 @@ async fn migrate(env: &Env) -> ExitCode {
 }
 
 async fn serve(settings: GatewaySettings) -> ExitCode {
-    if let Err(e) = telemetry::init(&settings.log) {
-        eprintln!("icon-gateway: {e}");
-        return ExitCode::from(2);
-    }
+    let telemetry = match telemetry::init(&settings.log, "icon-gateway") {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("icon-gateway: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let token = shutdown::CancellationToken::new();
     shutdown::cancel_on_signal(token.clone());
+    let code = serve_until_stopped(settings, token).await;
+    telemetry.shutdown().await;
+    code
+}
+
+async fn serve_until_stopped(
+    settings: GatewaySettings,
+    token: shutdown::CancellationToken,
+) -> ExitCode {
     match Application::build(settings, token).await {
         Ok(Some(app)) => match app.run_until_stopped().await {
             Ok(()) => ExitCode::SUCCESS,

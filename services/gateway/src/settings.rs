@@ -47,8 +47,8 @@ pub struct GatewaySettings {
     /// more drops the least recently registered, so an app that registers a fresh token on
     /// every start cannot grow the registry (or the pushes per checkout) without bound.
     pub max_devices_per_user: u32,
-    /// `ICON_LOG`: log filter.
-    pub log: String,
+    /// `ICON_LOG`, `ICON_LOG_FORMAT`, `ICON_OTLP_ENDPOINT`: log filter and format, span export.
+    pub log: icon_runtime::telemetry::TelemetrySettings,
 }
 
 /// A secret that never shows in `Debug` output or logs.
@@ -142,7 +142,7 @@ impl GatewaySettings {
                     _ => Err("expected a positive whole number such as 10".into()),
                 },
             )?,
-            log: env.string("ICON_LOG", "info"),
+            log: icon_runtime::telemetry::TelemetrySettings::from_env(env)?,
         })
     }
 }

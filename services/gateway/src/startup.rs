@@ -98,6 +98,9 @@ impl Application {
         let mut server = HttpServer::new(move || {
             App::new()
                 .wrap(actix_web::middleware::from_fn(crate::rate_limit::by_ip))
+                .wrap(actix_web::middleware::from_fn(
+                    crate::trace_context::propagate,
+                ))
                 .app_data(state.clone())
                 .app_data(auth.clone())
                 .app_data(limiters.clone())

@@ -37,8 +37,8 @@ pub struct NotifierSettings {
     pub fcm: FcmSettings,
     /// E-mail over SMTP.
     pub smtp: SmtpSettings,
-    /// `ICON_LOG`
-    pub log: String,
+    /// `ICON_LOG`, `ICON_LOG_FORMAT`, `ICON_OTLP_ENDPOINT`: log filter and format, span export.
+    pub log: icon_runtime::telemetry::TelemetrySettings,
 }
 
 #[derive(Debug, Clone)]
@@ -116,7 +116,7 @@ impl NotifierSettings {
                 })?,
                 from: env.string("ICON_SMTP_FROM", "ICON <no-reply@icon.localhost>"),
             },
-            log: env.string("ICON_LOG", "info"),
+            log: icon_runtime::telemetry::TelemetrySettings::from_env(env)?,
         })
     }
 }

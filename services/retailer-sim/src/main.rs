@@ -17,10 +17,13 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(e) = telemetry::init(&settings.log) {
-        eprintln!("icon-retailer-sim: {e}");
-        return ExitCode::from(2);
-    }
+    let telemetry = match telemetry::init(&settings.log, "icon-retailer-sim") {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("icon-retailer-sim: {e}");
+            return ExitCode::from(2);
+        }
+    };
 
     let Some(http) = bind(&settings.addr, "ICON_SIM_ADDR", "retailer simulator") else {
         return ExitCode::FAILURE;
@@ -40,12 +43,13 @@ async fn main() -> ExitCode {
         Ok(server) => server.await,
         Err(e) => Err(e),
     };
+    if let Err(e) = &result {
+        tracing::error!(error = %e, "retailer simulator failed");
+    }
+    telemetry.shutdown().await;
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %e, "retailer simulator failed");
-            ExitCode::FAILURE
-        }
+        Err(_) => ExitCode::FAILURE,
     }
 }
 

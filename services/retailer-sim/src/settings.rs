@@ -29,8 +29,8 @@ pub struct SimSettings {
     /// Short values let a demo show a client renewing its token; at least one second, since the
     /// token response counts in whole seconds.
     pub fcm_token_ttl: Duration,
-    /// `ICON_LOG`: the tracing filter, as for every ICON binary.
-    pub log: String,
+    /// `ICON_LOG`, `ICON_LOG_FORMAT`, `ICON_OTLP_ENDPOINT`: log filter and format, span export.
+    pub log: icon_runtime::telemetry::TelemetrySettings,
 }
 
 impl SimSettings {
@@ -73,7 +73,7 @@ impl SimSettings {
             smtp_addr,
             fcm_public_key,
             fcm_token_ttl,
-            log: env.string("ICON_LOG", "info"),
+            log: icon_runtime::telemetry::TelemetrySettings::from_env(env)?,
         })
     }
 }
@@ -104,7 +104,7 @@ mod tests {
         assert_eq!(s.smtp_addr.as_deref(), Some("127.0.0.1:2525"));
         assert!(format!("{:?}", s.fcm_public_key).contains("embedded demo key"));
         assert_eq!(s.fcm_token_ttl, Duration::from_secs(3600));
-        assert_eq!(s.log, "info");
+        assert_eq!(s.log.filter, "info");
     }
 
     #[test]
@@ -125,7 +125,7 @@ mod tests {
         assert_eq!(s.smtp_addr.as_deref(), Some("0.0.0.0:25"));
         assert!(format!("{:?}", s.fcm_public_key).contains("fcm-demo-public.pem"));
         assert_eq!(s.fcm_token_ttl, Duration::from_secs(90));
-        assert_eq!(s.log, "debug");
+        assert_eq!(s.log.filter, "debug");
 
         let off = Env::from_pairs([("ICON_SIM_SMTP_ADDR", "off")]);
         assert_eq!(SimSettings::from_env(&off).expect("valid").smtp_addr, None);

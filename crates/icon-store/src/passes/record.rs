@@ -102,8 +102,8 @@ pub async fn complete(
              )
              INSERT INTO outbox
                (exchange, routing_key, message_id, message_type, checkout_id, body,
-                publish_after)
-             SELECT $13, $14, $15, $16, id, $17, now() + make_interval(secs => $18)
+                publish_after, traceparent)
+             SELECT $13, $14, $15, $16, id, $17, now() + make_interval(secs => $18), $19
              FROM recorded
              RETURNING id",
         )
@@ -121,6 +121,7 @@ pub async fn complete(
         &message.message_type,
         &message.body,
         &grace,
+        &message.traceparent,
     ]);
     let Some(row) = db.query_opt(&stmt, &params).await? else {
         return Ok(Completed::Lost);

@@ -22,3 +22,4 @@ mod push;
 mod recording;
 mod signatures;
 mod tls;
+mod tracing;

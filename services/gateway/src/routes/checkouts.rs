@@ -176,7 +176,7 @@ impl From<CheckoutView> for CheckoutBody {
     ),
     security(("bearer" = []))
 )]
-#[tracing::instrument(name = "POST /cart/checkout/", skip_all, fields(user = %user.id, cart_id = body.cart_id))]
+#[tracing::instrument(name = "POST /cart/checkout/", skip_all, fields(user = %user.id, cart_id = body.cart_id, checkout_id = tracing::field::Empty))]
 pub async fn create_checkout(
     req: HttpRequest,
     user: User,
@@ -195,6 +195,7 @@ pub async fn create_checkout(
     v.finish()?;
 
     let id = CheckoutId::new();
+    tracing::Span::current().record("checkout_id", tracing::field::display(id));
     let cart_id = CartId::new(body.cart_id);
     let resource_url = format!("{}/cart/checkout/{id}", state.public_url);
     let accepted_body = serde_json::to_string(&Accepted {

@@ -121,7 +121,7 @@ impl CallbackChannel {
         let id = n.id.to_string();
         let timestamp = chrono::Utc::now().timestamp();
         let signature = secrets.signature_header(&id, timestamp, &body);
-        let headers = [
+        let mut headers = vec![
             (HeaderName::from_static("webhook-id"), id),
             (
                 HeaderName::from_static("webhook-timestamp"),
@@ -129,6 +129,10 @@ impl CallbackChannel {
             ),
             (HeaderName::from_static("webhook-signature"), signature),
         ];
+        // The checkout's trace, so the receiver can join its own spans to it.
+        if let Some(traceparent) = icon_runtime::trace::outgoing_header() {
+            headers.push((HeaderName::from_static("traceparent"), traceparent));
+        }
         match self.http.post_json(url.as_url(), &headers, body).await {
             Ok(resp) if resp.is_success() => Outcome::Delivered {
                 status: Some(resp.status),

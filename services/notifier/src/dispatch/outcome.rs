@@ -158,6 +158,7 @@ impl Dispatcher {
                 checkout_id: envelope.checkout_id.to_string(),
                 body: envelope.to_json(),
                 death_reason: None,
+                traceparent: icon_runtime::trace::outgoing_header(),
             })
             .await?;
         Ok(tier)
@@ -195,6 +196,7 @@ impl Dispatcher {
                 checkout_id: envelope.checkout_id.to_string(),
                 body: envelope.to_json(),
                 death_reason: Some(reason.to_owned()),
+                traceparent: icon_runtime::trace::outgoing_header(),
             })
             .await
     }

@@ -51,7 +51,10 @@ impl TestSim {
             addr: addr.to_string(),
             slow_delay,
             smtp_addr: Some(smtp_addr.to_string()),
-            log: "off".to_owned(),
+            log: icon_runtime::telemetry::TelemetrySettings {
+                filter: "off".into(),
+                ..Default::default()
+            },
             // The defaults (the demo key, a 1h token lifetime) for the rest.
             ..SimSettings::from_env(&Env::default()).expect("default settings")
         };
