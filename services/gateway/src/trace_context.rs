@@ -24,12 +24,15 @@ pub async fn propagate(
     }
     let incoming = req.headers().get(TRACEPARENT).and_then(|v| v.to_str().ok());
     let context = TraceParent::from_header_or_new(incoming);
-    // The path, not the matched route, is known this early; ids in a span are fine (they are
-    // not metric labels).
+    // The route pattern, not the path: a path can hold a secret (a push device's token in
+    // `/me/devices/{token}`), and logs must never show one.
+    let route = req
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
     let span = tracing::info_span!(
         "request",
         method = %req.method(),
-        path = %req.path(),
+        route = %route,
         trace_id = %context.trace_id_hex(),
     );
     icon_runtime::telemetry::set_remote_parent(&span, &context);
