@@ -37,7 +37,7 @@ cargo build --workspace --locked --bins
 say "test: cargo test --workspace"
 rm -f target/fault-report.txt
 status=0
-cargo test --workspace --locked "$@" || status=$?
+cargo test --workspace --locked --no-fail-fast "$@" || status=$?
 if [ -s target/fault-report.txt ]; then
   say "test: fault suite figures (lost and double_orders must be 0)"
   cat target/fault-report.txt
