@@ -18,6 +18,7 @@ mod api;
 pub mod disposable;
 mod env;
 pub mod fleet;
+pub mod metrics;
 pub mod process;
 mod receiver;
 mod sim;

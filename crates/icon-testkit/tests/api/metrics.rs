@@ -1,21 +1,9 @@
 //! `/metrics`: the families of docs/metrics.md, fed by a real checkout. The registry is one per
 //! process and the API tests share a process, so counts are checked as "at least", never exact.
 
+use icon_testkit::metrics::{free_port, sample};
 use icon_testkit::{eventually, Api, Options, Sim, TestApp};
 use std::time::Duration;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// The value of the sample `series` (name and labels exactly as rendered), if present.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_worker_counts_retailer_calls_and_finished_checkouts() {

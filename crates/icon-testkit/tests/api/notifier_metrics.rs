@@ -4,36 +4,10 @@
 //! process, so counts are checked as "at least"; the parked gauge, read from the test's own
 //! database at each scrape, is checked exactly.
 
-use icon_testkit::{eventually, Api, Options, Receiver, Scripted, Sim, TestApp};
+use icon_testkit::metrics::{free_port, sample, scrape, value};
+use icon_testkit::{eventually, Options, Receiver, Scripted, Sim, TestApp};
 use serde_json::json;
 use std::time::Duration;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// The value of the sample `series` (name and labels exactly as rendered), if present.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-}
-
-/// The value of `series`, which must be there.
-fn value(text: &str, series: &str) -> f64 {
-    sample(text, series).unwrap_or_else(|| panic!("no `{series}` in:\n{text}"))
-}
-
-/// Scrapes `/metrics` at `probe` (host:port).
-async fn scrape(probe: &str) -> String {
-    let m = Api::new(&format!("http://{probe}"))
-        .get("/metrics", None)
-        .await;
-    assert_eq!(m.status, 200, "{m:?}");
-    m.text
-}
 
 /// Scrapes until the parked gauge of `channel` reads `want`, and returns that scrape. The gauge
 /// is read from this test's database at each scrape, but the registry is the process's: another

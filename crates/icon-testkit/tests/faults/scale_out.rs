@@ -6,6 +6,7 @@
 use futures_util::{stream, StreamExt};
 use icon_gateway::auth::JwtKeys;
 use icon_testkit::fleet::{GATEWAY, NOTIFIER, WORKER};
+use icon_testkit::metrics::free_port;
 use icon_testkit::process::Service;
 use icon_testkit::{eventually, Api, Receiver, Sim, TestEnv, JWT_SECRET, SECRETS_KEY};
 use serde_json::json;
@@ -17,13 +18,6 @@ const CHECKOUTS: usize = 300;
 const RETAILERS: [&str; 4] = ["north", "south", "east", "west"];
 /// Each cart buys from two retailers, so every retailer sees orders from many checkouts.
 const ORDERS_PER_CHECKOUT: usize = 2;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 /// A replica with its probe address (`/readyz`, `/metrics`).
 struct Replica {
