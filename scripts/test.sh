@@ -27,8 +27,12 @@ if ! command -v chromium >/dev/null 2>&1 && [ "${ICON_TEST_NO_BROWSER:-}" != 1 ]
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     say "test: installing chromium for the /docs browser test"
     apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+  elif [ "${CI:-}" = true ]; then
+    say "test: no chromium; the /docs browser test will fail (apt-get install -y chromium)"
   else
-    say "test: no chromium; the /docs browser test will fail (apt-get install -y chromium, or ICON_TEST_NO_BROWSER=1)"
+    # A laptop without Chromium still gets every other test; CI always runs this one.
+    say "test: no chromium found: SKIPPING the /docs browser test (install chromium to run it)"
+    export ICON_TEST_NO_BROWSER=1
   fi
 fi
 

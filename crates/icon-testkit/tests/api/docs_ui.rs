@@ -15,9 +15,14 @@ use std::time::Duration;
 const CHECKOUT_SUMMARY: &str = "Check out a cart.";
 
 fn chromium() -> Option<&'static str> {
-    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
+    [
+        "/usr/bin/chromium",
+        "/usr/bin/chromium-browser",
+        "/usr/bin/google-chrome",
+        "/Applications/Google Chrome.app/Contents/MacOS/Google Chrome",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
