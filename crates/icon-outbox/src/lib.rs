@@ -99,6 +99,20 @@ impl Outbox {
     }
 }
 
+/// Reads the outbox gauges of `/metrics` (`icon_outbox_backlog`, `icon_outbox_oldest_age_seconds`)
+/// at scrape time; every service with a relay shares the one outbox, so each reports the same
+/// value. False if the database could not be read (the gauges keep their last value).
+pub async fn sample_metrics(db: &impl icon_store::GenericClient) -> bool {
+    match icon_store::gauges::outbox(db).await {
+        Ok((rows, age)) => {
+            icon_metrics::outbox().backlog.set(rows);
+            icon_metrics::outbox().oldest_age_seconds.set(age);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
 /// Starts the relay as a task, declaring its queues as `queue_type`: the one start-up every
 /// service shares. It runs until `shutdown`.
 pub fn spawn(

@@ -37,17 +37,9 @@ pub fn sampler(pool: Arc<OnceLock<Pool>>) -> Sample {
             if let Ok(n) = gauges::unknown_orders_settling(&db).await {
                 icon_metrics::worker().orders_unknown.set(n);
             }
-            sample_outbox(&db).await;
+            icon_outbox::sample_metrics(&db).await;
         })
     })
-}
-
-/// Reads the outbox gauges (the gateway's and the worker's relays share the outbox).
-pub async fn sample_outbox(db: &impl icon_store::GenericClient) {
-    if let Ok((rows, age)) = gauges::outbox(db).await {
-        icon_metrics::outbox().backlog.set(rows);
-        icon_metrics::outbox().oldest_age_seconds.set(age);
-    }
 }
 
 /// The word a place answer is counted under.

@@ -64,17 +64,11 @@ pub fn checkout_accepted() {
         example = "# TYPE icon_checkouts_accepted counter\nicon_checkouts_accepted_total 42\n# EOF\n"),
 ))]
 pub async fn metrics(state: State) -> HttpResponse {
-    let db = state.pool.get().await.ok();
-    let db_up = match &db {
-        Some(db) => db.simple_query("SELECT 1").await.is_ok(),
-        None => false,
+    // The outbox read doubles as the database check of readiness.
+    let db_up = match state.pool.get().await {
+        Ok(db) => icon_outbox::sample_metrics(&db).await,
+        Err(_) => false,
     };
-    if let Some(db) = &db {
-        if let Ok((rows, age)) = icon_store::gauges::outbox(db).await {
-            icon_metrics::outbox().backlog.set(rows);
-            icon_metrics::outbox().oldest_age_seconds.set(age);
-        }
-    }
     let ready = db_up && state.broker_ready.load(Ordering::Relaxed);
     icon_metrics::ready().set(i64::from(ready));
     HttpResponse::Ok()
