@@ -37,6 +37,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "trace_context",
         include_str!("../migrations/0008_trace_context.sql"),
     ),
+    (
+        9,
+        "order_doubt",
+        include_str!("../migrations/0009_order_doubt.sql"),
+    ),
 ];
 
 /// Arbitrary but fixed: the advisory lock every ICON process takes while migrating.

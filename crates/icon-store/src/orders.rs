@@ -45,6 +45,10 @@ pub struct OrderWork {
     pub next_attempt_at: Option<DateTime<Utc>>,
     /// Set while an `unknown` order is being settled by status lookups.
     pub settle_until: Option<DateTime<Utc>>,
+    /// When ICON last sent this key and got an answer (a 409, a timeout, a dropped connection)
+    /// that leaves a request with it possibly still in progress at the retailer. Until
+    /// `ICON_RETAILER_NOT_PLACED_AFTER` has passed since, a lookup's 404 proves nothing.
+    pub in_doubt_at: Option<DateTime<Utc>>,
     pub items: Vec<CartItem>,
 }
 
@@ -79,6 +83,7 @@ impl OrderWork {
             lookups: self.lookups + update.lookups_add,
             next_attempt_at: update.next_attempt_at,
             settle_until: update.settle_until,
+            in_doubt_at: update.in_doubt_at,
             ..self.clone()
         }
     }
@@ -147,6 +152,7 @@ pub(crate) fn work_from_rows(rows: &[tokio_postgres::Row]) -> Result<Vec<OrderWo
                 reason: r.get("reason"),
                 next_attempt_at: r.get("next_attempt_at"),
                 settle_until: r.get("settle_until"),
+                in_doubt_at: r.get("in_doubt_at"),
                 items: Vec::new(),
             });
         }
@@ -173,11 +179,13 @@ pub struct OrderUpdate {
     pub lookups_add: i32,
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub settle_until: Option<DateTime<Utc>>,
+    /// See [`OrderWork::in_doubt_at`].
+    pub in_doubt_at: Option<DateTime<Utc>>,
 }
 
 /// A pass's order updates as the arrays one statement unnests (`passes::complete`), in the
-/// order `$n..$n+7`: retailer, status, retailer order id, reason, attempts and lookups to add,
-/// next attempt, settle until.
+/// order `$n..$n+8`: retailer, status, retailer order id, reason, attempts and lookups to add,
+/// next attempt, settle until, in doubt since.
 pub(crate) struct UpdateColumns<'a> {
     retailer: Vec<&'a str>,
     status: Vec<&'a str>,
@@ -187,6 +195,7 @@ pub(crate) struct UpdateColumns<'a> {
     lookups: Vec<i32>,
     next: Vec<Option<DateTime<Utc>>>,
     settle: Vec<Option<DateTime<Utc>>>,
+    in_doubt: Vec<Option<DateTime<Utc>>>,
 }
 
 impl<'a> UpdateColumns<'a> {
@@ -203,10 +212,11 @@ impl<'a> UpdateColumns<'a> {
             lookups: updates.iter().map(|u| u.lookups_add).collect(),
             next: updates.iter().map(|u| u.next_attempt_at).collect(),
             settle: updates.iter().map(|u| u.settle_until).collect(),
+            in_doubt: updates.iter().map(|u| u.in_doubt_at).collect(),
         }
     }
 
-    pub(crate) fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 8] {
+    pub(crate) fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 9] {
         [
             &self.retailer,
             &self.status,
@@ -216,6 +226,7 @@ impl<'a> UpdateColumns<'a> {
             &self.lookups,
             &self.next,
             &self.settle,
+            &self.in_doubt,
         ]
     }
 }

@@ -21,6 +21,11 @@ pub struct Sim {
 
 impl Sim {
     pub async fn start() -> Self {
+        Self::start_with_slow_delay(Duration::from_millis(300)).await
+    }
+
+    /// A simulator whose `slow-` SKUs wait `slow_delay` before answering.
+    pub async fn start_with_slow_delay(slow_delay: Duration) -> Self {
         let bind = || std::net::TcpListener::bind("127.0.0.1:0").expect("bind sim");
         let (http, smtp) = (bind(), bind());
         let base_url = format!("http://{}", http.local_addr().expect("addr"));
@@ -28,7 +33,7 @@ impl Sim {
         let shutdown = CancellationToken::new();
         let settings = icon_retailer_sim::SimSettings {
             addr: "127.0.0.1:0".into(),
-            slow_delay: Duration::from_millis(300),
+            slow_delay,
             smtp_addr: Some("127.0.0.1:0".into()),
             log: icon_runtime::telemetry::TelemetrySettings {
                 filter: "warn".into(),

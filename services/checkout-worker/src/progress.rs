@@ -4,6 +4,11 @@
 //! - An unsure answer is retried after a capped, doubling wait; once the attempts are spent the
 //!   order is `unknown` and settled by status lookups on `ICON_RETAILER_SETTLE_SCHEDULE` until
 //!   `ICON_RETAILER_SETTLE_WITHIN`, after which it stays `unknown` for good.
+//! - A lookup's 404 means "not placed" only once no request with the key can still be in
+//!   progress at the retailer: `ICON_RETAILER_NOT_PLACED_AFTER` after the last answer that left
+//!   one in doubt (a 409, a timeout, a dropped connection). A retailer still working on the
+//!   first request has no order yet; a `failed` order frees the cart, and the next checkout
+//!   sends a new key, which the retailer places besides the first: two orders.
 
 use crate::retailer::{LookupAnswer, PlaceAnswer};
 use crate::settings::WorkerSettings;
@@ -27,6 +32,7 @@ fn unchanged(order: &OrderWork) -> OrderUpdate {
         lookups_add: 0,
         next_attempt_at: order.next_attempt_at,
         settle_until: order.settle_until,
+        in_doubt_at: order.in_doubt_at,
     }
 }
 
@@ -55,7 +61,19 @@ pub fn after_place(
             reason: Some(reason),
             ..base
         },
-        PlaceAnswer::Unsure { why, retry_after } => {
+        PlaceAnswer::Unsure {
+            why,
+            retry_after,
+            in_flight,
+        } => {
+            let base = OrderUpdate {
+                in_doubt_at: if in_flight {
+                    Some(now)
+                } else {
+                    base.in_doubt_at
+                },
+                ..base
+            };
             let attempt = order.attempts + 1;
             if attempt < s.retailer_max_attempts as i32 {
                 OrderUpdate {
@@ -115,11 +133,35 @@ pub fn after_lookup(
                 ..settled
             },
         },
-        LookupAnswer::NotPlaced => OrderUpdate {
-            status: OrderStatus::Failed,
-            reason: Some("the retailer has no order for this key: it was not placed".into()),
-            ..settled
-        },
+        LookupAnswer::NotPlaced => {
+            match order.in_doubt_at.map(|at| later(at, s.not_placed_after)) {
+                // A request with the key may still be in progress: look again, and keep looking at
+                // least until the 404 can be believed.
+                Some(believable) if now < believable => {
+                    let lookups = order.lookups + 1;
+                    let next = later(now, s.settle_wait(lookups));
+                    let until = order
+                        .settle_until
+                        .unwrap_or(now)
+                        .max(later(believable, s.settle_wait(lookups)));
+                    OrderUpdate {
+                    reason: Some(format!(
+                        "settling: lookup {lookups} found no order yet, but a request with this                          key may still be in progress at the retailer until {believable}"
+                    )),
+                    next_attempt_at: Some(next),
+                    settle_until: Some(until),
+                    ..settled
+                }
+                }
+                _ => OrderUpdate {
+                    status: OrderStatus::Failed,
+                    reason: Some(
+                        "the retailer has no order for this key: it was not placed".into(),
+                    ),
+                    ..settled
+                },
+            }
+        }
         LookupAnswer::Unsure { why } => {
             let lookups = order.lookups + 1;
             let next = later(now, s.settle_wait(lookups));
@@ -179,6 +221,7 @@ mod tests {
             reason: None,
             next_attempt_at: None,
             settle_until: None,
+            in_doubt_at: None,
             items: vec![],
         }
     }
@@ -187,7 +230,41 @@ mod tests {
         PlaceAnswer::Unsure {
             why: "timeout".into(),
             retry_after: None,
+            in_flight: true,
         }
+    }
+
+    #[test]
+    fn a_404_while_a_request_may_be_in_progress_is_no_proof() {
+        let s = settings();
+        let now = Utc::now();
+        // The last attempt timed out: the order is unknown, in doubt since now.
+        let u = after_place(&order(OrderStatus::Pending, 2), unsure(), now, &s);
+        assert_eq!((u.status, u.in_doubt_at), (OrderStatus::Unknown, Some(now)));
+        let mut settling = order(OrderStatus::Unknown, 3).updated(&u);
+        settling.settle_until = Some(later(now, Duration::from_secs(60)));
+
+        // A 404 ten seconds later leaves it unknown, looked up again, and settling goes on at
+        // least until the 404 can be believed (10 minutes by default).
+        let soon = later(now, Duration::from_secs(10));
+        let u = after_lookup(&settling, LookupAnswer::NotPlaced, soon, &s);
+        assert_eq!(u.status, OrderStatus::Unknown);
+        assert_eq!(u.next_attempt_at, Some(later(soon, s.settle_wait(1))));
+        assert!(u.settle_until.unwrap() > later(now, s.not_placed_after));
+
+        // Once no request can still be in progress, the 404 means "not placed".
+        let after = later(now, s.not_placed_after + Duration::from_secs(1));
+        let u = after_lookup(&settling, LookupAnswer::NotPlaced, after, &s);
+        assert_eq!(u.status, OrderStatus::Failed);
+
+        // A 503 is a finished request: no doubt recorded, and a later 404 is believed.
+        let failed_503 = PlaceAnswer::Unsure {
+            why: "503".into(),
+            retry_after: None,
+            in_flight: false,
+        };
+        let u = after_place(&order(OrderStatus::Pending, 2), failed_503, now, &s);
+        assert_eq!(u.in_doubt_at, None);
     }
 
     #[test]

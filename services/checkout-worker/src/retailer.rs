@@ -8,7 +8,9 @@
 //! - 409 (a concurrent request with the same key is in progress), 408, 425, 429, 5xx, a 3xx,
 //!   a timeout or a broken connection: the outcome is unsure, since the request may have
 //!   arrived; it is retried, and then settled by status lookup
-//!   (`GET <order_url>?idempotency_key=<key>`: 200 placed, 404 never placed).
+//!   (`GET <order_url>?idempotency_key=<key>`: 200 placed, 409 still in progress, 404 no
+//!   order; a 404 is final only once no request with the key can still be in progress, see
+//!   `progress::after_lookup`).
 
 use crate::settings::WorkerSettings;
 use icon_domain::text::{sanitize, sanitize_opt, MAX_ORDER_ID_CHARS, MAX_REASON_CHARS};
@@ -33,6 +35,9 @@ pub enum PlaceAnswer {
     Unsure {
         why: String,
         retry_after: Option<Duration>,
+        /// A request with this key may still be in progress at the retailer (it answered 409,
+        /// or the call timed out or its connection dropped), so a lookup's 404 is no proof.
+        in_flight: bool,
     },
 }
 
@@ -176,10 +181,12 @@ fn classify_place(result: Result<Response, SendError>) -> PlaceAnswer {
         Err(e @ (SendError::Refused(_) | SendError::Invalid(_))) => {
             return not_placed(OrderStatus::Failed, e.to_string())
         }
+        // A timeout or a dropped connection: the request may have arrived and still be running.
         Err(e) => {
             return PlaceAnswer::Unsure {
                 why: sanitize(&e.to_string(), MAX_REASON_CHARS),
                 retry_after: None,
+                in_flight: true,
             }
         }
     };
@@ -202,6 +209,7 @@ fn classify_place(result: Result<Response, SendError>) -> PlaceAnswer {
                 s => format!("retailer answered {s}"),
             },
             retry_after: resp.retry_after(),
+            in_flight: resp.status == 409,
         },
         400..=499 => not_placed(
             OrderStatus::Failed,
@@ -214,6 +222,7 @@ fn classify_place(result: Result<Response, SendError>) -> PlaceAnswer {
         status => PlaceAnswer::Unsure {
             why: format!("retailer answered {status}"),
             retry_after: resp.retry_after(),
+            in_flight: false,
         },
     }
 }
@@ -236,6 +245,10 @@ fn classify_lookup(result: Result<Response, SendError>) -> LookupAnswer {
             }
         }
         Ok(resp) if resp.status == 404 => LookupAnswer::NotPlaced,
+        // The protocol's answer for a key whose placement is still in progress.
+        Ok(resp) if resp.status == 409 => LookupAnswer::Unsure {
+            why: "status lookup answered 409: a request with this key is still in progress".into(),
+        },
         Ok(resp) => LookupAnswer::Unsure {
             why: format!("status lookup answered {}", resp.status),
         },

@@ -33,6 +33,11 @@ pub struct WorkerSettings {
     /// `ICON_RETAILER_SETTLE_WITHIN`: how long lookups go on before the order stays `unknown`
     /// and the checkout finishes with what it has.
     pub settle_within: Duration,
+    /// `ICON_RETAILER_NOT_PLACED_AFTER`: how long after ICON's last request with a key whose
+    /// answer left it in doubt (a 409, a timeout, a dropped connection) a lookup's 404 may be
+    /// taken as "not placed". Before that the request may still be in progress at the
+    /// retailer, and taking the 404 at its word frees the cart for a new key: a second order.
+    pub not_placed_after: Duration,
     /// `ICON_WORKER_MAX_DELIVERIES`: passes over one checkout that may start and fail (an
     /// error, a crash) in a row before it ends `failed` with a reason, so nothing loops.
     pub max_deliveries: i32,
@@ -82,6 +87,8 @@ impl WorkerSettings {
                 "ICON_RETAILER_SETTLE_WITHIN",
                 Duration::from_secs(24 * 3600),
             )?,
+            not_placed_after: env
+                .duration("ICON_RETAILER_NOT_PLACED_AFTER", Duration::from_secs(600))?,
             max_deliveries: env.parse_with("ICON_WORKER_MAX_DELIVERIES", 5, |v| {
                 whole_number(v, 1, 1000)
             })? as i32,

@@ -183,6 +183,13 @@ impl OrderBook {
         }
     }
 
+    /// A request for the key is being processed and no order exists yet.
+    pub(crate) fn in_progress(&self, key: &KeyId) -> bool {
+        self.keys
+            .get(key)
+            .is_some_and(|s| s.in_progress && s.order.is_none())
+    }
+
     /// The order placed for the key, if any.
     pub(crate) fn order_id(&self, key: &KeyId) -> Option<String> {
         self.keys

@@ -2,7 +2,12 @@
 //! `GET /{retailer}/orders?idempotency_key=K`, and the log of lookups received, `GET /lookups`.
 //!
 //! A lookup lets a caller that never got an answer (a timeout, a `ghost-` 502) learn whether its
-//! order was placed, instead of guessing: 200 with the order if it was, 404 if not.
+//! order was placed, instead of guessing: 200 with the order if it was, 409 while a request
+//! with the key is still being processed, 404 if there is no order and nothing in progress.
+//!
+//! A retailer path starting with `legacy-` (`GET /legacy-acme/orders?...`) answers 404 for a
+//! key still in progress, as retailers that predate that rule do, so callers can prove they
+//! do not take such a 404 for "not placed".
 
 use crate::book::{KeyId, LogFilter};
 use crate::{lock, reason, Sim};
@@ -87,9 +92,17 @@ fn find(sim: &Sim, retailer: Option<String>, query: LookupQuery) -> HttpResponse
                 retailer: retailer.clone(),
                 key: key.clone(),
             };
-            match lock(&sim.orders).order_id(&id) {
+            let legacy = retailer
+                .as_deref()
+                .is_some_and(|r| r.starts_with("legacy-"));
+            let book = lock(&sim.orders);
+            match book.order_id(&id) {
                 Some(order_id) => HttpResponse::Ok()
                     .json(serde_json::json!({"order_id": order_id, "status": "confirmed"})),
+                None if book.in_progress(&id) && !legacy => reason(
+                    StatusCode::CONFLICT,
+                    format!("a request with Idempotency-Key {key} is still being processed"),
+                ),
                 None => reason(
                     StatusCode::NOT_FOUND,
                     format!("no order was placed with Idempotency-Key {key}"),

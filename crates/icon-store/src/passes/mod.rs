@@ -92,7 +92,7 @@ pub async fn claim(
              SELECT c.cart_id, c.pass, c.deliveries, c.last_error, c.resource_url,
                     o.retailer_id, o.order_url, o.status, o.idempotency_key, o.key_checkout_id,
                     o.attempts, o.lookups, o.retailer_order_id, o.reason, o.next_attempt_at,
-                    o.settle_until,
+                    o.settle_until, o.in_doubt_at,
                     i.id, i.sku, i.quantity, i.amount_minor, i.currency
              FROM claimed c
              JOIN checkout_orders o ON o.checkout_id = c.checkout_id

@@ -92,18 +92,19 @@ pub async fn complete(
                  SET status = u.status, retailer_order_id = u.order_id, reason = u.reason,
                      attempts = o.attempts + u.attempts, lookups = o.lookups + u.lookups,
                      next_attempt_at = u.next_at, settle_until = u.settle_until,
-                     updated_at = now()
+                     in_doubt_at = u.in_doubt_at, updated_at = now()
                  FROM unnest($5::text[], $6::text[], $7::text[], $8::text[], $9::int4[],
-                             $10::int4[], $11::timestamptz[], $12::timestamptz[])
+                             $10::int4[], $11::timestamptz[], $12::timestamptz[],
+                             $13::timestamptz[])
                       AS u(retailer_id, status, order_id, reason, attempts, lookups, next_at,
-                           settle_until)
+                           settle_until, in_doubt_at)
                  WHERE o.checkout_id IN (SELECT id FROM recorded)
                    AND o.retailer_id = u.retailer_id
              )
              INSERT INTO outbox
                (exchange, routing_key, message_id, message_type, checkout_id, body,
                 publish_after, traceparent)
-             SELECT $13, $14, $15, $16, id, $17, now() + make_interval(secs => $18), $19
+             SELECT $14, $15, $16, $17, id, $18, now() + make_interval(secs => $19), $20
              FROM recorded
              RETURNING id",
         )

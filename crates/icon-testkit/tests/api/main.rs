@@ -20,6 +20,7 @@ mod notifier_metrics;
 mod probes;
 mod push;
 mod recording;
+mod second_order;
 mod signatures;
 mod tls;
 mod tracing;

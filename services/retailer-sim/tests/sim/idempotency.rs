@@ -130,12 +130,25 @@ async fn a_hanging_request_holds_its_key() {
         assert_eq!(meanwhile.status, StatusCode::CONFLICT);
         assert_eq!(meanwhile.body["reason"], IN_PROGRESS);
     }
+    // The protocol's answer to a lookup for a key still in progress is 409, not 404: no order
+    // exists yet, but one may a moment later.
     let lookup = sim.get("/orders?idempotency_key=c1:acme").await;
-    assert_eq!(lookup.status, StatusCode::NOT_FOUND);
+    assert_eq!(lookup.status, StatusCode::CONFLICT);
     let other_key = sim
         .order("/orders", Some("c2:acme"), &order_body("c2", &["dress"]))
         .await;
     assert_eq!(other_key.status, StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn a_legacy_retailer_answers_404_for_a_key_in_progress() {
+    let sim = TestSim::start().await;
+    let body = order_body("c1", &["hang-clock"]);
+    let hanging = sim.spawn_order("/legacy-acme/orders", "c1:acme", &body);
+    sim.wait_until_held("c1:acme").await;
+    hanging.abort();
+    let lookup = sim.get("/legacy-acme/orders?idempotency_key=c1:acme").await;
+    assert_eq!(lookup.status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
