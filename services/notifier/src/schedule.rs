@@ -5,7 +5,8 @@
 //! published into a delay tier, a TTL queue that dead-letters back into the work queue. There is
 //! one tier per distinct delay of the schedule; a wait that matches no tier (a receiver's
 //! `Retry-After`, or the last wait before the deadline) is made of several hops, the message
-//! carrying its `not_before` and re-entering the largest tier that does not overshoot.
+//! carrying its `not_before` and re-entering the largest tier that ends within the slack of
+//! [`icon_runtime::tiers::slack`] (5% or 200 ms).
 
 use std::time::Duration;
 

@@ -20,6 +20,7 @@ mod notifier_metrics;
 mod probes;
 mod push;
 mod recording;
+mod retry_timing;
 mod second_order;
 mod signatures;
 mod tls;
