@@ -191,37 +191,44 @@ impl Application {
 /// Every path, with the methods it has. Any other method on a known path is a 405 whose `Allow`
 /// header lists them (RFC 9110), so a client learns it used the wrong method rather than a
 /// wrong path; unknown paths are 404.
+/// A `GET` route that answers `HEAD` too, as RFC 9110 §9.3.2 asks: the same status and headers
+/// without the body (actix-web leaves the body out of a `HEAD` response). Load balancers probe
+/// with `HEAD`.
+fn get_or_head() -> actix_web::Route {
+    web::route().guard(actix_web::guard::Any(actix_web::guard::Get()).or(actix_web::guard::Head()))
+}
+
 fn routes_config(cfg: &mut web::ServiceConfig) {
     use routes::{callbacks, carts, checkouts, devices, docs, health, retailers, webhook_secret};
     cfg.service(
         web::resource("/healthz")
-            .route(web::get().to(health::healthz))
-            .default_service(allow("GET")),
+            .route(get_or_head().to(health::healthz))
+            .default_service(allow("GET, HEAD")),
     )
     .service(
         web::resource("/readyz")
-            .route(web::get().to(health::readyz))
-            .default_service(allow("GET")),
+            .route(get_or_head().to(health::readyz))
+            .default_service(allow("GET, HEAD")),
     )
     .service(
         web::resource("/metrics")
-            .route(web::get().to(crate::metrics::metrics))
-            .default_service(allow("GET")),
+            .route(get_or_head().to(crate::metrics::metrics))
+            .default_service(allow("GET, HEAD")),
     )
     .service(
         web::resource("/openapi.json")
-            .route(web::get().to(docs::openapi_json))
-            .default_service(allow("GET")),
+            .route(get_or_head().to(docs::openapi_json))
+            .default_service(allow("GET, HEAD")),
     )
     .service(
         web::resource(["/docs", "/docs/"])
-            .route(web::get().to(docs::docs_page))
-            .default_service(allow("GET")),
+            .route(get_or_head().to(docs::docs_page))
+            .default_service(allow("GET, HEAD")),
     )
     .service(
         web::resource("/docs/assets/{file}")
-            .route(web::get().to(docs::asset))
-            .default_service(allow("GET")),
+            .route(get_or_head().to(docs::asset))
+            .default_service(allow("GET, HEAD")),
     )
     .service(
         web::resource(["/cart/checkout", "/cart/checkout/"])
@@ -230,13 +237,13 @@ fn routes_config(cfg: &mut web::ServiceConfig) {
     )
     .service(
         web::resource("/cart/checkout/{checkout_id}")
-            .route(web::get().to(checkouts::get_checkout))
-            .default_service(allow("GET")),
+            .route(get_or_head().to(checkouts::get_checkout))
+            .default_service(allow("GET, HEAD")),
     )
     .service(
         web::resource("/cart/checkout/{checkout_id}/attempts")
-            .route(web::get().to(callbacks::list_attempts))
-            .default_service(allow("GET")),
+            .route(get_or_head().to(callbacks::list_attempts))
+            .default_service(allow("GET, HEAD")),
     )
     .service(
         web::resource("/cart/checkout/{checkout_id}/callback/redeliver")
@@ -255,8 +262,8 @@ fn routes_config(cfg: &mut web::ServiceConfig) {
     )
     .service(
         web::resource("/me/devices")
-            .route(web::get().to(devices::list_devices))
-            .default_service(allow("GET")),
+            .route(get_or_head().to(devices::list_devices))
+            .default_service(allow("GET, HEAD")),
     )
     .service(
         web::resource("/me/devices/{token}")
@@ -266,8 +273,8 @@ fn routes_config(cfg: &mut web::ServiceConfig) {
     )
     .service(
         web::resource("/webhook-secret")
-            .route(web::get().to(webhook_secret::get_secret))
-            .default_service(allow("GET")),
+            .route(get_or_head().to(webhook_secret::get_secret))
+            .default_service(allow("GET, HEAD")),
     )
     .service(
         web::resource("/webhook-secret/rotate")
@@ -281,8 +288,8 @@ fn routes_config(cfg: &mut web::ServiceConfig) {
     )
     .service(
         web::resource("/carts/{cart_id}")
-            .route(web::get().to(carts::get_cart))
-            .default_service(allow("GET")),
+            .route(get_or_head().to(carts::get_cart))
+            .default_service(allow("GET, HEAD")),
     )
     .service(
         web::resource("/carts/{cart_id}/items")
@@ -291,8 +298,8 @@ fn routes_config(cfg: &mut web::ServiceConfig) {
     )
     .service(
         web::resource("/retailers")
-            .route(web::get().to(retailers::list_retailers))
-            .default_service(allow("GET")),
+            .route(get_or_head().to(retailers::list_retailers))
+            .default_service(allow("GET, HEAD")),
     )
     .service(
         web::resource("/retailers/{retailer_id}")

@@ -264,12 +264,12 @@ async fn a_wrong_method_is_405_with_allow_and_an_unknown_path_404() {
     let app = TestApp::spawn_with(quiet()).await;
     let alice = app.token("alice");
     for (method, path, allow) in [
-        (Method::DELETE, "/carts/1", "GET"),
+        (Method::DELETE, "/carts/1", "GET, HEAD"),
         (Method::GET, "/cart/checkout/", "POST"),
         (Method::GET, "/cart/checkout", "POST"),
         (Method::PATCH, "/me/devices/abc", "PUT, DELETE"),
-        (Method::POST, "/healthz", "GET"),
-        (Method::PUT, "/openapi.json", "GET"),
+        (Method::POST, "/healthz", "GET, HEAD"),
+        (Method::PUT, "/openapi.json", "GET, HEAD"),
         (Method::DELETE, "/retailers/acme", "PUT"),
     ] {
         let r = app
@@ -287,6 +287,39 @@ async fn a_wrong_method_is_405_with_allow_and_an_unknown_path_404() {
     assert_problem(&r, 404, "not_found");
     let r = app.api.get("/docs/assets/secrets.txt", None).await;
     assert_problem(&r, 404, "not_found");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_answers_as_get_without_a_body() {
+    // RFC 9110 §9.3.2; load balancers probe with HEAD. Before the fix every HEAD was a 405.
+    let app = TestApp::spawn_with(quiet()).await;
+    let alice = app.token("alice");
+    let cart = app.cart_with("alice", &[]).await;
+    for (path, token) in [
+        ("/healthz".to_owned(), None),
+        ("/readyz".to_owned(), None),
+        ("/openapi.json".to_owned(), None),
+        (format!("/carts/{cart}"), Some(alice.as_str())),
+        ("/me/devices".to_owned(), Some(alice.as_str())),
+    ] {
+        let get = app.api.send(Method::GET, &path, token, None, None).await;
+        let head = app.api.send(Method::HEAD, &path, token, None, None).await;
+        assert_eq!(head.status, get.status, "HEAD {path}");
+        assert_eq!(get.status, 200, "GET {path}: {get:?}");
+        assert_eq!(head.text, "", "HEAD {path} has no body");
+        assert_eq!(
+            head.header("content-type"),
+            get.header("content-type"),
+            "HEAD {path}"
+        );
+    }
+    // Not a way around authentication: the same 401 as GET.
+    let r = app
+        .api
+        .send(Method::HEAD, &format!("/carts/{cart}"), None, None, None)
+        .await;
+    assert_eq!(r.status, 401);
     app.stop().await;
 }
 
