@@ -138,3 +138,35 @@ async fn the_gateway_counts_requests_by_route_pattern_and_accepted_checkouts() {
     // Routes are patterns: no checkout id, nor the unknown path, became a label.
     assert!(!text.contains(&id) && !text.contains("7f3a"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_up_methods_share_one_label_and_grow_no_series() {
+    // Before the fix each invented method became a label value: 300 of them on `/healthz` (no
+    // token, exempt from the limiter) added about 6,300 series.
+    let app = TestApp::spawn_with(Options {
+        start_worker: false,
+        start_notifier: false,
+        ..Options::default()
+    })
+    .await;
+    for n in 0..50 {
+        let method = http::Method::from_bytes(format!("XINVENTED{n}").as_bytes()).unwrap();
+        let r = app.api.send(method, "/healthz", None, None, None).await;
+        assert_eq!(r.status, 405, "{r:?}");
+    }
+    let text = app.api.get("/metrics", None).await.text;
+    assert!(
+        !text.contains("XINVENTED"),
+        "a made-up method became a label value"
+    );
+    let other: f64 = text
+        .lines()
+        .filter(|l| {
+            l.starts_with(r#"icon_http_requests_total{route="/healthz",method="other""#)
+                && l.contains(r#"status="405""#)
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(other >= 50.0, "{text}");
+    app.stop().await;
+}
