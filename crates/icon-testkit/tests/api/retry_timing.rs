@@ -24,11 +24,7 @@ async fn callback_retries_follow_the_schedule_without_extra_hops() {
     for (gap, scheduled) in gaps.iter().zip([3.0, 7.0, 7.0]) {
         let scheduled = Duration::from_secs_f64(scheduled);
         let allowed = (scheduled / 20).max(Duration::from_millis(200));
-        let off = if *gap > scheduled {
-            *gap - scheduled
-        } else {
-            scheduled - *gap
-        };
+        let off = gap.abs_diff(scheduled);
         assert!(
             off <= allowed,
             "gap {gap:?} for a scheduled {scheduled:?} (allowed ±{allowed:?}); all gaps {gaps:?}"
