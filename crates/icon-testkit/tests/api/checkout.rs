@@ -259,11 +259,13 @@ async fn a_retailer_that_never_answers_cannot_hold_a_checkout_forever() {
         .find(|o| o["retailer_id"] == "acme")
         .cloned()
         .unwrap();
-    // The first call timed out, the second found the first still in progress (409): the
-    // outcome was unknown until the status lookup said nothing was placed.
-    assert_eq!(acme["status"], "failed");
+    // The first call timed out, the second found the first still in progress (409), and so
+    // did every status lookup: the hanging request may still place the order, so it is never
+    // taken for "not placed". Settling ends at ICON_RETAILER_SETTLE_WITHIN (10 s here) and the
+    // order stays `unknown`, which keeps the cart's key for any retry.
+    assert_eq!(acme["status"], "unknown", "{acme}");
     assert!(
-        acme["reason"].as_str().unwrap().contains("not placed"),
+        acme["reason"].as_str().unwrap().contains("not settled within"),
         "{acme}"
     );
     let calls = sim.orders().await;
@@ -274,7 +276,12 @@ async fn a_retailer_that_never_answers_cannot_hold_a_checkout_forever() {
         "the hang is never answered"
     );
     assert_eq!(acme_calls[1]["response_status"], 409);
-    assert_eq!(sim.lookups().await.len(), 1);
+    let lookups = sim.lookups().await;
+    assert!(!lookups.is_empty());
+    assert!(
+        lookups.iter().all(|l| l["response_status"] == 409),
+        "{lookups:?}"
+    );
     app.stop().await;
 }
 
