@@ -265,7 +265,10 @@ async fn a_retailer_that_never_answers_cannot_hold_a_checkout_forever() {
     // order stays `unknown`, which keeps the cart's key for any retry.
     assert_eq!(acme["status"], "unknown", "{acme}");
     assert!(
-        acme["reason"].as_str().unwrap().contains("not settled within"),
+        acme["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not settled within"),
         "{acme}"
     );
     let calls = sim.orders().await;
