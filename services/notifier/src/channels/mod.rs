@@ -21,6 +21,32 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// A notification's target as logs and parked messages show it (README, "Logs"): a callback
+/// URL's scheme, host and port, a device token shortened, an e-mail address masked. The full
+/// target stays in the notification's row.
+pub fn loggable_target(channel: &str, target: &str) -> String {
+    match channel {
+        "callback" => icon_domain::callback::loggable(target),
+        "push" => match icon_domain::DeviceToken::parse(target) {
+            Ok(token) => token.redacted(),
+            Err(_) => format!("({} chars)", target.len()),
+        },
+        "email" => mask_email(target),
+        _ => format!("({} chars)", target.len()),
+    }
+}
+
+/// `ana@example.com` becomes `a***@example.com`; no `@` leaves nothing but `***`.
+fn mask_email(address: &str) -> String {
+    match address.rsplit_once('@') {
+        Some((local, domain)) => {
+            let head: String = local.chars().take(1).collect();
+            format!("{head}***@{domain}")
+        }
+        None => "***".into(),
+    }
+}
+
 /// What one attempt achieved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -100,5 +126,24 @@ impl Channels {
             .filter(|(_, route)| matches!(route, Route::Deliver(_)))
             .map(|(name, _)| *name)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loggable_target;
+
+    #[test]
+    fn targets_are_shown_shortened() {
+        assert_eq!(
+            loggable_target("email", "bounce-ana@example.com"),
+            "b***@example.com"
+        );
+        assert_eq!(
+            loggable_target("push", "abcdefghijklmnop"),
+            "abcdefgh…(16 chars)"
+        );
+        assert!(!loggable_target("callback", "https://h.test/cb?token=s3cret").contains("s3cret"));
+        assert_eq!(loggable_target("email", "nobody"), "***");
     }
 }

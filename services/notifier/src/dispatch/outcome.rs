@@ -171,13 +171,10 @@ impl Dispatcher {
         attempts: i32,
         reason: &str,
     ) -> Result<(), PublishError> {
-        // A callback URL may carry the receiver's secret in its path or query, so the log and
-        // the parked message (read by operators) get its scheme, host and port only; the full
-        // URL stays in the notification's row (`notification_id`).
-        let target = match n.channel.as_str() {
-            "callback" => icon_domain::callback::loggable(&n.target),
-            _ => n.target.clone(),
-        };
+        // A callback URL may carry the receiver's secret, a device token is a credential of a
+        // sort and an address is personal data: the log and the parked message (read by
+        // operators) get the shortened form; the full target stays in the row.
+        let target = crate::channels::loggable_target(&n.channel, &n.target);
         tracing::warn!(%target, attempts, %reason, "notification given up and parked");
         let envelope = Envelope::new(NotificationParked {
             checkout_id: n.checkout_id,
