@@ -8,7 +8,8 @@
 //! the lease, and if the claimer crashed, the first copy after the lease takes the attempt over
 //! (same attempt number); the crashed claimer's late write is refused.
 //!
-//! Here: the rows and their life (created with the checkout, listed, redelivered, swept);
+//! Here: the rows and their life (created with the checkout, listed, ended untried, redelivered,
+//! swept);
 //! `attempts.rs`: claiming and recording attempts, and listing them.
 
 mod attempts;
@@ -74,22 +75,65 @@ pub async fn for_channel(
         .collect()
 }
 
-/// Marks a notification nobody attempted as `not_configured`: this notifier has no credentials
-/// for its channel. False if it was no longer pending.
-pub async fn set_not_configured(
+/// How a notification ends when it is taken up and no attempt may be made: the notifier has no
+/// credentials for its channel, or its give-up deadline passed before this take-up.
+#[derive(Debug, Clone, Copy)]
+pub enum Untried<'a> {
+    /// `not_configured`, with why in `last_error`; not parked: the channel is off for every
+    /// notification alike, and a redelivery sends it once the channel is configured.
+    NotConfigured(&'a str),
+    /// `failed` and parked (listed in `parked_notifications`, the parked gauge), with the reason
+    /// in `last_error`.
+    GivenUp(&'a str),
+}
+
+/// Ends `id` at take-up without an attempt ([`Untried`]), whatever its attempt count, if the
+/// copy taking it up could have claimed the attempt after `after_attempt` ([`claim_attempt`]'s
+/// condition: the counter still at `after_attempt` with no live claim, or one further with a
+/// claim whose lease ran out); so a stale copy, or one racing an attempt in flight, changes
+/// nothing. Returns whether it ended here.
+#[tracing::instrument(name = "store.end_untried", skip_all, fields(notification = %id, after_attempt))]
+pub async fn end_untried(
     db: &impl GenericClient,
     id: NotificationId,
-    why: &str,
+    after_attempt: i32,
+    end: Untried<'_>,
 ) -> Result<bool, StoreError> {
+    let (state, why, parked) = match end {
+        Untried::NotConfigured(why) => (NotificationState::NotConfigured, why, false),
+        Untried::GivenUp(why) => (NotificationState::Failed, why, true),
+    };
     let stmt = db
         .prepare_cached(
-            "UPDATE notifications
-             SET state = 'not_configured', last_error = $2, next_attempt_at = NULL,
-                 updated_at = now()
-             WHERE id = $1 AND state = 'pending' AND attempts = 0",
+            "WITH ended AS (
+                 UPDATE notifications
+                 SET state = $3, last_error = $4, next_attempt_at = NULL, claim = NULL,
+                     claimed_until = NULL, updated_at = now()
+                 WHERE id = $1 AND state IN ('pending', 'retrying')
+                   AND ((attempts = $2 AND (claimed_until IS NULL OR claimed_until < now()))
+                        OR (attempts = $2 + 1 AND claimed_until < now()))
+                 RETURNING id, channel
+             ), parked AS (
+                 INSERT INTO parked_notifications (notification_id, channel)
+                 SELECT id, channel FROM ended WHERE $5
+                 ON CONFLICT DO NOTHING
+             )
+             SELECT id FROM ended",
         )
         .await?;
-    Ok(db.execute(&stmt, &[&id.as_uuid(), &why]).await? == 1)
+    let rows = db
+        .query(
+            &stmt,
+            &[
+                &id.as_uuid(),
+                &after_attempt,
+                &state.as_str(),
+                &why,
+                &parked,
+            ],
+        )
+        .await?;
+    Ok(rows.len() == 1)
 }
 
 /// Every notification of a checkout, whatever the channel.

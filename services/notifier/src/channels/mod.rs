@@ -36,6 +36,26 @@ pub fn loggable_target(channel: &str, target: &str) -> String {
     }
 }
 
+/// `text` (a receiver's error, a parked reason) as logs and parked messages show it: wherever
+/// it repeats the whole target (an SMTP server that echoes the refused address, say), that is
+/// shown as [`loggable_target`] does. ASCII case is ignored, as mail servers change it.
+pub fn loggable_text(channel: &str, target: &str, text: &str) -> String {
+    if target.is_empty() {
+        return text.to_owned();
+    }
+    // ASCII lowercasing keeps every byte offset, so offsets found in the copy hold in `text`.
+    let (haystack, needle) = (text.to_ascii_lowercase(), target.to_ascii_lowercase());
+    let mut out = String::with_capacity(text.len());
+    let mut from = 0;
+    while let Some(at) = haystack[from..].find(&needle) {
+        out.push_str(&text[from..from + at]);
+        out.push_str(&loggable_target(channel, target));
+        from += at + needle.len();
+    }
+    out.push_str(&text[from..]);
+    out
+}
+
 /// `ana@example.com` becomes `a***@example.com`; no `@` leaves nothing but `***`.
 fn mask_email(address: &str) -> String {
     match address.rsplit_once('@') {
@@ -145,5 +165,27 @@ mod tests {
         );
         assert!(!loggable_target("callback", "https://h.test/cb?token=s3cret").contains("s3cret"));
         assert_eq!(loggable_target("email", "nobody"), "***");
+    }
+
+    #[test]
+    fn a_target_repeated_in_a_text_is_shown_shortened() {
+        use super::loggable_text;
+        assert_eq!(
+            loggable_text(
+                "email",
+                "Bounce-Ana@example.com",
+                "SMTP: permanent error (550): <bounce-ana@EXAMPLE.com> unknown; Bounce-Ana@example.com"
+            ),
+            "SMTP: permanent error (550): <B***@example.com> unknown; B***@example.com"
+        );
+        assert_eq!(
+            loggable_text(
+                "push",
+                "abcdefghijklmnop",
+                "token abcdefghijklmnop is not valid"
+            ),
+            "token abcdefgh…(16 chars) is not valid"
+        );
+        assert_eq!(loggable_text("push", "", "HTTP 503"), "HTTP 503");
     }
 }

@@ -26,7 +26,7 @@ use icon_broker::{Disposition, Handler, LazyPublisher, PublishError};
 use icon_contracts::messages::{message_type, parse};
 use icon_contracts::{CheckoutFinished, Envelope, Message, NotificationDue, OrderOutcome};
 use icon_domain::{CheckoutId, NotificationState};
-use icon_store::notifications::{self, AttemptClaim, Notification};
+use icon_store::notifications::{self, AttemptClaim, Notification, Untried};
 use icon_store::{checkouts, Pool, StoreError};
 use std::time::Duration;
 
@@ -117,7 +117,7 @@ impl Dispatcher {
                 _ => None,
             },
             None if n.state == NotificationState::Pending && n.attempts <= 1 => {
-                Some(self.attempt(n, 0, &msg.data, msg.occurred_at).boxed())
+                Some(self.attempt(n, 0, None, &msg.data, msg.occurred_at).boxed())
             }
             None => None,
         });
@@ -154,8 +154,14 @@ impl Dispatcher {
         };
         match event {
             Some((event, finished_at)) => {
-                self.attempt(&n, due.after_attempt, &event, finished_at)
-                    .await
+                self.attempt(
+                    &n,
+                    due.after_attempt,
+                    Some(due.not_before),
+                    &event,
+                    finished_at,
+                )
+                .await
             }
             None => {
                 tracing::warn!("checkout of a due notification is not final; dropping");
@@ -164,28 +170,54 @@ impl Dispatcher {
         }
     }
 
-    /// One attempt and what follows from it; the checkout became final at `finished_at`.
+    /// Takes `n` up for the attempt after `after_attempt`, scheduled for `scheduled` (`None`:
+    /// a first attempt, on `checkout.finished`): the attempt and what follows from it, or, when
+    /// no attempt may be made, the notification's end. The checkout became final at
+    /// `finished_at`.
+    ///
+    /// Every take-up passes here (a scheduled retry, a sweeper's copy, a redelivery, a copy
+    /// looking again after a lease), so this is where a notification that can go no further
+    /// ends visibly, whatever its attempt count: `not_configured` when this notifier has no
+    /// credentials for its channel, and `failed` and parked when its give-up deadline passed
+    /// before the attempt was even scheduled (a sweeper's copy of a lost retry, long after).
+    /// A retry scheduled within the deadline (the last one is scheduled at it) is still made,
+    /// and parked by [`Self::make`] if it fails.
     async fn attempt(
         &self,
         n: &Notification,
         after_attempt: i32,
+        scheduled: Option<DateTime<Utc>>,
         event: &CheckoutFinished,
         finished_at: DateTime<Utc>,
     ) -> Result<(), DispatchError> {
         let channel = match self.channels.get(&n.channel) {
             Some(Route::Deliver(channel)) => channel,
             Some(Route::Disabled(why)) => {
-                let db = self.pool.get().await.map_err(StoreError::from)?;
-                if notifications::set_not_configured(&db, n.id, why).await? {
-                    tracing::info!(channel = %n.channel, "channel not configured; nothing sent");
-                }
-                return Ok(());
+                return self
+                    .end_untried(n, after_attempt, Untried::NotConfigured(why))
+                    .await;
             }
             None => {
                 tracing::error!(channel = %n.channel, "no such channel in this notifier; leaving it pending");
                 return Ok(());
             }
         };
+        if let (Some(first), Some(scheduled)) = (n.first_attempt_at, scheduled) {
+            if scheduled > self.deadline(first) + EARLY_TOLERANCE {
+                let reason = format!(
+                    "not delivered within {:?} ({} attempts), and no attempt was due before that; last: {}",
+                    self.schedule.give_up_after(),
+                    n.attempts,
+                    outcome::describe(
+                        n.last_response_status.and_then(|s| u16::try_from(s).ok()),
+                        n.last_error.as_deref()
+                    )
+                );
+                return self
+                    .end_untried(n, after_attempt, Untried::GivenUp(&reason))
+                    .await;
+            }
+        }
         let claimed = {
             let db = self.pool.get().await.map_err(StoreError::from)?;
             notifications::claim_attempt(&db, n.id, after_attempt, self.lease).await?
@@ -212,11 +244,12 @@ impl Dispatcher {
                 tracing::info!(
                     "the previous attempt is still being recorded; looking again shortly"
                 );
+                // It keeps the time it was scheduled for: it is that attempt, not a late one.
                 let due = NotificationDue {
                     checkout_id: n.checkout_id,
                     notification_id: n.id,
                     after_attempt,
-                    not_before: Utc::now(),
+                    not_before: scheduled.unwrap_or_else(Utc::now),
                 };
                 self.defer(due, RECORDING_WAIT).await?;
                 return Ok(());

@@ -1,5 +1,6 @@
 //! Making a claimed attempt and acting on its outcome: the retry published to the delay tier
-//! that fits (before the attempt is recorded), a park where operators look, and the record.
+//! that fits (before the attempt is recorded), a park where operators look, and the record;
+//! and ending a notification that is taken up when no attempt may be made.
 
 use super::{DispatchError, Dispatcher, EARLY_TOLERANCE};
 use crate::channels::{Channel, Outcome};
@@ -10,7 +11,8 @@ use icon_contracts::{
     topology, CheckoutFinished, Envelope, Message, NotificationDue, NotificationParked,
 };
 use icon_domain::NotificationState;
-use icon_store::notifications::{Claimed, Notification, RecordAttempt};
+use icon_store::notifications::{self, Claimed, Notification, RecordAttempt, Untried};
+use icon_store::StoreError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -46,9 +48,7 @@ impl Dispatcher {
             ..
         } = claimed;
         let duration_ms = clock.elapsed().as_millis().min(i32::MAX as u128) as i32;
-        let deadline = first_attempt_at
-            + chrono::Duration::from_std(self.schedule.give_up_after())
-                .unwrap_or(chrono::Duration::MAX);
+        let deadline = self.deadline(first_attempt_at);
 
         // `parked`: given up where operators look (the parked queue and the parked gauge); a
         // dropped push is failed too, but there is nothing to redo.
@@ -106,7 +106,9 @@ impl Dispatcher {
             channel = %n.channel,
             attempt = attempt_no,
             status = ?status,
-            error = ?error,
+            error = ?error
+                .as_deref()
+                .map(|e| crate::channels::loggable_text(&n.channel, &n.target, e)),
             state = %new_state,
             next_attempt_at = ?next,
             "notification attempt"
@@ -128,6 +130,46 @@ impl Dispatcher {
             .await?;
         if !recorded {
             tracing::info!("this attempt's lease ran out and another copy took it over");
+        }
+        Ok(())
+    }
+
+    /// When a notification first attempted at `first_attempt_at` is given up if not delivered.
+    pub(super) fn deadline(&self, first_attempt_at: DateTime<Utc>) -> DateTime<Utc> {
+        first_attempt_at
+            + chrono::Duration::from_std(self.schedule.give_up_after())
+                .unwrap_or(chrono::Duration::MAX)
+    }
+
+    /// Ends `n` at its take-up without an attempt (see [`Dispatcher::attempt`]), if this copy
+    /// may take up the attempt after `after_attempt`; a given-up one is parked once the row
+    /// says so (a stale copy parks nothing). Nothing is sent, so no attempt is recorded.
+    pub(super) async fn end_untried(
+        &self,
+        n: &Notification,
+        after_attempt: i32,
+        end: Untried<'_>,
+    ) -> Result<(), DispatchError> {
+        let ended = {
+            let db = self.pool.get().await.map_err(StoreError::from)?;
+            notifications::end_untried(&db, n.id, after_attempt, end).await?
+        };
+        if !ended {
+            tracing::info!(state = %n.state, attempts = n.attempts, "taken up by another copy meanwhile; nothing to do");
+            return Ok(());
+        }
+        let target = crate::channels::loggable_target(&n.channel, &n.target);
+        match end {
+            Untried::NotConfigured(why) if n.attempts == 0 => {
+                tracing::info!(channel = %n.channel, %target, reason = why, "channel not configured; nothing sent, notification is not_configured");
+            }
+            Untried::NotConfigured(why) => {
+                tracing::warn!(channel = %n.channel, %target, attempts = n.attempts, previous_state = %n.state, reason = why,
+                    "channel not configured any more; notification ended as not_configured (redeliver it once the channel is configured)");
+            }
+            // The row is given up already: a parked message lost to a failed publish leaves
+            // the record in PostgreSQL, which is what counts (and the parked gauge reads).
+            Untried::GivenUp(reason) => self.park(n, n.attempts, reason).await?,
         }
         Ok(())
     }
@@ -175,6 +217,7 @@ impl Dispatcher {
         // sort and an address is personal data: the log and the parked message (read by
         // operators) get the shortened form; the full target stays in the row.
         let target = crate::channels::loggable_target(&n.channel, &n.target);
+        let reason = crate::channels::loggable_text(&n.channel, &n.target, reason);
         tracing::warn!(%target, attempts, %reason, "notification given up and parked");
         let envelope = Envelope::new(NotificationParked {
             checkout_id: n.checkout_id,
@@ -182,7 +225,7 @@ impl Dispatcher {
             channel: n.channel.clone(),
             target: target.clone(),
             attempts,
-            reason: reason.to_owned(),
+            reason: reason.clone(),
         });
         self.publisher
             .publish(OutgoingMessage {
@@ -192,14 +235,14 @@ impl Dispatcher {
                 message_type: NotificationParked::TYPE.into(),
                 checkout_id: envelope.checkout_id.to_string(),
                 body: envelope.to_json(),
-                death_reason: Some(reason.to_owned()),
+                death_reason: Some(reason),
                 traceparent: icon_runtime::trace::outgoing_header(),
             })
             .await
     }
 }
 
-fn describe(status: Option<u16>, error: Option<&str>) -> String {
+pub(super) fn describe(status: Option<u16>, error: Option<&str>) -> String {
     match (status, error) {
         (Some(s), _) => format!("HTTP {s}"),
         (None, Some(e)) => e.to_owned(),
