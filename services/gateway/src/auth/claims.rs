@@ -23,9 +23,14 @@ pub struct Claims {
     /// Not before: refused until then (less the leeway).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<u64>,
-    /// Space-separated scopes: `admin`, `partner`.
+    /// The granted scopes (`admin`, `partner`): RFC 8693/9068 say a space-separated string,
+    /// but some providers send a JSON array, so both are read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scope: Option<String>,
+    pub scope: Option<Scopes>,
+    /// Scopes under the name Microsoft Entra ID and Okta use, string or array like `scope`. A
+    /// scope in either claim counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scp: Option<Scopes>,
     /// The shopper's e-mail address: a checkout's outcome is e-mailed there as well.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
@@ -33,6 +38,24 @@ pub struct Claims {
     /// by it (or by `sub` when absent, as providers that set `sub` to the client id do).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
+}
+
+/// A scope claim as providers send it: `"partner admin"` or `["partner", "admin"]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Scopes {
+    Spaced(String),
+    List(Vec<String>),
+}
+
+impl Scopes {
+    /// Whether `wanted` is one of the scopes, as a whole word (`administrator` is not `admin`).
+    pub fn contains(&self, wanted: &str) -> bool {
+        match self {
+            Self::Spaced(s) => s.split_whitespace().any(|s| s == wanted),
+            Self::List(l) => l.iter().any(|s| s == wanted),
+        }
+    }
 }
 
 impl Claims {
@@ -47,16 +70,21 @@ impl Claims {
             exp: now + ttl.as_secs(),
             nbf: None,
             scope: None,
+            scp: None,
             email: None,
             client_id: None,
         }
     }
 
-    /// Adds `scope` to the space-separated `scope` claim.
+    /// Adds `scope` to the `scope` claim (space-separated, unless it already is a list).
     pub fn with_scope(mut self, scope: &str) -> Self {
         self.scope = Some(match self.scope.take() {
-            Some(s) => format!("{s} {scope}"),
-            None => scope.to_owned(),
+            Some(Scopes::Spaced(s)) => Scopes::Spaced(format!("{s} {scope}")),
+            Some(Scopes::List(mut l)) => {
+                l.push(scope.to_owned());
+                Scopes::List(l)
+            }
+            None => Scopes::Spaced(scope.to_owned()),
         });
         self
     }
@@ -67,9 +95,10 @@ impl Claims {
     }
 
     fn has_scope(&self, wanted: &str) -> bool {
-        self.scope
-            .as_deref()
-            .is_some_and(|s| s.split_whitespace().any(|s| s == wanted))
+        [&self.scope, &self.scp]
+            .into_iter()
+            .flatten()
+            .any(|s| s.contains(wanted))
     }
 
     /// Who the caller is. A partner owns what it creates under `partner:<client id>`; a
@@ -151,6 +180,48 @@ mod tests {
                 .admin
         );
         let both = claims("ops").with_scope("partner").with_scope("admin");
-        assert_eq!(both.scope.as_deref(), Some("partner admin"));
+        assert_eq!(both.scope, Some(Scopes::Spaced("partner admin".into())));
+    }
+
+    fn from_json(extra: serde_json::Value) -> Claims {
+        let mut v = serde_json::json!({"sub": "ops", "exp": 4_000_000_000u64});
+        v.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn scope_and_scp_are_read_as_a_string_or_a_list() {
+        use serde_json::json;
+        for extra in [
+            json!({"scope": "openid admin"}),
+            json!({"scope": ["openid", "admin"]}),
+            json!({"scp": "admin"}),
+            json!({"scp": ["openid", "admin"]}),
+            json!({"scope": "openid", "scp": ["admin"]}),
+        ] {
+            assert!(
+                from_json(extra.clone()).into_user().unwrap().admin,
+                "{extra}"
+            );
+        }
+        for extra in [
+            json!({"scope": ["administrator"]}),
+            json!({"scope": ["openid admin"]}),
+            json!({"scp": "read:admin"}),
+            json!({}),
+        ] {
+            assert!(
+                !from_json(extra.clone()).into_user().unwrap().admin,
+                "{extra}"
+            );
+        }
+        let partner = from_json(json!({"scp": ["partner"]})).into_user().unwrap();
+        assert!(partner.partner);
+        assert!(
+            serde_json::from_value::<Claims>(json!({"sub": "a", "exp": 1, "scope": 7})).is_err(),
+            "a scope that is neither a string nor a list of strings is not a valid token"
+        );
     }
 }

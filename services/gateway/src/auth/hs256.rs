@@ -80,7 +80,10 @@ mod tests {
         let t = keys.mint("alice", true, Duration::from_secs(60)).unwrap();
         let c = keys.verify(&t).unwrap();
         assert_eq!(c.sub, "alice");
-        assert_eq!(c.scope.as_deref(), Some("admin"));
+        assert_eq!(
+            c.scope,
+            Some(crate::auth::claims::Scopes::Spaced("admin".into()))
+        );
         assert!(JwtKeys::new("another-secret-of-32-bytes-or-more")
             .verify(&t)
             .is_err());

@@ -5,7 +5,10 @@
 //! a provider that rotated its key starts signing with one ICON has not seen; but fetches are
 //! at least `ICON_JWT_JWKS_MIN_REFRESH` apart, and concurrent misses wait for one fetch, so a
 //! flood of made-up `kid`s costs the provider one request per window. The set is also fetched
-//! again when it is older than [`MAX_AGE`], so a key the provider withdrew stops working.
+//! again when it is older than `ICON_JWT_JWKS_MAX_AGE`, and a key the freshly fetched set
+//! lacks is refused at once, the request that caused the fetch included: a key the provider
+//! withdrew (leaked, say) stops working within that age. Only a failed fetch keeps the old
+//! keys, since they are then still the latest the provider published.
 //!
 //! Each key is bound to one algorithm, from its own JWK: RSA keys verify RS256 only, P-256
 //! keys ES256 only, and a JWK whose `alg` says otherwise (or whose `use` is not `sig`) is
@@ -22,9 +25,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-/// After this, the cached set is fetched again at the next token (still at most once per
-/// min-refresh window), so withdrawn keys are dropped.
-pub const MAX_AGE: Duration = Duration::from_secs(600);
 /// The most a fetch of the set may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -101,18 +101,23 @@ impl Jwks {
             .clone()
     }
 
-    /// The key named `kid`, fetching the set if it is unknown or the set is stale.
+    /// The key named `kid` in the latest fetched set, fetching the set if it is unknown or the
+    /// set is stale. A key is only ever taken from the set as it stands after any refresh, so
+    /// one the provider withdrew is never used again once ICON has seen the set without it.
     async fn key(&self, kid: &str) -> Option<Arc<Key>> {
         let seen = self.snapshot();
-        let stale = seen.fetched.is_none_or(|t| t.elapsed() >= MAX_AGE);
+        let stale = seen
+            .fetched
+            .is_none_or(|t| t.elapsed() >= self.settings.max_age);
         match seen.keys.get(kid) {
             Some(key) if !stale => return Some(key.clone()),
-            // Known but stale: refresh only if nobody else is, and never wait for it.
-            Some(key) => {
+            // Known but stale: refresh only if nobody else is, and never wait for one in
+            // flight (until it lands, the cached set is still the latest fetched).
+            Some(_) => {
                 if let Ok(last) = self.last_attempt.try_lock() {
                     self.refresh(last, &seen).await;
                 }
-                return Some(self.snapshot().keys.get(kid).unwrap_or(key).clone());
+                return self.snapshot().keys.get(kid).cloned();
             }
             None => {}
         }

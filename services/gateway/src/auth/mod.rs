@@ -12,7 +12,8 @@
 //!
 //! Who the caller is ([`claims`]): a `scope` with `partner` makes it a partner, owning what it
 //! creates under `partner:<client_id>`; otherwise a shopper owning under its `sub`; `admin`
-//! in `scope` also unlocks retailer management. Handlers take [`User`] or [`Admin`] and never
+//! in `scope` also unlocks retailer management. `scope` and `scp` are read alike, each a
+//! space-separated string or a list of strings. Handlers take [`User`] or [`Admin`] and never
 //! see an unauthenticated request; the extractor also spends the subject's rate allowance.
 
 pub mod claims;

@@ -29,7 +29,13 @@ pub struct JwksSettings {
     /// `ICON_JWT_JWKS_MIN_REFRESH`: the least time between two fetches of the key set, so a
     /// flood of tokens with unknown `kid`s cannot make ICON hammer the provider.
     pub min_refresh: std::time::Duration,
+    /// `ICON_JWT_JWKS_MAX_AGE`: how long a fetched set is trusted before the next token makes
+    /// ICON fetch it again; the longest a key the provider withdrew keeps working.
+    pub max_age: std::time::Duration,
 }
+
+/// `ICON_JWT_JWKS_MAX_AGE`'s default.
+pub const DEFAULT_JWKS_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(600);
 
 impl JwtSettings {
     pub fn from_env(env: &Env) -> Result<Self, SettingsProblem> {
@@ -64,6 +70,7 @@ impl JwtSettings {
                     "ICON_JWT_JWKS_MIN_REFRESH",
                     std::time::Duration::from_secs(30),
                 )?,
+                max_age: env.duration("ICON_JWT_JWKS_MAX_AGE", DEFAULT_JWKS_MAX_AGE)?,
             }),
         };
         if secret.is_none() && jwks.is_none() {
@@ -145,7 +152,24 @@ mod tests {
         assert!(s.secret.is_none());
         let jwks = s.jwks.unwrap();
         assert_eq!(jwks.min_refresh, std::time::Duration::from_secs(30));
+        assert_eq!(jwks.max_age, DEFAULT_JWKS_MAX_AGE);
         assert_eq!(jwks.audience, "icon");
+    }
+
+    #[test]
+    fn the_key_set_max_age_is_a_duration() {
+        let with = |age: &str| {
+            parse(&[
+                ("ICON_JWT_JWKS_URL", "https://idp.example/jwks"),
+                ("ICON_JWT_ISSUER", "i"),
+                ("ICON_JWT_AUDIENCE", "a"),
+                ("ICON_JWT_JWKS_MAX_AGE", age),
+            ])
+        };
+        let s = with("90s").unwrap();
+        assert_eq!(s.jwks.unwrap().max_age, std::time::Duration::from_secs(90));
+        let err = with("a while").unwrap_err();
+        assert!(err.starts_with("ICON_JWT_JWKS_MAX_AGE="), "{err}");
     }
 
     #[test]

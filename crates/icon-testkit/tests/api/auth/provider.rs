@@ -241,3 +241,95 @@ async fn a_key_rotated_at_the_provider_is_picked_up_after_an_unknown_kid() {
     app.stop().await;
     provider.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_withdrawn_at_the_provider_is_refused_once_the_set_is_stale() {
+    const MAX_AGE: Duration = Duration::from_secs(1);
+    let provider = Provider::start(&["rsa-1", "rsa-2"]).await;
+    let mut extra = provider.settings("100ms");
+    extra.push(("ICON_JWT_JWKS_MAX_AGE", "1s".into()));
+    let app = TestApp::spawn_with(Options {
+        start_worker: false,
+        start_notifier: false,
+        extra,
+        ..Options::default()
+    })
+    .await;
+    let withdrawn = sign("rsa-1", &claims("alice"));
+    assert_eq!(create_cart(&app, &withdrawn).await.status, 201);
+    // The gateway fetched the set before it answered, so from here on its copy ages.
+    let fetched_by = tokio::time::Instant::now();
+    assert_eq!(provider.fetches(), 1);
+
+    // The provider withdraws rsa-1 (leaked, say) and keeps rsa-2.
+    provider.publish(&["rsa-2"]);
+    // Waiting on the clock is the point here: the set goes stale after ICON_JWT_JWKS_MAX_AGE.
+    tokio::time::sleep_until(fetched_by + MAX_AGE).await;
+
+    // The token that makes ICON fetch the set again is judged by the set just fetched.
+    let r = create_cart(&app, &withdrawn).await;
+    assert_refused(&r, "the request that triggers the refresh", "kid");
+    assert_eq!(provider.fetches(), 2, "the stale set was fetched again");
+    let r = create_cart(&app, &sign("rsa-2", &claims("alice"))).await;
+    assert_eq!(r.status, 201, "the key still published works: {r:?}");
+    let r = create_cart(&app, &withdrawn).await;
+    assert_refused(&r, "the withdrawn key, later", "kid");
+    assert_eq!(provider.fetches(), 2, "the fresh set is cached");
+    app.stop().await;
+    provider.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scope_and_scp_are_read_as_a_string_or_a_list() {
+    let provider = Provider::start(&["rsa-1"]).await;
+    let app = app_trusting(&provider, "30s").await;
+    let with = |claim: &str, value: serde_json::Value| {
+        let mut c = claims("ops");
+        c[claim] = value;
+        sign("rsa-1", &c)
+    };
+    let body = json!({"name": "Acme", "order_url": "http://127.0.0.1:9/orders"});
+    let admins = [
+        with("scope", json!("openid admin")),
+        with("scope", json!(["openid", "admin"])),
+        with("scp", json!("admin")),
+        with("scp", json!(["openid", "admin"])),
+    ];
+    for (i, token) in admins.iter().enumerate() {
+        let r = app.api.put("/retailers/acme", Some(token), &body).await;
+        assert!(r.status == 201 || r.status == 200, "admin form {i}: {r:?}");
+    }
+    for (what, token) in [
+        ("a longer word", with("scope", json!(["administrator"]))),
+        (
+            "a list item with a space",
+            with("scope", json!(["openid admin"])),
+        ),
+        ("another scope", with("scp", json!(["partner"]))),
+    ] {
+        let r = app.api.put("/retailers/acme", Some(&token), &body).await;
+        assert_eq!(r.status, 403, "{what}: {r:?}");
+        assert_eq!(r.json["code"], "forbidden", "{what}");
+    }
+    // A scope claim of another shape is not a token ICON understands.
+    let r = create_cart(&app, &with("scope", json!({"admin": true}))).await;
+    assert_refused(&r, "scope as an object", "valid JWT");
+
+    // `scp: ["partner"]` makes a partner, known by its client id.
+    let mut c = claims("service-account-1");
+    c["scp"] = json!(["partner"]);
+    c["client_id"] = json!("globex");
+    let r = create_cart(&app, &sign("rsa-1", &c)).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let cart = r.json["cart_id"].as_i64().unwrap();
+    let r = app
+        .api
+        .get(
+            &format!("/carts/{cart}"),
+            Some(&app.partner_token("globex")),
+        )
+        .await;
+    assert_eq!(r.status, 200, "the partner globex owns it: {r:?}");
+    app.stop().await;
+    provider.stop().await;
+}
