@@ -25,7 +25,9 @@ pub mod topology;
 pub use connect::connect;
 pub use consume::{run_consumer, ConsumerSettings, Disposition, Handler};
 pub use lapin;
-pub use publish::{LazyPublisher, OutgoingMessage, PublishError, Publisher};
+pub use publish::{
+    LazyPublisher, OutgoingMessage, PublishError, Publisher, REDECLARE_AT_MOST_EVERY,
+};
 pub use queue_type::{ParseQueueTypeError, QueueType, QUEUE_TYPE_VAR};
 pub use tls::AmqpUrl;
 pub use topology::{Declared, Mismatch, Topology};

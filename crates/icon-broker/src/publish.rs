@@ -70,6 +70,22 @@ impl Publisher {
     /// Publishes every message, then waits for all their confirms. Succeeds only if the broker
     /// acked and routed every one of them.
     pub async fn publish_all(&self, messages: &[OutgoingMessage]) -> Result<(), PublishError> {
+        let routed = self.publish_each(messages).await?;
+        match messages.iter().zip(routed).find(|(_, routed)| !routed) {
+            Some((m, _)) => Err(PublishError::Unroutable(m.message_id.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Publishes every message, then waits for all their confirms, and says for each one whether
+    /// a queue took it (`false`: returned as unroutable, because no queue is bound for its
+    /// exchange and routing key). An unroutable message is that message's problem, not the
+    /// batch's or the connection's: the others were delivered. Fails as a whole only when the
+    /// channel failed, the broker nacked a message, or the confirms did not come in time.
+    pub async fn publish_each(
+        &self,
+        messages: &[OutgoingMessage],
+    ) -> Result<Vec<bool>, PublishError> {
         let mut pending = Vec::with_capacity(messages.len());
         for m in messages {
             let confirm = self
@@ -86,23 +102,20 @@ impl Publisher {
                     properties(m),
                 )
                 .await?;
-            pending.push((m.message_id.as_str(), confirm));
+            pending.push(confirm);
         }
-        let ids: Vec<&str> = pending.iter().map(|(id, _)| *id).collect();
-        let results = tokio::time::timeout(
-            CONFIRM_TIMEOUT,
-            join_all(pending.into_iter().map(|(_, c)| c)),
-        )
-        .await
-        .map_err(|_| PublishError::Timeout(CONFIRM_TIMEOUT))?;
-        for (id, result) in ids.into_iter().zip(results) {
+        let results = tokio::time::timeout(CONFIRM_TIMEOUT, join_all(pending))
+            .await
+            .map_err(|_| PublishError::Timeout(CONFIRM_TIMEOUT))?;
+        let mut routed = Vec::with_capacity(messages.len());
+        for (m, result) in messages.iter().zip(results) {
             match result? {
-                Confirmation::Ack(None) | Confirmation::NotRequested => {}
-                Confirmation::Ack(Some(_)) => return Err(PublishError::Unroutable(id.to_owned())),
-                Confirmation::Nack(_) => return Err(PublishError::Nacked(id.to_owned())),
+                Confirmation::Ack(None) | Confirmation::NotRequested => routed.push(true),
+                Confirmation::Ack(Some(_)) => routed.push(false),
+                Confirmation::Nack(_) => return Err(PublishError::Nacked(m.message_id.clone())),
             }
         }
-        Ok(())
+        Ok(routed)
     }
 
     pub async fn publish(&self, message: OutgoingMessage) -> Result<(), PublishError> {
@@ -164,6 +177,8 @@ struct Current {
     generation: u64,
     conn: Connection,
     publisher: Publisher,
+    /// When this connection last declared the topology again after an unroutable message.
+    redeclared: Option<std::time::Instant>,
 }
 
 impl PublishError {
@@ -197,7 +212,13 @@ impl LazyPublisher {
     /// Publishes with confirms, connecting first if needed.
     pub async fn publish(&self, message: OutgoingMessage) -> Result<(), PublishError> {
         let (generation, publisher) = self.publisher().await?;
-        let result = publisher.publish(message).await;
+        let one = std::slice::from_ref(&message);
+        let mut result = publisher.publish_all(one).await;
+        if matches!(result, Err(PublishError::Unroutable(_)))
+            && self.redeclare(generation, &message).await
+        {
+            result = publisher.publish_all(one).await;
+        }
         if let Err(e) = &result {
             if e.is_broken_connection() || !publisher.is_connected() {
                 self.discard(generation).await;
@@ -230,8 +251,40 @@ impl LazyPublisher {
             generation,
             conn,
             publisher: publisher.clone(),
+            redeclared: None,
         });
         Ok((generation, publisher))
+    }
+
+    /// Declares the topology again on connection `generation` (if it is still the current one)
+    /// after `message` came back unroutable: a queue it routes to was deleted since the
+    /// connection declared it (by an operator, say). True if it was declared, so the message is
+    /// worth one more try; a message still unroutable after that is its caller's to handle.
+    async fn redeclare(&self, generation: u64, message: &OutgoingMessage) -> bool {
+        let mut current = self.current.lock().await;
+        let Some(c) = current.as_mut().filter(|c| c.generation == generation) else {
+            return false;
+        };
+        // A burst of such messages declares once: the others just try again.
+        if c.redeclared
+            .is_some_and(|at| at.elapsed() < REDECLARE_AT_MOST_EVERY)
+        {
+            return true;
+        }
+        c.redeclared = Some(std::time::Instant::now());
+        tracing::warn!(
+            connection = %self.name,
+            exchange = %message.exchange,
+            routing_key = %message.routing_key,
+            "a message could not be routed to any queue; declaring the topology again"
+        );
+        match self.topology.declare(&c.conn).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(connection = %self.name, error = %e, "could not declare the topology again");
+                false
+            }
+        }
     }
 
     /// Drops the connection `generation` if it is still the current one (another caller may
@@ -256,6 +309,9 @@ impl LazyPublisher {
         }
     }
 }
+
+/// How often an unroutable message may make a publisher declare its topology again.
+pub const REDECLARE_AT_MOST_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How long connecting may take before a publish gives up (and is retried by its caller).
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);

@@ -84,3 +84,37 @@ async fn a_broken_connection_is_replaced() {
     assert_eq!(publisher.connections_opened(), 2);
     publisher.close().await;
 }
+
+/// Issue 16 §3: a queue of the publisher's topology deleted under it (an operator tidying
+/// queues) makes the next message unroutable; the publisher declares its topology again, once,
+/// and the message goes through, on the same connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_deleted_under_the_publisher_is_declared_again() {
+    use icon_broker::lapin::options::QueueDeleteOptions;
+    let vhost = Vhost::create();
+    let tier = Duration::from_secs(3600);
+    let tier_name = icon_contracts::topology::delay_queue_for("work", tier);
+    let topology = Topology::new().work_queue("work").delay_tier(tier, "work");
+    let publisher = LazyPublisher::new(&vhost.url, "lazy-test", topology);
+    publisher
+        .publish(message(&tier_name, 0))
+        .await
+        .expect("first publish");
+    let conn = vhost.connect().await;
+    let ch = conn.create_channel().await.expect("channel");
+    ch.queue_delete(tier_name.as_str().into(), QueueDeleteOptions::default())
+        .await
+        .expect("delete the tier");
+    assert!(vhost.queue(&tier_name).is_none());
+
+    publisher
+        .publish(message(&tier_name, 1))
+        .await
+        .expect("published after declaring the tier again");
+    assert_eq!(vhost.messages(&tier_name).await, 1);
+    assert_eq!(publisher.connections_opened(), 1, "the connection was kept");
+    // A key no declaration covers stays unroutable, and says so.
+    let r = publisher.publish(message("nowhere", 2)).await;
+    assert!(matches!(r, Err(PublishError::Unroutable(_))), "{r:?}");
+    publisher.close().await;
+}

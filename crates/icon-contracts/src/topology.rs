@@ -45,3 +45,46 @@ pub fn delay_queue(delay: Duration) -> String {
 pub fn delay_queue_for(queue: &str, delay: Duration) -> String {
     format!("{queue}.delay.{}ms", delay.as_millis())
 }
+
+/// The work queue and delay of a delay tier named by [`delay_queue_for`], if `name` is one of
+/// ICON's: lets a publisher whose message to a tier came back unroutable (the tier was deleted)
+/// declare that tier again without knowing the schedule of the service that chose it.
+pub fn parse_delay_queue(name: &str) -> Option<(&'static str, Duration)> {
+    [CHECKOUT_REQUESTED, CHECKOUT_FINISHED]
+        .into_iter()
+        .find_map(|queue| {
+            let ms = name
+                .strip_prefix(queue)?
+                .strip_prefix(".delay.")?
+                .strip_suffix("ms")?;
+            let ms: u64 = ms.parse().ok().filter(|ms| *ms > 0)?;
+            Some((queue, Duration::from_millis(ms)))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_delay_queue_name_parses_back_to_its_queue_and_delay() {
+        let d = Duration::from_millis(2500);
+        assert_eq!(
+            parse_delay_queue(&delay_queue_for(CHECKOUT_REQUESTED, d)),
+            Some((CHECKOUT_REQUESTED, d))
+        );
+        assert_eq!(
+            parse_delay_queue(&delay_queue(d)),
+            Some((CHECKOUT_FINISHED, d))
+        );
+        for other in [
+            "checkout.requested",
+            "checkout.requested.delay.0ms",
+            "checkout.requested.delay.5s",
+            "elsewhere.delay.100ms",
+            "checkout.finished.delay.-1ms",
+        ] {
+            assert_eq!(parse_delay_queue(other), None, "{other}");
+        }
+    }
+}

@@ -224,6 +224,8 @@ pub fn notifier() -> &'static Notifier {
 pub struct Outbox {
     pub backlog: Gauge,
     pub oldest_age_seconds: Gauge<f64, AtomicU64>,
+    /// Rows set aside because RabbitMQ could not route them (part of the backlog).
+    pub unroutable: Gauge,
 }
 
 pub fn outbox() -> &'static Outbox {
@@ -231,6 +233,7 @@ pub fn outbox() -> &'static Outbox {
         let it = Outbox {
             backlog: Gauge::default(),
             oldest_age_seconds: Gauge::default(),
+            unroutable: Gauge::default(),
         };
         register(|r| {
             r.register(
@@ -242,6 +245,11 @@ pub fn outbox() -> &'static Outbox {
                 "icon_outbox_oldest_age_seconds",
                 "Age of the oldest unpublished outbox row (0 when none)",
                 it.oldest_age_seconds.clone(),
+            );
+            r.register(
+                "icon_outbox_unroutable",
+                "Outbox rows RabbitMQ could not route to any queue, set aside and retried with backoff",
+                it.unroutable.clone(),
             );
         });
         it

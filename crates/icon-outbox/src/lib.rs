@@ -26,6 +26,7 @@
 //! Start-up: every service calls [`spawn`] with its [`RelaySettings`] and queue type, and keeps
 //! the [`Relay`] to read readiness from, to hand rows to, and to await on shutdown.
 
+mod link;
 mod listen;
 mod relay;
 
@@ -100,13 +101,16 @@ impl Outbox {
 }
 
 /// Reads the outbox gauges of `/metrics` (`icon_outbox_backlog`, `icon_outbox_oldest_age_seconds`)
-/// at scrape time; every service with a relay shares the one outbox, so each reports the same
+/// (and `icon_outbox_unroutable`) at scrape time; every service with a relay shares the one outbox, so each reports the same
 /// value. False if the database could not be read (the gauges keep their last value).
 pub async fn sample_metrics(db: &impl icon_store::GenericClient) -> bool {
     match icon_store::gauges::outbox(db).await {
-        Ok((rows, age)) => {
-            icon_metrics::outbox().backlog.set(rows);
-            icon_metrics::outbox().oldest_age_seconds.set(age);
+        Ok(g) => {
+            icon_metrics::outbox().backlog.set(g.backlog);
+            icon_metrics::outbox()
+                .oldest_age_seconds
+                .set(g.oldest_age_seconds);
+            icon_metrics::outbox().unroutable.set(g.unroutable);
             true
         }
         Err(_) => false,

@@ -1,9 +1,10 @@
 //! The relay's task: one broker channel with confirms, fed by rows handed over straight after
 //! commit and by the safety net's drain of the table, and the batched clean-up of confirmed rows.
 
-use crate::{listen, outgoing, RelaySettings, BATCH, CLEANUP_EVERY, SAFETY_POLL};
+use crate::link::Link;
+use crate::{listen, RelaySettings, BATCH, CLEANUP_EVERY, SAFETY_POLL};
 use deadpool_postgres::Pool;
-use icon_broker::{connect, lapin, OutgoingMessage, Publisher, QueueType, Topology};
+use icon_broker::{connect, QueueType, Topology};
 use icon_runtime::Backoff;
 use icon_store::outbox::{self, OutboxRow};
 use icon_store::StoreError;
@@ -61,9 +62,9 @@ pub(crate) async fn run(
         let Some(conn) = connect(&settings.amqp_url, &settings.name, &shutdown).await else {
             break;
         };
-        let publisher = match open(&conn, &topology).await {
-            Ok(p) => p,
-            Err(e) => {
+        let mut link = match Link::open(conn, &topology, queue_type).await {
+            Ok(link) => link,
+            Err((conn, e)) => {
                 tracing::warn!(error = %e, "outbox relay could not open its channel");
                 let _ = conn.close(200, "retry".into()).await;
                 sleep_or_cancel(backoff.next_delay(), &shutdown).await;
@@ -76,12 +77,12 @@ pub(crate) async fn run(
         let mut cleanup = tokio::time::interval(CLEANUP_EVERY);
         cleanup.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            match step(&pool, &publisher, &mut work).await {
+            match step(&pool, &mut link, &mut work).await {
                 Ok(()) => backoff = Backoff::reconnect(),
                 Err(RelayError::Publish(e)) => {
                     tracing::warn!(error = %e, "outbox relay lost RabbitMQ; reconnecting");
                     broker_ready.store(false, Ordering::Relaxed);
-                    let _ = conn.close(200, "reconnect".into()).await;
+                    let _ = link.conn.close(200, "reconnect".into()).await;
                     sleep_or_cancel(backoff.next_delay(), &shutdown).await;
                     continue 'connection;
                 }
@@ -91,7 +92,7 @@ pub(crate) async fn run(
                     sleep_or_cancel(backoff.next_delay(), &shutdown).await;
                 }
             }
-            if !publisher.is_connected() {
+            if !link.publisher.is_connected() {
                 broker_ready.store(false, Ordering::Relaxed);
                 continue 'connection;
             }
@@ -105,7 +106,7 @@ pub(crate) async fn run(
                     while let Ok(row) = handed.try_recv() {
                         work.handed.push(row);
                     }
-                    if let Err(e) = publish_handed(&publisher, &mut work).await {
+                    if let Err(e) = publish_handed(&pool, &mut link, &mut work).await {
                         tracing::warn!(error = %e, "outbox relay could not publish before stopping; the safety net will");
                     }
                     break 'connection;
@@ -132,11 +133,6 @@ pub(crate) async fn run(
     tracing::info!("outbox relay stopped");
 }
 
-async fn open(conn: &lapin::Connection, topology: &Topology) -> Result<Publisher, lapin::Error> {
-    topology.declare(conn).await?;
-    Publisher::open(conn).await
-}
-
 async fn sleep_or_cancel(d: Duration, shutdown: &CancellationToken) {
     tokio::select! {
         _ = shutdown.cancelled() => {}
@@ -146,10 +142,10 @@ async fn sleep_or_cancel(d: Duration, shutdown: &CancellationToken) {
 
 /// Publishes what was handed over, drains the table if due, and deletes a full batch of
 /// confirmed rows.
-async fn step(pool: &Pool, publisher: &Publisher, work: &mut Work) -> Result<(), RelayError> {
-    publish_handed(publisher, work).await?;
+async fn step(pool: &Pool, link: &mut Link, work: &mut Work) -> Result<(), RelayError> {
+    publish_handed(pool, link, work).await?;
     if work.drain_due {
-        drain(pool, publisher, work).await?;
+        drain(pool, link, work).await?;
         work.drain_due = false;
     }
     if work.confirmed.len() >= BATCH {
@@ -159,14 +155,54 @@ async fn step(pool: &Pool, publisher: &Publisher, work: &mut Work) -> Result<(),
 }
 
 /// Publishes the handed-over rows with pipelined confirms; kept for the next connection if the
-/// broker fails them.
-async fn publish_handed(publisher: &Publisher, work: &mut Work) -> Result<(), RelayError> {
+/// broker fails them. Rows no queue takes are set aside in the table and dropped from memory
+/// (if setting them aside fails, their grace runs out and the safety net meets them again).
+async fn publish_handed(pool: &Pool, link: &mut Link, work: &mut Work) -> Result<(), RelayError> {
     if work.handed.is_empty() {
         return Ok(());
     }
-    let messages: Vec<OutgoingMessage> = work.handed.iter().map(outgoing).collect();
-    publisher.publish_all(&messages).await?;
-    work.confirmed.extend(work.handed.drain(..).map(|r| r.id));
+    let unroutable = link.publish(&work.handed).await?;
+    let rows = std::mem::take(&mut work.handed);
+    if !unroutable.is_empty() {
+        let set_aside = match pool.get().await {
+            Ok(db) => set_aside(&db, &rows, &unroutable).await,
+            Err(e) => Err(StoreError::from(e)),
+        };
+        if let Err(e) = set_aside {
+            tracing::warn!(error = %e, "cannot set unroutable outbox rows aside yet; the safety net retries them");
+        }
+    }
+    work.confirmed.extend(
+        rows.iter()
+            .map(|r| r.id)
+            .filter(|id| !unroutable.contains(id)),
+    );
+    Ok(())
+}
+
+/// Marks `unroutable` of `rows` as set aside and logs each the first time, with where it was
+/// going: an operator sees at once which queue is missing.
+async fn set_aside(
+    db: &impl icon_store::GenericClient,
+    rows: &[OutboxRow],
+    unroutable: &[i64],
+) -> Result<(), StoreError> {
+    let first = outbox::set_aside_unroutable(db, unroutable).await?;
+    for row in rows.iter().filter(|r| unroutable.contains(&r.id)) {
+        if first.contains(&row.id) {
+            tracing::warn!(
+                exchange = %row.exchange,
+                routing_key = %row.routing_key,
+                message_id = %row.message_id,
+                checkout_id = %row.checkout_id,
+                "outbox message could not be routed to any queue, even after declaring the topology \
+                 again; it is kept and retried with backoff (icon_outbox_unroutable counts it). \
+                 Declare the missing queue, or restart the service that declares it"
+            );
+        } else {
+            tracing::debug!(routing_key = %row.routing_key, message_id = %row.message_id, "outbox message still unroutable");
+        }
+    }
     Ok(())
 }
 
@@ -196,7 +232,9 @@ async fn delete_confirmed(pool: &Pool, work: &mut Work) {
 }
 
 /// The safety net: publishes the rows due for the relay, batch by batch, until none is left.
-async fn drain(pool: &Pool, publisher: &Publisher, work: &mut Work) -> Result<(), RelayError> {
+/// A row set aside as unroutable is due again only after its backoff, so it cannot hold the
+/// loop.
+async fn drain(pool: &Pool, link: &mut Link, work: &mut Work) -> Result<(), RelayError> {
     loop {
         let mut conn = pool.get().await.map_err(StoreError::from)?;
         let tx = conn.transaction().await?;
@@ -205,13 +243,21 @@ async fn drain(pool: &Pool, publisher: &Publisher, work: &mut Work) -> Result<()
             tx.commit().await?;
             return Ok(());
         }
-        let messages: Vec<OutgoingMessage> = rows.iter().map(outgoing).collect();
-        publisher.publish_all(&messages).await?;
-        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        let unroutable = link.publish(&rows).await?;
+        if !unroutable.is_empty() {
+            set_aside(&tx, &rows, &unroutable).await?;
+        }
+        let ids: Vec<i64> = rows
+            .iter()
+            .map(|r| r.id)
+            .filter(|id| !unroutable.contains(id))
+            .collect();
         outbox::delete(&tx, &ids).await?;
         tx.commit().await?;
-        // A row of ours whose grace ran out while the broker was away went out just now.
-        work.handed.retain(|r| !ids.contains(&r.id));
+        // A row of ours whose grace ran out while the broker was away went out just now (or
+        // was set aside).
+        work.handed
+            .retain(|r| !ids.contains(&r.id) && !unroutable.contains(&r.id));
         tracing::debug!(count = ids.len(), "relayed outbox messages");
         if rows.len() < BATCH {
             return Ok(());

@@ -4,18 +4,34 @@
 
 use crate::{GenericClient, StoreError};
 
-/// Outbox rows not yet published, and the age in seconds of the oldest (0 when there is none).
-/// The outbox holds only unpublished rows (published ones are deleted), so this is small.
-pub async fn outbox(db: &impl GenericClient) -> Result<(i64, f64), StoreError> {
+/// What the outbox gauges show.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OutboxGauges {
+    /// Rows not yet published.
+    pub backlog: i64,
+    /// Age in seconds of the oldest (0 when there is none).
+    pub oldest_age_seconds: f64,
+    /// Rows set aside because RabbitMQ could not route them (counted in `backlog` too).
+    pub unroutable: i64,
+}
+
+/// Reads [`OutboxGauges`]. The outbox holds only unpublished rows (published ones are deleted),
+/// so this is small.
+pub async fn outbox(db: &impl GenericClient) -> Result<OutboxGauges, StoreError> {
     let row = db
         .query_one(
             "SELECT count(*), \
-                    COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::float8, 0) \
+                    COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::float8, 0), \
+                    count(*) FILTER (WHERE unroutable_since IS NOT NULL) \
              FROM outbox",
             &[],
         )
         .await?;
-    Ok((row.get(0), row.get::<_, f64>(1).max(0.0)))
+    Ok(OutboxGauges {
+        backlog: row.get(0),
+        oldest_age_seconds: row.get::<_, f64>(1).max(0.0),
+        unroutable: row.get(2),
+    })
 }
 
 /// Orders whose outcome is unknown and still being settled by lookups: those of checkouts not

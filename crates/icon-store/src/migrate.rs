@@ -42,6 +42,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "order_doubt",
         include_str!("../migrations/0009_order_doubt.sql"),
     ),
+    (
+        10,
+        "outbox_unroutable",
+        include_str!("../migrations/0010_outbox_unroutable.sql"),
+    ),
 ];
 
 /// Arbitrary but fixed: the advisory lock every ICON process takes while migrating.

@@ -164,6 +164,38 @@ pub async fn delete(tx: &impl GenericClient, ids: &[i64]) -> Result<(), StoreErr
     Ok(())
 }
 
+/// The longest a row set aside as unroutable waits before it is tried again: the wait doubles
+/// from one second up to this, so a queue that is back is used within it.
+pub const UNROUTABLE_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Sets rows RabbitMQ could not route aside (see migration 0010): marks them, and makes them
+/// due again after a wait that doubles with the time they have been unroutable (1 s, then up
+/// to [`UNROUTABLE_RETRY_MAX`]). Returns the ids set aside for the first time, for the caller to
+/// log once.
+pub async fn set_aside_unroutable(
+    db: &impl GenericClient,
+    ids: &[i64],
+) -> Result<Vec<i64>, StoreError> {
+    let stmt = db
+        .prepare_cached(
+            "UPDATE outbox SET
+                 unroutable_since = COALESCE(unroutable_since, now()),
+                 publish_after = now() + LEAST(
+                     GREATEST(now() - COALESCE(unroutable_since, now()), interval '1 second'),
+                     make_interval(secs => $2))
+             WHERE id = ANY($1)
+             RETURNING id, unroutable_since = now()",
+        )
+        .await?;
+    Ok(db
+        .query(&stmt, &[&ids, &UNROUTABLE_RETRY_MAX.as_secs_f64()])
+        .await?
+        .iter()
+        .filter(|r| r.get::<_, bool>(1))
+        .map(|r| r.get(0))
+        .collect())
+}
+
 /// How many messages wait to be published: the relay's backlog, for readiness and benchmarks.
 pub async fn pending(db: &impl GenericClient) -> Result<i64, StoreError> {
     let stmt = db.prepare_cached("SELECT count(*) FROM outbox").await?;

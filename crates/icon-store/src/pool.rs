@@ -155,6 +155,19 @@ pub async fn is_up(pool: &Pool) -> bool {
     .unwrap_or(false)
 }
 
+/// Outbox rows set aside as unroutable, if PostgreSQL answers within two seconds: `None` means
+/// the database is down. Readiness reports it beside `broker`, because an unroutable row is a
+/// missing queue, not a broker that is down.
+pub async fn outbox_unroutable(pool: &Pool) -> Option<i64> {
+    tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        let db = pool.get().await.ok()?;
+        crate::gauges::outbox(&db).await.ok().map(|g| g.unroutable)
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
 /// The readiness of a consuming service: PostgreSQL answers and its consumer is attached.
 /// `pool` is empty until the service has connected, so the probe can serve from the start.
 pub fn ready_check(
@@ -165,17 +178,19 @@ pub fn ready_check(
         let pool = pool.get().cloned();
         let consuming = consuming.clone();
         Box::pin(async move {
-            let db = match pool {
-                Some(pool) => is_up(&pool).await,
-                None => false,
+            let unroutable = match pool {
+                Some(pool) => outbox_unroutable(&pool).await,
+                None => None,
             };
+            let db = unroutable.is_some();
             let broker = consuming.load(std::sync::atomic::Ordering::Relaxed);
             let up = |b: bool| if b { "up" } else { "down" };
             let status = if db && broker { "ready" } else { "not_ready" };
+            let unroutable = unroutable.map_or("null".to_owned(), |n| n.to_string());
             (
                 db && broker,
                 format!(
-                    r#"{{"status":"{status}","database":"{}","broker":"{}"}}"#,
+                    r#"{{"status":"{status}","database":"{}","broker":"{}","outbox_unroutable":{unroutable}}}"#,
                     up(db),
                     up(broker)
                 ),

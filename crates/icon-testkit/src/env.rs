@@ -184,6 +184,44 @@ impl TestEnv {
         q.message_count()
     }
 
+    /// The names of the queues in this test's vhost (`rabbitmqctl list_queues`).
+    pub async fn queue_names(&self) -> Vec<String> {
+        let vhost = self.name.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            try_rabbitmqctl(&[
+                "-q",
+                "list_queues",
+                "-p",
+                &vhost,
+                "--no-table-headers",
+                "name",
+            ])
+        })
+        .await
+        .expect("rabbitmqctl task")
+        .expect("run rabbitmqctl list_queues (set ICON_TEST_RABBITMQCTL)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.trim().to_owned())
+            .filter(|l| !l.is_empty())
+            .collect()
+    }
+
+    /// Deletes `queue` and the messages in it, as an operator could.
+    pub async fn delete_queue(&self, queue: &str) {
+        let conn = self.amqp().await;
+        let ch = conn.create_channel().await.expect("channel");
+        ch.queue_delete(queue.into(), Default::default())
+            .await
+            .expect("queue.delete");
+        let _ = conn.close(200, "done".into()).await;
+    }
+
     /// Takes every message in `queue` (acking them): bodies and the `x-icon-death-reason` header.
     pub async fn drain_queue_raw(&self, queue: &str) -> Vec<(Vec<u8>, Option<String>)> {
         use icon_broker::lapin::options::{BasicAckOptions, BasicGetOptions};

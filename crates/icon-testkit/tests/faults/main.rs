@@ -19,6 +19,7 @@ use std::time::Duration;
 mod push;
 mod quorum;
 mod scale_out;
+mod unroutable;
 
 /// Submits checkouts `0..n` with `concurrency` at once; counts acceptances in `accepted`.
 async fn burst(

@@ -5,7 +5,6 @@ use super::State;
 use actix_web::HttpResponse;
 use serde::Serialize;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 use utoipa::ToSchema;
 
 #[derive(Serialize, ToSchema)]
@@ -23,6 +22,10 @@ pub struct Readiness {
     pub database: &'static str,
     /// `up` or `down`.
     pub broker: &'static str,
+    /// Outbox messages RabbitMQ could not route to any queue (a deleted queue), set aside and
+    /// retried with backoff; `null` when the database is down. Does not make the gateway
+    /// unready: checkouts are still taken and queued.
+    pub outbox_unroutable: Option<i64>,
 }
 
 /// Liveness.
@@ -40,20 +43,14 @@ pub async fn healthz() -> HttpResponse {
 /// otherwise 503, so a load balancer sends requests elsewhere meanwhile.
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses(
     (status = 200, description = "Ready: database and broker up", body = Readiness,
-        example = json!({"status": "ready", "database": "up", "broker": "up"})),
+        example = json!({"status": "ready", "database": "up", "broker": "up", "outbox_unroutable": 0})),
     (status = 503, description = "Not ready: `database` or `broker` is `down`", body = Readiness,
         headers(("Retry-After" = u32, description = "Seconds before asking again")),
-        example = json!({"status": "not_ready", "database": "up", "broker": "down"})),
+        example = json!({"status": "not_ready", "database": "up", "broker": "down", "outbox_unroutable": 0})),
 ))]
 pub async fn readyz(state: State) -> HttpResponse {
-    let db_up = tokio::time::timeout(Duration::from_secs(2), async {
-        match state.pool.get().await {
-            Ok(c) => c.simple_query("SELECT 1").await.is_ok(),
-            Err(_) => false,
-        }
-    })
-    .await
-    .unwrap_or(false);
+    let unroutable = icon_store::pool::outbox_unroutable(&state.pool).await;
+    let db_up = unroutable.is_some();
     let broker_up = state.broker_ready.load(Ordering::Relaxed);
     let up = |b: bool| if b { "up" } else { "down" };
     let body = Readiness {
@@ -64,6 +61,7 @@ pub async fn readyz(state: State) -> HttpResponse {
         },
         database: up(db_up),
         broker: up(broker_up),
+        outbox_unroutable: unroutable,
     };
     if db_up && broker_up {
         HttpResponse::Ok().json(body)
