@@ -3,6 +3,10 @@
 //! retry), then every log line of the three services is searched for every secret the run used.
 //! ICON's own crates log at `debug`, the rest at `info` (the default), so a secret in any of
 //! ICON's log lines fails the test.
+//!
+//! A second run gives up on a push (FCM refuses the device for good) and on an e-mail (the SMTP
+//! server refuses the address for good), both parked, and searches the logs for the whole
+//! device token and address: logs show them only shortened (README, "Logs").
 
 use http::Method;
 use icon_gateway::auth::{Claims, JwtKeys};
@@ -207,4 +211,139 @@ async fn no_token_or_secret_reaches_the_logs_of_a_full_run() {
         "secrets in the logs:\n{}",
         leaks.join("\n")
     );
+}
+
+/// The log of every service of `fleet`, once they have stopped (so every line is flushed).
+fn stopped_logs(fleet: &Fleet) -> Vec<(&'static str, String)> {
+    for s in [&fleet.gateway, &fleet.worker, &fleet.notifier] {
+        s.terminate(Duration::from_secs(20));
+    }
+    [&fleet.gateway, &fleet.worker, &fleet.notifier]
+        .iter()
+        .map(|s| (s.name, s.log()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_parked_push_and_a_bounced_email_show_their_targets_only_shortened() {
+    let env = TestEnv::create().await;
+    let sim = Sim::start().await;
+    let credentials = sim.service_account_file().display().to_string();
+    let fcm = sim.fcm_endpoint();
+    let smtp = sim.smtp_url();
+    let fleet = Fleet::start(
+        &env.database_url,
+        &env.amqp_url,
+        &[
+            ("ICON_LOG", LOG_FILTER),
+            ("ICON_FCM_CREDENTIALS", &credentials),
+            ("ICON_FCM_ENDPOINT", &fcm),
+            ("ICON_SMTP_URL", &smtp),
+        ],
+    )
+    .await;
+    fleet.register(&sim, "acme").await;
+    // FCM answers 403 SENDER_ID_MISMATCH for `denied-` tokens, the SMTP sink 550 for `bounce-`
+    // recipients: both given up at once, and parked.
+    let device = "denied-sec-device-3e8b1f0a9c2d7e45";
+    let local_part = "bounce-sec-shopper-8d21c7";
+    let address = format!("{local_part}@example.com");
+    let shopper = JwtKeys::new(JWT_SECRET)
+        .mint_with_email(
+            "sec-parked",
+            Some(&address),
+            false,
+            Duration::from_secs(3600),
+        )
+        .expect("mint");
+    ok(
+        &fleet,
+        Method::PUT,
+        &format!("/me/devices/{device}"),
+        &shopper,
+        Some(json!({"platform": "android"})),
+    )
+    .await;
+    let receiver = Receiver::start(vec![], None).await;
+    let id = check_out(&fleet, &shopper, &receiver.url, "sec-parked-1").await;
+    let view = eventually(
+        "the push and the e-mail given up",
+        Duration::from_secs(30),
+        || {
+            let path = format!("/cart/checkout/{id}");
+            let api = fleet.api.clone();
+            let token = shopper.clone();
+            async move {
+                let r = api.get(&path, Some(&token)).await;
+                (r.json["push"]["state"] == "failed" && r.json["email"]["state"] == "failed")
+                    .then_some(r.json)
+            }
+        },
+    )
+    .await;
+    assert!(
+        view["email"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("550")),
+        "{view}"
+    );
+    eventually("both parked", Duration::from_secs(10), || async {
+        (env.queue_len(icon_contracts::topology::PARKED).await == 2).then_some(())
+    })
+    .await;
+    let parked = env.drain_queue(icon_contracts::topology::PARKED).await;
+    let logs = stopped_logs(&fleet);
+
+    // Not vacuous: the notifier logged both give-ups.
+    let notifier = &logs
+        .iter()
+        .find(|(s, _)| *s == "notifier")
+        .expect("notifier")
+        .1;
+    let parks: Vec<&str> = notifier
+        .lines()
+        .filter(|l| l.contains("given up and parked"))
+        .collect();
+    assert_eq!(parks.len(), 2, "one park line each:\n{notifier}");
+
+    // The whole token and address (and the address's local part) in no line of any service,
+    // whatever the case, nor in the parked messages operators read.
+    let needles = [
+        ("device token", device.to_owned()),
+        ("e-mail address", address.clone()),
+        ("e-mail local part", local_part.to_owned()),
+    ];
+    let mut leaks = vec![];
+    for (service, log) in &logs {
+        for line in log.lines() {
+            let lower = line.to_ascii_lowercase();
+            for (name, needle) in &needles {
+                if lower.contains(needle.as_str()) {
+                    leaks.push(format!("{service}: {name} in: {line}"));
+                }
+            }
+        }
+    }
+    for message in &parked {
+        let text = message.to_string().to_ascii_lowercase();
+        for (name, needle) in &needles {
+            if text.contains(needle.as_str()) {
+                leaks.push(format!("parked message: {name} in: {message}"));
+            }
+        }
+    }
+    assert!(
+        leaks.is_empty(),
+        "targets in the logs:\n{}",
+        leaks.join("\n")
+    );
+
+    // And they showed the targets the way the README says.
+    let shortened_token = format!("{}…({} chars)", &device[..8], device.len());
+    for shortened in [shortened_token.as_str(), "b***@example.com"] {
+        assert!(
+            parks.iter().any(|l| l.contains(shortened)),
+            "no park line shows `{shortened}`:\n{notifier}"
+        );
+    }
 }
