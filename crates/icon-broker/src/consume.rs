@@ -156,9 +156,10 @@ async fn consume_on<H: Handler>(
                         header(&delivery, TRACEPARENT_HEADER).as_deref(),
                     );
                     let span = delivery_span(&queue, &delivery, &context);
+                    let shutdown = shutdown.clone();
                     in_flight.spawn(trace::scope(context, async move {
                         let disposition = handle_guarded(handler.as_ref(), &delivery).await;
-                        settle(delivery, disposition, &queue, &dead_letters).await;
+                        settle(delivery, disposition, &queue, &dead_letters, &shutdown).await;
                     }.instrument(span)));
                 }
                 Some(Err(e)) => break Err(e),
@@ -270,13 +271,60 @@ fn delivery_span(queue: &str, d: &Delivery, context: &TraceParent) -> tracing::S
     span
 }
 
-async fn settle(delivery: Delivery, disposition: Disposition, queue: &str, dead: &Publisher) {
+/// How often the message was delivered before this delivery: a quorum queue counts it in
+/// `x-delivery-count`; a classic queue only says whether it was delivered before.
+fn deliveries_before(d: &Delivery) -> u32 {
+    let counted = d
+        .properties
+        .headers()
+        .as_ref()
+        .and_then(|h| h.inner().get("x-delivery-count").cloned())
+        .and_then(|v| match v {
+            AMQPValue::LongLongInt(n) => u32::try_from(n).ok(),
+            AMQPValue::LongInt(n) => u32::try_from(n).ok(),
+            AMQPValue::ShortInt(n) => u32::try_from(n).ok(),
+            AMQPValue::LongUInt(n) => Some(n),
+            AMQPValue::ShortShortUInt(n) => Some(n.into()),
+            AMQPValue::ShortUInt(n) => Some(n.into()),
+            _ => None,
+        });
+    counted.unwrap_or(u32::from(d.redelivered))
+}
+
+/// The first requeue waits this long, each later one twice as long, up to [`REQUEUE_PAUSE_MAX`].
+pub const REQUEUE_PAUSE_MIN: Duration = Duration::from_millis(500);
+/// The longest wait before a message goes back: with [`crate::DELIVERY_LIMIT`] deliveries, an
+/// outage must last over 8 hours to dead-letter a message.
+pub const REQUEUE_PAUSE_MAX: Duration = Duration::from_secs(30);
+
+/// How long to hold a delivery that failed transiently before handing it back, given how often
+/// it was delivered before: 0.5 s, 1 s, 2 s, ... up to 30 s.
+fn requeue_pause(deliveries_before: u32) -> Duration {
+    REQUEUE_PAUSE_MIN
+        .saturating_mul(1 << deliveries_before.min(10))
+        .min(REQUEUE_PAUSE_MAX)
+}
+
+/// Acts on `disposition`. A requeue's pause ends early on `shutdown`: the message goes back at
+/// once rather than holding the service past its grace period.
+async fn settle(
+    delivery: Delivery,
+    disposition: Disposition,
+    queue: &str,
+    dead: &Publisher,
+    shutdown: &CancellationToken,
+) {
     let result = match disposition {
         Disposition::Ack => delivery.acker.ack(BasicAckOptions::default()).await,
         Disposition::Retry(reason) => {
-            tracing::warn!(%reason, "transient failure; the message goes back to the queue");
-            // A short pause so an outage does not become a hot redelivery loop.
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            let pause = requeue_pause(deliveries_before(&delivery));
+            tracing::warn!(%reason, ?pause, "transient failure; the message goes back to the queue");
+            // A pause that grows with each delivery, so an outage becomes neither a hot
+            // redelivery loop nor a fast march through the queue's delivery limit.
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = shutdown.cancelled() => {}
+            }
             delivery
                 .acker
                 .nack(BasicNackOptions {
@@ -326,5 +374,24 @@ async fn settle(delivery: Delivery, disposition: Disposition, queue: &str, dead:
     };
     if let Err(e) = result {
         tracing::warn!(error = %e, "could not settle the delivery; the broker will redeliver it");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::requeue_pause;
+    use std::time::Duration;
+
+    #[test]
+    fn requeues_back_off_from_half_a_second_to_thirty() {
+        let ms = Duration::from_millis;
+        assert_eq!(requeue_pause(0), ms(500));
+        assert_eq!(requeue_pause(1), ms(1000));
+        assert_eq!(requeue_pause(5), ms(16_000));
+        assert_eq!(requeue_pause(6), ms(30_000));
+        assert_eq!(requeue_pause(u32::MAX), ms(30_000));
+        // Twenty deliveries (RabbitMQ 4's default limit) take minutes, not 10 s.
+        let twenty: Duration = (0..20).map(requeue_pause).sum();
+        assert!(twenty > Duration::from_secs(7 * 60), "{twenty:?}");
     }
 }

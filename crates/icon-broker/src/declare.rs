@@ -11,8 +11,29 @@ use lapin::{
     Channel, Connection, ExchangeKind,
 };
 
+/// How many times a quorum work queue delivers a message before dead-lettering it into
+/// `<queue>.dead`, declared rather than left to the broker: RabbitMQ 3.x has no limit by
+/// default, 4.x a default of 20, which a consumer requeueing through a database outage would
+/// reach in minutes. Requeues back off (`crate::consume`, up to 30 s apart), so 1,000 deliveries
+/// is a consumer crashing on one message 1,000 times, or an outage of more than 8 hours; either
+/// way the message waits in `.dead`, and the sweepers requeue its work from PostgreSQL.
+pub const DELIVERY_LIMIT: i64 = 1000;
+
 /// The arguments of a queue of `kind` and type `queue_type`. Every option is explicit.
 pub(crate) fn queue_args(kind: &Kind, queue_type: QueueType) -> FieldTable {
+    let mut args = queue_args_before_delivery_limit(kind, queue_type);
+    if queue_type == QueueType::Quorum && matches!(kind, Kind::Work { .. }) {
+        args.insert(
+            "x-delivery-limit".into(),
+            AMQPValue::LongLongInt(DELIVERY_LIMIT),
+        );
+    }
+    args
+}
+
+/// [`queue_args`] as ICON declared them before it declared [`DELIVERY_LIMIT`]: a work queue
+/// created then is kept as it is (its arguments cannot change), with a warning.
+pub(crate) fn queue_args_before_delivery_limit(kind: &Kind, queue_type: QueueType) -> FieldTable {
     let mut args = FieldTable::default();
     // Always explicit, so a mismatch is detected in both directions (an existing classic queue
     // declared without the argument accepts an explicit `classic`).

@@ -24,6 +24,7 @@ pub mod topology;
 
 pub use connect::connect;
 pub use consume::{run_consumer, ConsumerSettings, Disposition, Handler};
+pub use declare::DELIVERY_LIMIT;
 pub use lapin;
 pub use publish::{
     LazyPublisher, OutgoingMessage, PublishError, Publisher, REDECLARE_AT_MOST_EVERY,

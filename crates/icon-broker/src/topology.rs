@@ -15,6 +15,7 @@
 
 use crate::declare::{
     declare_exchange, declare_queue, existing_type, is_precondition_failed, queue_args,
+    queue_args_before_delivery_limit, DELIVERY_LIMIT,
 };
 use crate::queue_type::{QueueType, QUEUE_TYPE_VAR};
 use icon_contracts::topology as names;
@@ -187,6 +188,12 @@ impl Topology {
                     let args = queue_args(kind, self.queue_type);
                     match declare_queue(&channel, name, args).await {
                         Ok(()) => {}
+                        Err(e)
+                            if is_precondition_failed(&e)
+                                && self.declared_before_limit(conn, name, kind).await? =>
+                        {
+                            channel = conn.create_channel().await?;
+                        }
                         Err(e) if is_precondition_failed(&e) => {
                             let existing = existing_type(conn, name, kind, self.queue_type).await?;
                             let mismatch = Mismatch {
@@ -224,13 +231,52 @@ impl Topology {
         Ok(declared)
     }
 
+    /// Whether `name` is a quorum work queue ICON declared before it declared
+    /// [`DELIVERY_LIMIT`] (probed on a scratch channel). Such a queue keeps working as it is;
+    /// this warns once, with the policy that gives it the limit without re-creating it.
+    async fn declared_before_limit(
+        &self,
+        conn: &Connection,
+        name: &str,
+        kind: &Kind,
+    ) -> Result<bool, lapin::Error> {
+        if self.queue_type != QueueType::Quorum || !matches!(kind, Kind::Work { .. }) {
+            return Ok(false);
+        }
+        let scratch = conn.create_channel().await?;
+        let args = queue_args_before_delivery_limit(kind, self.queue_type);
+        match declare_queue(&scratch, name, args).await {
+            Ok(()) => {
+                let _ = scratch.close(200, "probed".into()).await;
+                if self.first_report(&format!("{name} delivery limit")) {
+                    tracing::warn!(
+                        queue = %name,
+                        "queue `{name}` was declared without x-delivery-limit, so the broker's \
+                         default applies (none on RabbitMQ 3.x, 20 on 4.x, which a long database \
+                         outage can exhaust). It keeps working as it is. To give it ICON's limit \
+                         of {DELIVERY_LIMIT}: rabbitmqctl set_policy --apply-to queues \
+                         icon-delivery-limit '^checkout\\.(requested|finished)$' \
+                         '{{\"delivery-limit\":{DELIVERY_LIMIT}}}' (README: \"RabbitMQ versions\")"
+                    );
+                }
+                Ok(true)
+            }
+            Err(e) if is_precondition_failed(&e) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// True the first time `key` is reported by this topology (mismatches are logged once).
+    fn first_report(&self, key: &str) -> bool {
+        self.reported
+            .lock()
+            .map(|mut r| r.insert(key.to_owned()))
+            .unwrap_or(true)
+    }
+
     /// Logs a mismatch at error level once per queue (and at debug level afterwards).
     fn report(&self, m: &Mismatch, refusal: &lapin::Error) {
-        let first = self
-            .reported
-            .lock()
-            .map(|mut r| r.insert(m.queue.clone()))
-            .unwrap_or(true);
+        let first = self.first_report(&m.queue);
         let existing = m
             .existing
             .map_or("a queue with other arguments", |t| t.as_str());

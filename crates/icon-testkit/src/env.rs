@@ -212,6 +212,31 @@ impl TestEnv {
             .collect()
     }
 
+    /// Sets a RabbitMQ policy on this test's vhost (`rabbitmqctl set_policy`), as an operator
+    /// or a broker's defaults could: `definition` is its JSON, `apply_to` e.g. `queues`.
+    pub async fn set_policy(&self, name: &str, pattern: &str, definition: &str, apply_to: &str) {
+        let args: Vec<String> = [
+            "-q",
+            "set_policy",
+            "-p",
+            &self.name,
+            "--apply-to",
+            apply_to,
+            name,
+            pattern,
+            definition,
+        ]
+        .iter()
+        .map(|a| (*a).to_owned())
+        .collect();
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            rabbitmqctl(&args)
+        })
+        .await
+        .expect("rabbitmqctl task");
+    }
+
     /// Deletes `queue` and the messages in it, as an operator could.
     pub async fn delete_queue(&self, queue: &str) {
         let conn = self.amqp().await;

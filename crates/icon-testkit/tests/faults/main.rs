@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+mod delivery_limit;
 mod push;
 mod quorum;
 mod scale_out;
