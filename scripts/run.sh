@@ -59,6 +59,10 @@ export ICON_RATE_LIMIT="${ICON_RATE_LIMIT:-2000/s burst 4000}"
 export ICON_CALLBACK_ALLOW_NETWORKS="${ICON_CALLBACK_ALLOW_NETWORKS:-127.0.0.0/8,::1/128}"
 # ...and speaks plain http (no certificate); production leaves this unset: https only.
 export ICON_CALLBACK_ALLOW_HTTP="${ICON_CALLBACK_ALLOW_HTTP:-true}"
+# The demo retailers are the simulator on loopback, over plain http; the gateway checks order
+# URLs at registration, the worker before each call. Production leaves both unset.
+export ICON_RETAILER_ALLOW_NETWORKS="${ICON_RETAILER_ALLOW_NETWORKS:-127.0.0.0/8,::1/128}"
+export ICON_RETAILER_ALLOW_HTTP="${ICON_RETAILER_ALLOW_HTTP:-true}"
 export ICON_SIM_ADDR="${ICON_SIM_ADDR:-127.0.0.1:8090}"
 # Push and e-mail go to the simulator's fake FCM (with its OAuth2 token endpoint) and its SMTP
 # sink. The demo service account's token_uri is http://127.0.0.1:8090/oauth2/token.

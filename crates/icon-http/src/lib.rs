@@ -1,10 +1,11 @@
 //! ICON's outbound HTTP client (hyper): callbacks to partners and orders to retailers.
 //!
-//! Why our own: requests go to URLs that outsiders chose, so the client enforces the
-//! [`NetworkPolicy`] on every address *before* connecting: IP literals are checked before the
-//! request starts, host names by a resolver that drops refused addresses, so a refused target
-//! never sees a SYN. It also never follows redirects (a 3xx is just a non-2xx answer), bounds
-//! each request by a timeout, and reads at most [`MAX_BODY`] of a response.
+//! Why our own: requests go to URLs that outsiders chose (partners, or whoever holds an admin
+//! token), so the client enforces the [`NetworkPolicy`] on every address *before* connecting:
+//! IP literals are checked before the request starts, host names by a resolver that drops
+//! refused addresses, so a refused target never sees a SYN. It also never follows redirects (a
+//! 3xx is just a non-2xx answer), bounds each request by a timeout, and reads at most
+//! [`MAX_BODY`] of a response.
 //!
 //! - [`resolver`]: host names to addresses, the policy applied, the lookup pluggable for tests.
 
@@ -87,8 +88,9 @@ pub struct HttpClient {
 }
 
 impl HttpClient {
-    /// `policy`: `Some` to enforce it on every target, `None` for operator-configured targets
-    /// (retailers registered by an admin). `timeout` bounds a whole request, body included.
+    /// `policy`: `Some` to enforce it on every target (callbacks, retailers), `None` for
+    /// targets only the operator's own settings name (the identity provider's JWK set).
+    /// `timeout` bounds a whole request, body included.
     pub fn new(policy: Option<NetworkPolicy>, timeout: Duration) -> Result<Self, rustls::Error> {
         Self::with_lookup(policy, timeout, Arc::new(SystemLookup))
     }

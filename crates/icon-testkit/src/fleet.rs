@@ -45,6 +45,9 @@ impl Fleet {
             ("ICON_SECRETS_KEY", crate::SECRETS_KEY.into()),
             ("ICON_CALLBACK_ALLOW_NETWORKS", "127.0.0.0/8".into()),
             ("ICON_CALLBACK_ALLOW_HTTP", "true".into()),
+            // The retailer simulator is plain http on loopback too.
+            ("ICON_RETAILER_ALLOW_NETWORKS", "127.0.0.0/8".into()),
+            ("ICON_RETAILER_ALLOW_HTTP", "true".into()),
             ("ICON_CALLBACK_RETRY_SCHEDULE", "200ms,500ms,1s".into()),
             ("ICON_CALLBACK_TIMEOUT", "2s".into()),
             ("ICON_RETAILER_TIMEOUT", "3s".into()),

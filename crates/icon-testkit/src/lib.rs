@@ -139,6 +139,10 @@ impl TestApp {
             ("ICON_CALLBACK_ALLOW_NETWORKS", opts.allow_networks.clone()),
             // Receivers in tests are plain-http servers on loopback.
             ("ICON_CALLBACK_ALLOW_HTTP", "true".into()),
+            // So are the retailer simulators, for the gateway and the worker alike (a test of
+            // the retailer guard overrides these, or sets them apart for the worker).
+            ("ICON_RETAILER_ALLOW_NETWORKS", "127.0.0.0/8".into()),
+            ("ICON_RETAILER_ALLOW_HTTP", "true".into()),
             ("ICON_CALLBACK_RETRY_SCHEDULE", opts.retry_schedule.clone()),
             ("ICON_CALLBACK_GIVE_UP_AFTER", opts.give_up_after.clone()),
             ("ICON_CALLBACK_TIMEOUT", opts.callback_timeout.clone()),

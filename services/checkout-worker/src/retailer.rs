@@ -11,13 +11,21 @@
 //!   (`GET <order_url>?idempotency_key=<key>`: 200 placed, 409 still in progress, 404 no
 //!   order; a 404 is final only once no request with the key can still be in progress, see
 //!   `progress::after_lookup`).
+//!
+//! Every call first passes the retailers' network policy (`ICON_RETAILER_ALLOW_NETWORKS`,
+//! `ICON_RETAILER_ALLOW_HTTP`): the `order_url` itself, then each address its host resolves to,
+//! before a connection is attempted. A refused call sends nothing, so a first request refused
+//! is "not placed"; a re-send refused after an earlier one may have arrived stays in doubt
+//! (see [`refused_placement`]).
 
 use crate::settings::WorkerSettings;
+use icon_domain::callback::OrderUrl;
 use icon_domain::text::{sanitize, sanitize_opt, MAX_ORDER_ID_CHARS, MAX_REASON_CHARS};
-use icon_domain::OrderStatus;
-use icon_http::{HeaderName, HttpClient, Response, SendError, TlsError, Url};
+use icon_domain::{NetworkPolicy, OrderStatus};
+use icon_http::{HeaderName, HttpClient, Lookup, Response, SendError, SystemLookup, TlsError, Url};
 use icon_store::orders::OrderWork;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What an order request told us.
@@ -88,14 +96,38 @@ struct Refusal {
 
 #[derive(Clone)]
 pub struct RetailerClient {
+    /// Enforces [`Self::policy`] on every address before connecting.
     http: HttpClient,
+    /// The retailers' network policy, for the URL's scheme and literal address.
+    policy: NetworkPolicy,
 }
 
 impl RetailerClient {
     pub fn new(settings: &WorkerSettings) -> Result<Self, TlsError> {
+        Self::with_lookup(settings, Arc::new(SystemLookup))
+    }
+
+    /// As [`Self::new`], resolving host names with `lookup` (tests make a name resolve to the
+    /// address under test; the policy still applies to what it returns).
+    pub fn with_lookup(
+        settings: &WorkerSettings,
+        lookup: Arc<dyn Lookup>,
+    ) -> Result<Self, TlsError> {
+        let policy = settings.retailer_policy.clone();
         Ok(Self {
-            // Retailers are registered by an admin, so no callback network policy applies.
-            http: HttpClient::new(None, settings.retailer_timeout)?,
+            http: HttpClient::with_lookup(Some(policy.clone()), settings.retailer_timeout, lookup)?,
+            policy,
+        })
+    }
+
+    /// The order's URL if the policy lets ICON call it, else why not.
+    fn order_url(&self, order: &OrderWork) -> Result<OrderUrl, String> {
+        OrderUrl::parse(&order.order_url, &self.policy).map_err(|e| {
+            format!(
+                "ICON's network policy for retailers refuses this order_url ({}): {e}; \
+                 no request was sent",
+                icon_domain::callback::loggable(&order.order_url)
+            )
         })
     }
 
@@ -120,35 +152,73 @@ impl RetailerClient {
                 .collect(),
         })
         .unwrap_or_default();
-        let url = match Url::parse(&order.order_url) {
+        let url = match self.order_url(order) {
             Ok(u) => u,
-            Err(e) => {
-                return not_placed(OrderStatus::Failed, format!("order_url is not a URL: {e}"))
-            }
+            Err(why) => return refused_placement(order, why),
         };
         let mut headers = vec![(
             HeaderName::from_static("idempotency-key"),
             order.idempotency_key.clone(),
         )];
         headers.extend(traceparent());
-        classify_place(self.http.post_json(&url, &headers, body).await)
+        match self.http.post_json(url.as_url(), &headers, body).await {
+            Err(SendError::Refused(why)) => refused_placement(order, refused_address(&url, &why)),
+            result => classify_place(result),
+        }
     }
 
     /// Asks the retailer what became of the order's key.
     #[tracing::instrument(skip_all, fields(retailer = %order.retailer_id))]
     pub async fn lookup(&self, order: &OrderWork) -> LookupAnswer {
-        let mut url = match Url::parse(&order.order_url) {
+        let order_url = match self.order_url(order) {
             Ok(u) => u,
-            Err(e) => {
+            Err(why) => {
                 return LookupAnswer::Unsure {
-                    why: format!("order_url is not a URL: {e}"),
+                    why: sanitize(&format!("status lookup: {why}"), MAX_REASON_CHARS),
                 }
             }
         };
+        let mut url: Url = order_url.as_url().clone();
         url.query_pairs_mut()
             .append_pair("idempotency_key", &order.idempotency_key);
         let headers: Vec<_> = traceparent().into_iter().collect();
-        classify_lookup(self.http.get(&url, &headers).await)
+        match self.http.get(&url, &headers).await {
+            Err(SendError::Refused(why)) => LookupAnswer::Unsure {
+                why: sanitize(
+                    &format!("status lookup: {}", refused_address(&order_url, &why)),
+                    MAX_REASON_CHARS,
+                ),
+            },
+            result => classify_lookup(result),
+        }
+    }
+}
+
+/// Why the client refused to connect: the host resolved only to addresses the policy refuses.
+fn refused_address(url: &OrderUrl, why: &str) -> String {
+    format!(
+        "ICON's network policy for retailers refuses every address of this order_url ({}): \
+         {why}; ICON calls retailers only at public addresses unless the operator allows the \
+         network in ICON_RETAILER_ALLOW_NETWORKS; no request was sent",
+        url.loggable()
+    )
+}
+
+/// A placement the policy refused: nothing was sent this time. If nothing with this key can
+/// have been sent before either (a first attempt, never in doubt), the order was not placed,
+/// and saying so frees the cart. A re-send is different: an earlier request with the key may
+/// have arrived and placed the order, so it stays in doubt (retried, then settled by lookups,
+/// which the same policy refuses, and at worst left `unknown`), never "not placed", which
+/// would let the next checkout send a new key and place a second order.
+fn refused_placement(order: &OrderWork, why: String) -> PlaceAnswer {
+    if order.attempts == 0 && order.in_doubt_at.is_none() {
+        not_placed(OrderStatus::Failed, format!("not placed: {why}"))
+    } else {
+        PlaceAnswer::Unsure {
+            why: sanitize(&why, MAX_REASON_CHARS),
+            retry_after: None,
+            in_flight: false,
+        }
     }
 }
 
@@ -261,7 +331,107 @@ fn classify_lookup(result: Result<Response, SendError>) -> LookupAnswer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use icon_http::HeaderMap;
+    use icon_domain::{CheckoutId, RetailerId};
+    use icon_http::{HeaderMap, StaticLookup};
+    use icon_runtime::Env;
+    use std::net::TcpListener;
+
+    /// A loopback listener that never accepts on its own: after a refused call, a non-blocking
+    /// `accept` finding nothing queued proves no connection was even attempted.
+    fn witness() -> (TcpListener, u16) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        let port = l.local_addr().unwrap().port();
+        (l, port)
+    }
+
+    fn assert_untouched(l: &TcpListener) {
+        match l.accept() {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            other => panic!("a connection was attempted: {other:?}"),
+        }
+    }
+
+    fn order(order_url: &str, attempts: i32) -> OrderWork {
+        OrderWork {
+            retailer_id: RetailerId::parse("acme".to_owned()).unwrap(),
+            order_url: order_url.into(),
+            status: OrderStatus::Pending,
+            idempotency_key: "k".into(),
+            key_checkout_id: CheckoutId::new(),
+            attempts,
+            lookups: 0,
+            retailer_order_id: None,
+            reason: None,
+            next_attempt_at: None,
+            settle_until: None,
+            in_doubt_at: None,
+            items: vec![],
+        }
+    }
+
+    /// A client under the default retailer policy (public https only, or `pairs`), whose
+    /// resolver answers `retailer.example` with 127.0.0.1.
+    fn client(pairs: &[(&str, &str)]) -> RetailerClient {
+        let settings = WorkerSettings::from_env(&Env::from_pairs(pairs.iter().copied())).unwrap();
+        let lookup = StaticLookup::new().with("retailer.example", ["127.0.0.1".parse().unwrap()]);
+        RetailerClient::with_lookup(&settings, Arc::new(lookup)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_refused_order_url_gets_no_connection_and_is_not_placed() {
+        let (l, port) = witness();
+        let strict = client(&[]);
+        let over_http = client(&[("ICON_RETAILER_ALLOW_HTTP", "true")]);
+        for (c, url) in [
+            // The literal, before the request starts.
+            (&over_http, format!("http://127.0.0.1:{port}/orders")),
+            (&over_http, format!("http://localhost:{port}/orders")),
+            // A host name, by the resolver, before connecting.
+            (&over_http, format!("http://retailer.example:{port}/orders")),
+            (&strict, format!("https://retailer.example:{port}/orders")),
+            // Plain http with http off.
+            (&strict, format!("http://retailer.example:{port}/orders")),
+        ] {
+            match c.place(&order(&url, 0)).await {
+                PlaceAnswer::NotPlaced {
+                    status: OrderStatus::Failed,
+                    reason,
+                } => {
+                    assert!(reason.starts_with("not placed: "), "{url}: {reason}");
+                    assert!(reason.contains("ICON_RETAILER_ALLOW_"), "{url}: {reason}");
+                    assert!(reason.contains("no request was sent"), "{url}: {reason}");
+                }
+                other => panic!("{url}: {other:?}"),
+            }
+            assert!(
+                matches!(c.lookup(&order(&url, 3)).await, LookupAnswer::Unsure { why } if why.contains("ICON_RETAILER_ALLOW_")),
+                "{url}"
+            );
+            assert_untouched(&l);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_re_send_stays_in_doubt() {
+        let (l, port) = witness();
+        let c = client(&[("ICON_RETAILER_ALLOW_HTTP", "true")]);
+        let url = format!("http://127.0.0.1:{port}/orders");
+        // An earlier attempt may have placed the order: "not placed" would free the cart for a
+        // new key, and a second order.
+        let answer = c.place(&order(&url, 1)).await;
+        assert!(
+            matches!(&answer, PlaceAnswer::Unsure { why, in_flight: false, .. } if why.contains("ICON_RETAILER_ALLOW_NETWORKS")),
+            "{answer:?}"
+        );
+        let mut in_doubt = order(&url, 0);
+        in_doubt.in_doubt_at = Some(chrono::Utc::now());
+        assert!(matches!(
+            c.place(&in_doubt).await,
+            PlaceAnswer::Unsure { .. }
+        ));
+        assert_untouched(&l);
+    }
 
     fn resp(status: u16, body: &str) -> Result<Response, SendError> {
         Ok(Response {

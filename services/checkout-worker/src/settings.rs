@@ -1,6 +1,7 @@
 //! The checkout worker's settings, read once from the environment.
 
-use icon_runtime::settings::parse_duration_list;
+use icon_domain::NetworkPolicy;
+use icon_runtime::settings::{parse_bool, parse_duration_list, parse_networks};
 use icon_runtime::{Env, SettingsError};
 use std::time::Duration;
 
@@ -12,6 +13,12 @@ pub struct WorkerSettings {
     pub amqp_url: String,
     /// `ICON_AMQP_QUEUE_TYPE`: the type of every queue this worker declares.
     pub queue_type: icon_broker::QueueType,
+    /// `ICON_RETAILER_ALLOW_NETWORKS` and `ICON_RETAILER_ALLOW_HTTP`: the non-public networks
+    /// a retailer's `order_url` may reach, and whether plain http is acceptable. Applied before
+    /// every call, to the URL and to each address its host resolves to, so a retailer that
+    /// passed the gateway's check (under another policy, or a name that now resolves inside
+    /// the network) gets no request at all.
+    pub retailer_policy: NetworkPolicy,
     /// `ICON_RETAILER_TIMEOUT`: one call to a retailer, body included.
     pub retailer_timeout: Duration,
     /// `ICON_RETAILER_MAX_ATTEMPTS`: order requests per order before its outcome is `unknown`
@@ -64,6 +71,16 @@ impl WorkerSettings {
                 env.string("ICON_AMQP_URL", icon_broker::connect::DEFAULT_AMQP_URL),
             )?,
             queue_type: icon_broker::QueueType::from_env(env)?,
+            retailer_policy: NetworkPolicy::new(env.parse_with(
+                "ICON_RETAILER_ALLOW_NETWORKS",
+                vec![],
+                parse_networks,
+            )?)
+            .allowing_http(env.parse_with(
+                "ICON_RETAILER_ALLOW_HTTP",
+                false,
+                parse_bool,
+            )?),
             retailer_timeout: env.duration("ICON_RETAILER_TIMEOUT", Duration::from_secs(10))?,
             retailer_max_attempts: env
                 .parse_with("ICON_RETAILER_MAX_ATTEMPTS", 5, |v| whole_number(v, 1, 20))?,
@@ -200,6 +217,29 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("ICON_WORKER_PREFETCH="), "{err}");
+    }
+
+    #[test]
+    fn retailers_are_public_and_https_only_unless_allowed() {
+        let s = WorkerSettings::from_env(&Env::default()).unwrap();
+        assert!(!s.retailer_policy.allows_http());
+        assert!(!s.retailer_policy.permits("127.0.0.1".parse().unwrap()));
+        let s = WorkerSettings::from_env(&Env::from_pairs([
+            ("ICON_RETAILER_ALLOW_NETWORKS", "127.0.0.0/8,::1/128"),
+            ("ICON_RETAILER_ALLOW_HTTP", "true"),
+        ]))
+        .unwrap();
+        assert!(s.retailer_policy.allows_http());
+        assert!(s.retailer_policy.permits("::1".parse().unwrap()));
+        for (var, bad) in [
+            ("ICON_RETAILER_ALLOW_NETWORKS", "10.0.0.0/33"),
+            ("ICON_RETAILER_ALLOW_HTTP", "yes please"),
+        ] {
+            let err = WorkerSettings::from_env(&Env::from_pairs([(var, bad)]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with(&format!("{var}=")), "{err}");
+        }
     }
 
     #[test]

@@ -41,6 +41,11 @@ pub struct GatewaySettings {
     /// `ICON_CALLBACK_ALLOW_HTTP`: whether `http://` callback URLs are accepted (https only by
     /// default).
     pub callback_policy: NetworkPolicy,
+    /// `ICON_RETAILER_ALLOW_NETWORKS`: non-public networks retailers' `order_url`s may point
+    /// into (internal retailers, local runs); `ICON_RETAILER_ALLOW_HTTP`: whether `http://`
+    /// order URLs are accepted. Checked when an admin registers a retailer, so a stolen admin
+    /// token cannot aim the worker into the internal network; the worker checks again.
+    pub retailer_policy: NetworkPolicy,
     /// `ICON_HTTP_WORKERS`: HTTP worker threads; defaults to the number of CPUs.
     pub http_workers: Option<usize>,
     /// `ICON_MAX_DEVICES_PER_USER`: push devices one user keeps registered; registering one
@@ -106,6 +111,8 @@ impl GatewaySettings {
         };
         let jwt = JwtSettings::from_env(env)?;
         let allow = env.parse_with("ICON_CALLBACK_ALLOW_NETWORKS", vec![], parse_networks)?;
+        let retailer_allow =
+            env.parse_with("ICON_RETAILER_ALLOW_NETWORKS", vec![], parse_networks)?;
         Ok(Self {
             database_url: icon_store::tls::check(
                 env.string("ICON_DATABASE_URL", DEFAULT_DATABASE_URL),
@@ -125,6 +132,11 @@ impl GatewaySettings {
                 .duration("ICON_WEBHOOK_SECRET_GRACE", DEFAULT_WEBHOOK_SECRET_GRACE)?,
             callback_policy: NetworkPolicy::new(allow).allowing_http(env.parse_with(
                 "ICON_CALLBACK_ALLOW_HTTP",
+                false,
+                parse_bool,
+            )?),
+            retailer_policy: NetworkPolicy::new(retailer_allow).allowing_http(env.parse_with(
+                "ICON_RETAILER_ALLOW_HTTP",
                 false,
                 parse_bool,
             )?),
@@ -251,6 +263,42 @@ mod tests {
         let bad = with_key([secret, ("ICON_CALLBACK_ALLOW_HTTP", "on-weekdays")]);
         let err = GatewaySettings::from_env(&bad).err().unwrap().to_string();
         assert!(err.starts_with("ICON_CALLBACK_ALLOW_HTTP="), "{err}");
+    }
+
+    #[test]
+    fn retailer_urls_are_public_and_https_only_unless_switched() {
+        let secret = ("ICON_JWT_SECRET", SECRET);
+        let s = GatewaySettings::from_env(&with_key([secret])).unwrap();
+        assert!(!s.retailer_policy.allows_http());
+        assert!(s.retailer_policy.allowed_networks().is_empty());
+        // The callback allowances do not open retailer URLs, nor the reverse.
+        let s = GatewaySettings::from_env(&with_key([
+            secret,
+            ("ICON_CALLBACK_ALLOW_NETWORKS", "127.0.0.0/8"),
+            ("ICON_CALLBACK_ALLOW_HTTP", "true"),
+        ]))
+        .unwrap();
+        assert!(!s.retailer_policy.allows_http());
+        assert!(!s.retailer_policy.permits("127.0.0.1".parse().unwrap()));
+        let s = GatewaySettings::from_env(&with_key([
+            secret,
+            ("ICON_RETAILER_ALLOW_NETWORKS", "127.0.0.0/8, 10.0.0.0/8"),
+            ("ICON_RETAILER_ALLOW_HTTP", "true"),
+        ]))
+        .unwrap();
+        assert!(s.retailer_policy.allows_http());
+        assert!(s.retailer_policy.permits("10.1.2.3".parse().unwrap()));
+        assert!(!s.callback_policy.permits("10.1.2.3".parse().unwrap()));
+        for (var, bad) in [
+            ("ICON_RETAILER_ALLOW_NETWORKS", "the office"),
+            ("ICON_RETAILER_ALLOW_HTTP", "sometimes"),
+        ] {
+            let err = GatewaySettings::from_env(&with_key([secret, (var, bad)]))
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(err.starts_with(&format!("{var}=")), "{err}");
+        }
     }
 
     #[test]

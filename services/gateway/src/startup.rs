@@ -86,6 +86,7 @@ impl Application {
             pool,
             public_url: public_url.clone(),
             callback_policy: settings.callback_policy.clone(),
+            retailer_policy: settings.retailer_policy.clone(),
             broker_ready: relay.broker_ready(),
             outbox: relay.outbox(),
             max_devices_per_user: settings.max_devices_per_user,

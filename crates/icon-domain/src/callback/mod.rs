@@ -11,10 +11,14 @@
 //! - [`policy`]: [`NetworkPolicy`], what may be connected to.
 //! - [`ranges`]: which addresses are public, from IANA's special-purpose registries (the CSV
 //!   files in this folder).
+//! - [`order_url`]: [`OrderUrl`], a retailer's `order_url` under the same rules, with the
+//!   retailers' own policy (`ICON_RETAILER_ALLOW_NETWORKS`, `ICON_RETAILER_ALLOW_HTTP`).
 
+pub mod order_url;
 pub mod policy;
 pub mod ranges;
 
+pub use order_url::{OrderUrl, OrderUrlError};
 pub use policy::NetworkPolicy;
 
 use serde::Serialize;

@@ -9,6 +9,8 @@ use std::net::IpAddr;
 ///
 /// The same policy is applied when a callback URL is submitted and again, by the notifier's
 /// resolver, to every address a host name resolves to before a connection is attempted.
+/// Retailers' order URLs have a policy of their own (`ICON_RETAILER_ALLOW_NETWORKS`,
+/// `ICON_RETAILER_ALLOW_HTTP`), applied at registration and by the worker's resolver alike.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NetworkPolicy {
     allow: Vec<IpNet>,
@@ -17,7 +19,8 @@ pub struct NetworkPolicy {
 
 impl NetworkPolicy {
     /// `allow`: networks that may be targeted although they are not public
-    /// (`ICON_CALLBACK_ALLOW_NETWORKS`). Plain http is refused until [`Self::allowing_http`].
+    /// (`ICON_CALLBACK_ALLOW_NETWORKS`, `ICON_RETAILER_ALLOW_NETWORKS`). Plain http is refused
+    /// until [`Self::allowing_http`].
     pub fn new(allow: Vec<IpNet>) -> Self {
         Self {
             allow,
@@ -25,9 +28,10 @@ impl NetworkPolicy {
         }
     }
 
-    /// `ICON_CALLBACK_ALLOW_HTTP`: accept `http://` callback URLs (local demos and tests, whose
-    /// receivers have no certificate). Off in production, so a callback and its signature
-    /// cannot be read or altered on the way.
+    /// `ICON_CALLBACK_ALLOW_HTTP` (`ICON_RETAILER_ALLOW_HTTP`): accept `http://` callback
+    /// (order) URLs, for local demos and tests whose receivers have no certificate. Off in
+    /// production, so a callback and its signature, or an order, cannot be read or altered on
+    /// the way.
     pub fn allowing_http(mut self, allow_http: bool) -> Self {
         self.allow_http = allow_http;
         self

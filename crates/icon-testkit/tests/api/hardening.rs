@@ -246,6 +246,8 @@ async fn a_lost_commit_reply_says_the_checkout_may_have_been_accepted() {
         ("ICON_RATE_LIMIT", "off".into()),
         ("ICON_SECRETS_KEY", icon_testkit::SECRETS_KEY.into()),
         ("ICON_CALLBACK_ALLOW_NETWORKS", "127.0.0.0/8".into()),
+        ("ICON_RETAILER_ALLOW_NETWORKS", "127.0.0.0/8".into()),
+        ("ICON_RETAILER_ALLOW_HTTP", "true".into()),
     ]))
     .expect("settings");
     let shutdown = CancellationToken::new();

@@ -21,6 +21,7 @@ mod notifier_metrics;
 mod probes;
 mod push;
 mod recording;
+mod retailer_guard;
 mod retry_timing;
 mod second_order;
 mod signatures;

@@ -51,6 +51,8 @@ impl Deployment {
             ("ICON_SECRETS_KEY", SECRETS_KEY.into()),
             ("ICON_CALLBACK_ALLOW_NETWORKS", "127.0.0.0/8".into()),
             ("ICON_CALLBACK_ALLOW_HTTP", "true".into()),
+            ("ICON_RETAILER_ALLOW_NETWORKS", "127.0.0.0/8".into()),
+            ("ICON_RETAILER_ALLOW_HTTP", "true".into()),
             ("ICON_CALLBACK_RETRY_SCHEDULE", "200ms,500ms,1s".into()),
             ("ICON_CALLBACK_TIMEOUT", "5s".into()),
             ("ICON_RETAILER_TIMEOUT", "5s".into()),

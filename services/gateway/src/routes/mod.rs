@@ -23,6 +23,8 @@ pub struct AppState {
     /// Base of every `resource_url`, without a trailing slash.
     pub public_url: String,
     pub callback_policy: NetworkPolicy,
+    /// `ICON_RETAILER_ALLOW_NETWORKS`, `ICON_RETAILER_ALLOW_HTTP`: what `order_url`s may be.
+    pub retailer_policy: NetworkPolicy,
     /// Set by the outbox relay while it holds a working broker channel.
     pub broker_ready: Arc<AtomicBool>,
     /// Takes the `checkout.requested` row of a new checkout straight after commit.

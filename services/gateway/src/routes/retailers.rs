@@ -2,6 +2,11 @@
 //! retailers (they need the ids and names to fill a cart) but not see their `order_url`: where
 //! and how ICON calls a retailer is operational detail, and an internal address in it would
 //! tell an attacker where to aim.
+//!
+//! An `order_url` must pass the retailers' network policy (`ICON_RETAILER_ALLOW_NETWORKS`,
+//! `ICON_RETAILER_ALLOW_HTTP`) to be stored: public https unless the operator allows more, so a
+//! stolen admin token cannot point the worker into the internal network. The worker checks
+//! again before every call.
 
 use super::{State, Validation};
 use crate::auth::{Admin, User};
@@ -9,6 +14,7 @@ use crate::extract::Json;
 use crate::problem::{lost_write, ApiError, WriteOutcome};
 use actix_web::{http::header, web, HttpResponse};
 use chrono::{DateTime, Utc};
+use icon_domain::callback::OrderUrl;
 use icon_domain::RetailerId;
 use icon_store::retailers::{self, Retailer};
 use serde::{Deserialize, Serialize};
@@ -27,7 +33,9 @@ pub struct RetailerRequest {
     /// Display name; surrounding spaces are trimmed.
     #[schema(example = "Acme Fashion", min_length = 1, max_length = 200)]
     pub name: String,
-    /// Absolute http(s) URL the worker POSTs orders to (the retailer protocol).
+    /// Absolute https URL the worker POSTs orders to (the retailer protocol): at a public
+    /// address, unless the operator allows the network (`ICON_RETAILER_ALLOW_NETWORKS`); plain
+    /// http only with `ICON_RETAILER_ALLOW_HTTP=true`.
     #[schema(example = "https://orders.acme.example/icon", max_length = 2048)]
     pub order_url: String,
 }
@@ -92,7 +100,7 @@ impl RetailerBody {
         (status = 200, description = "Updated", body = RetailerBody,
             headers(("Location" = String, description = "`/retailers/{retailer_id}`"))),
         (status = 403, description = "`forbidden`: the token lacks the `admin` scope", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`: a `retailer_id` that is not a slug, an empty or over-long `name`, an `order_url` that is not an absolute http(s) URL of at most 2,048 bytes; `errors` names each", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: a `retailer_id` that is not a slug, an empty or over-long `name`, an `order_url` that is not an absolute http(s) URL of at most 2,048 bytes, or that the retailers' network policy refuses (an address that is not public unless `ICON_RETAILER_ALLOW_NETWORKS` allows its network, plain `http` unless `ICON_RETAILER_ALLOW_HTTP=true`); `errors` names each, and nothing is stored", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -108,27 +116,30 @@ pub async fn put_retailer(
     if v.text("name", name) && (name.is_empty() || name.chars().count() > MAX_NAME) {
         v.push("name", format!("must be 1 to {MAX_NAME} characters"));
     }
-    if body.order_url.len() > MAX_ORDER_URL {
+    let order_url = if body.order_url.len() > MAX_ORDER_URL {
         v.push(
             "order_url",
             format!("must be at most {MAX_ORDER_URL} bytes"),
         );
+        None
     } else if v.text("order_url", &body.order_url) {
-        match url::Url::parse(&body.order_url) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => {}
-            _ => v.push("order_url", "must be an absolute http:// or https:// URL"),
-        }
-    }
+        v.check(
+            "order_url",
+            OrderUrl::parse(&body.order_url, &state.retailer_policy),
+        )
+    } else {
+        None
+    };
     v.finish()?;
-    let Some(id) = id else {
-        return Err(ApiError::internal("validated id missing"));
+    let (Some(id), Some(order_url)) = (id, order_url) else {
+        return Err(ApiError::internal("validated fields missing"));
     };
     let db = state
         .pool
         .get()
         .await
         .map_err(icon_store::StoreError::from)?;
-    let (retailer, created) = retailers::upsert(&db, &id, name, &body.order_url)
+    let (retailer, created) = retailers::upsert(&db, &id, name, order_url.as_str())
         .await
         .or_outcome_unknown(lost_write::RETAILER)?;
     let mut resp = if created {
