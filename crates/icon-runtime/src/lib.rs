@@ -17,4 +17,4 @@ pub mod trace;
 
 pub use backoff::Backoff;
 pub use settings::{Env, SettingsError};
-pub use tiers::DelayTiers;
+pub use tiers::{DelayTiers, Wait};

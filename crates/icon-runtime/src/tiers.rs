@@ -46,6 +46,32 @@ impl DelayTiers {
     }
 }
 
+/// How to spend a remaining wait (see [`DelayTiers::plan`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// In this delay tier (the message may come back early, and waits again).
+    Tier(Duration),
+    /// In the process, holding the delivery: what is left is shorter than every tier, and
+    /// taking the shortest would overshoot by more than [`slack`]. Never longer than the
+    /// shortest tier.
+    Hold(Duration),
+}
+
+impl DelayTiers {
+    /// How to wait `remaining`: in [`Self::tier_for`]'s tier, unless even the shortest tier
+    /// would end more than [`slack`] late; then the rest is held in the process. So a
+    /// remainder shorter than the shortest tier (a `Retry-After` of 5 s with tiers of 3 s and
+    /// 7 s leaves 2 s after the 3 s tier) ends on time instead of a whole tier late.
+    pub fn plan(&self, remaining: Duration) -> Wait {
+        let tier = self.tier_for(remaining);
+        if tier <= remaining + slack(remaining) {
+            Wait::Tier(tier)
+        } else {
+            Wait::Hold(remaining)
+        }
+    }
+}
+
 /// How late a wait may end: 5% of it or 200 ms, whichever is larger.
 pub fn slack(wait: Duration) -> Duration {
     (wait / 20).max(Duration::from_millis(200))
@@ -84,5 +110,17 @@ mod tests {
         assert_eq!(w.tier_for(ms(1499)), ms(1500));
         assert_eq!(slack(ms(1000)), ms(200));
         assert_eq!(slack(ms(600_000)), ms(30_000));
+    }
+
+    #[test]
+    fn a_remainder_shorter_than_every_tier_is_held_not_overshot() {
+        let ms = Duration::from_millis;
+        let t = DelayTiers::new([ms(3000), ms(7000)]);
+        // Retry-After 5 s: the 3 s tier, then 2 s held (the 3 s tier again would be 1 s late).
+        assert_eq!(t.plan(ms(5000)), Wait::Tier(ms(3000)));
+        assert_eq!(t.plan(ms(2000)), Wait::Hold(ms(2000)));
+        // Within the slack the tier is still taken.
+        assert_eq!(t.plan(ms(2850)), Wait::Tier(ms(3000)));
+        assert_eq!(t.plan(ms(6990)), Wait::Tier(ms(7000)));
     }
 }

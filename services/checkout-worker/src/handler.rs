@@ -20,6 +20,7 @@ use icon_contracts::{CheckoutDue, CheckoutRequested, Message};
 use icon_domain::CheckoutId;
 use icon_outbox::Outbox;
 use icon_runtime::DelayTiers;
+use icon_runtime::Wait;
 use icon_store::orders::Step;
 use icon_store::passes::{self, Claim, Completed, Pass};
 use icon_store::{Pool, StoreError};
@@ -55,13 +56,15 @@ impl CheckoutHandler {
         }
     }
 
-    /// The queue that brings a message back at `at`: the work queue itself when it is due now,
-    /// else the delay tier that fits.
+    /// The queue that brings a message back at `at`: the delay tier that fits, else the work
+    /// queue itself (due now, or due sooner than any tier ends: the consumer then holds it for
+    /// the rest, see [`Wait::Hold`]).
     fn route(&self, at: DateTime<Utc>) -> String {
         match (at - Utc::now()).to_std() {
-            Ok(wait) if wait > EARLY_TOLERANCE => {
-                delay_queue_for(CHECKOUT_REQUESTED, self.tiers.tier_for(wait))
-            }
+            Ok(wait) if wait > EARLY_TOLERANCE => match self.tiers.plan(wait) {
+                Wait::Tier(tier) => delay_queue_for(CHECKOUT_REQUESTED, tier),
+                Wait::Hold(_) => CHECKOUT_REQUESTED.to_owned(),
+            },
             _ => CHECKOUT_REQUESTED.to_owned(),
         }
     }
@@ -211,17 +214,23 @@ impl Handler for CheckoutHandler {
             Ok(CheckoutDue::TYPE) => match parse::<CheckoutDue>(&delivery.data) {
                 Ok(m) => {
                     let due = m.data;
-                    if (due.not_before - Utc::now())
-                        .to_std()
-                        .is_ok_and(|early| early > EARLY_TOLERANCE)
+                    let early = (due.not_before - Utc::now()).to_std().ok();
+                    match early
+                        .filter(|e| *e > EARLY_TOLERANCE)
+                        .map(|e| self.tiers.plan(e))
                     {
-                        return match self
-                            .later(due.checkout_id, due.after_pass, due.not_before)
-                            .await
-                        {
-                            Ok(()) => Disposition::Ack,
-                            Err(e) => Disposition::Retry(icon_store::pool::source_chain(&e)),
-                        };
+                        Some(Wait::Tier(_)) => {
+                            return match self
+                                .later(due.checkout_id, due.after_pass, due.not_before)
+                                .await
+                            {
+                                Ok(()) => Disposition::Ack,
+                                Err(e) => Disposition::Retry(icon_store::pool::source_chain(&e)),
+                            };
+                        }
+                        // Shorter than any tier: waiting here ends on time, a tier would not.
+                        Some(Wait::Hold(rest)) => tokio::time::sleep(rest).await,
+                        None => {}
                     }
                     (due.checkout_id, due.after_pass)
                 }

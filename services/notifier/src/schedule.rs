@@ -64,6 +64,11 @@ impl RetrySchedule {
         self.delay_tiers().tier_for(remaining)
     }
 
+    /// How to wait `remaining` (see [`icon_runtime::DelayTiers::plan`]).
+    pub fn plan(&self, remaining: Duration) -> icon_runtime::Wait {
+        self.delay_tiers().plan(remaining)
+    }
+
     fn delay_tiers(&self) -> icon_runtime::DelayTiers {
         icon_runtime::DelayTiers::new(self.delays.iter().copied())
     }

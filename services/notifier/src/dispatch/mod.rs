@@ -144,8 +144,14 @@ impl Dispatcher {
         let now = Utc::now();
         if let Ok(remaining) = (due.not_before - now).to_std() {
             if remaining > EARLY_TOLERANCE {
-                self.defer(due.clone(), remaining).await?;
-                return Ok(());
+                match self.schedule.plan(remaining) {
+                    icon_runtime::Wait::Tier(_) => {
+                        self.defer(due.clone(), remaining).await?;
+                        return Ok(());
+                    }
+                    // Shorter than any tier: waiting here ends on time, a tier would not.
+                    icon_runtime::Wait::Hold(rest) => tokio::time::sleep(rest).await,
+                }
             }
         }
         let event = {

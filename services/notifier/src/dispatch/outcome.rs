@@ -175,14 +175,18 @@ impl Dispatcher {
     }
 
     /// Publishes `due` into the delay tier that fits `remaining`, or straight back into the work
-    /// queue when it is due already (a lease that ran out a moment ago). Returns the tier used
-    /// (`None`: the work queue).
+    /// queue when it is due already (a lease that ran out a moment ago) or sooner than any tier
+    /// ends (the consumer then holds it for the rest: [`icon_runtime::Wait::Hold`]). Returns
+    /// the tier used (`None`: the work queue).
     pub(super) async fn defer(
         &self,
         due: NotificationDue,
         remaining: Duration,
     ) -> Result<Option<Duration>, PublishError> {
-        let tier = (remaining > EARLY_TOLERANCE).then(|| self.schedule.tier_for(remaining));
+        let tier = match self.schedule.plan(remaining) {
+            icon_runtime::Wait::Tier(tier) if remaining > EARLY_TOLERANCE => Some(tier),
+            _ => None,
+        };
         let (exchange, routing_key) = match tier {
             None => (String::new(), topology::CHECKOUT_FINISHED.to_owned()),
             Some(tier) => (
