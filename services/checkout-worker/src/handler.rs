@@ -127,7 +127,7 @@ impl CheckoutHandler {
                 let started = Instant::now();
                 let update = match step {
                     Step::Place => {
-                        let answer = self.retailers.place(order).await;
+                        let answer = self.retailers.place(pass.checkout_id, order).await;
                         let outcome = metrics::place_outcome(&answer);
                         metrics::retailer_call(&order.retailer_id, "place", outcome, started.elapsed());
                         progress::after_place(order, answer, Utc::now(), &self.settings)

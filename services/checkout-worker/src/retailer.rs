@@ -21,7 +21,7 @@
 use crate::settings::WorkerSettings;
 use icon_domain::callback::OrderUrl;
 use icon_domain::text::{sanitize, sanitize_opt, MAX_ORDER_ID_CHARS, MAX_REASON_CHARS};
-use icon_domain::{NetworkPolicy, OrderStatus};
+use icon_domain::{CheckoutId, NetworkPolicy, OrderStatus};
 use icon_http::{HeaderName, HttpClient, Lookup, Response, SendError, SystemLookup, TlsError, Url};
 use icon_store::orders::OrderWork;
 use serde::{Deserialize, Serialize};
@@ -133,7 +133,9 @@ impl RetailerClient {
 
     /// Sends (or re-sends, with the same key and body) one order request.
     #[tracing::instrument(skip_all, fields(retailer = %order.retailer_id))]
-    pub async fn place(&self, order: &OrderWork) -> PlaceAnswer {
+    /// `checkout` is the checkout this pass works for: a key first used by an earlier one is a
+    /// re-send, whatever this checkout's own attempt count says.
+    pub async fn place(&self, checkout: CheckoutId, order: &OrderWork) -> PlaceAnswer {
         let body = serde_json::to_vec(&OrderRequest {
             // The checkout that first used this key: the same key always comes with the same
             // body, as the idempotency-key draft requires.
@@ -154,7 +156,7 @@ impl RetailerClient {
         .unwrap_or_default();
         let url = match self.order_url(order) {
             Ok(u) => u,
-            Err(why) => return refused_placement(order, why),
+            Err(why) => return refused_placement(checkout, order, why),
         };
         let mut headers = vec![(
             HeaderName::from_static("idempotency-key"),
@@ -162,7 +164,9 @@ impl RetailerClient {
         )];
         headers.extend(traceparent());
         match self.http.post_json(url.as_url(), &headers, body).await {
-            Err(SendError::Refused(why)) => refused_placement(order, refused_address(&url, &why)),
+            Err(SendError::Refused(why)) => {
+                refused_placement(checkout, order, refused_address(&url, &why))
+            }
             result => classify_place(result),
         }
     }
@@ -205,13 +209,16 @@ fn refused_address(url: &OrderUrl, why: &str) -> String {
 }
 
 /// A placement the policy refused: nothing was sent this time. If nothing with this key can
-/// have been sent before either (a first attempt, never in doubt), the order was not placed,
+/// have been sent before either (a key of this checkout's own, on its first attempt, never in
+/// doubt), the order was not placed,
 /// and saying so frees the cart. A re-send is different: an earlier request with the key may
 /// have arrived and placed the order, so it stays in doubt (retried, then settled by lookups,
 /// which the same policy refuses, and at worst left `unknown`), never "not placed", which
 /// would let the next checkout send a new key and place a second order.
-fn refused_placement(order: &OrderWork, why: String) -> PlaceAnswer {
-    if order.attempts == 0 && order.in_doubt_at.is_none() {
+fn refused_placement(checkout: CheckoutId, order: &OrderWork, why: String) -> PlaceAnswer {
+    let first_request =
+        order.key_checkout_id == checkout && order.attempts == 0 && order.in_doubt_at.is_none();
+    if first_request {
         not_placed(OrderStatus::Failed, format!("not placed: {why}"))
     } else {
         PlaceAnswer::Unsure {
@@ -331,7 +338,7 @@ fn classify_lookup(result: Result<Response, SendError>) -> LookupAnswer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use icon_domain::{CheckoutId, RetailerId};
+    use icon_domain::RetailerId;
     use icon_http::{HeaderMap, StaticLookup};
     use icon_runtime::Env;
     use std::net::TcpListener;
@@ -393,7 +400,8 @@ mod tests {
             // Plain http with http off.
             (&strict, format!("http://retailer.example:{port}/orders")),
         ] {
-            match c.place(&order(&url, 0)).await {
+            let first = order(&url, 0);
+            match c.place(first.key_checkout_id, &first).await {
                 PlaceAnswer::NotPlaced {
                     status: OrderStatus::Failed,
                     reason,
@@ -419,7 +427,8 @@ mod tests {
         let url = format!("http://127.0.0.1:{port}/orders");
         // An earlier attempt may have placed the order: "not placed" would free the cart for a
         // new key, and a second order.
-        let answer = c.place(&order(&url, 1)).await;
+        let again = order(&url, 1);
+        let answer = c.place(again.key_checkout_id, &again).await;
         assert!(
             matches!(&answer, PlaceAnswer::Unsure { why, in_flight: false, .. } if why.contains("ICON_RETAILER_ALLOW_NETWORKS")),
             "{answer:?}"
@@ -427,7 +436,13 @@ mod tests {
         let mut in_doubt = order(&url, 0);
         in_doubt.in_doubt_at = Some(chrono::Utc::now());
         assert!(matches!(
-            c.place(&in_doubt).await,
+            c.place(in_doubt.key_checkout_id, &in_doubt).await,
+            PlaceAnswer::Unsure { .. }
+        ));
+        // A key an earlier checkout of the cart used, re-sent by this one on its first attempt.
+        let inherited = order(&url, 0);
+        assert!(matches!(
+            c.place(CheckoutId::new(), &inherited).await,
             PlaceAnswer::Unsure { .. }
         ));
         assert_untouched(&l);
