@@ -335,8 +335,12 @@ async fn a_retry_taken_up_after_its_give_up_deadline_is_parked_without_a_call() 
         push: true,
         email: false,
     };
-    // The retry after the 503 is due at the deadline, 2 s after the first attempt.
-    let give_up = [("ICON_CALLBACK_GIVE_UP_AFTER", "2s")];
+    // The retry after the 503 is due 3 s after the first attempt, long enough for the first
+    // notifier to be stopped before (on a loaded machine too); the deadline is 4 s.
+    let give_up = [
+        ("ICON_CALLBACK_GIVE_UP_AFTER", "4s"),
+        ("ICON_CALLBACK_RETRY_SCHEDULE", "3s"),
+    ];
     let first = Notifier::start("notifier-1", &app, &sim, &logs.0, push_only(), &give_up).await;
     let id = checkout_with_push(&app, &app.token("alice")).await;
     eventually("the first attempt", Duration::from_secs(20), || async {
@@ -357,7 +361,8 @@ async fn a_retry_taken_up_after_its_give_up_deadline_is_parked_without_a_call() 
     // Long past the deadline, the sweeper queues it again: it is given up at that take-up,
     // parked, and FCM is not called again (it would have said 200 this time).
     let settings = [
-        ("ICON_CALLBACK_GIVE_UP_AFTER", "2s"),
+        ("ICON_CALLBACK_GIVE_UP_AFTER", "4s"),
+        ("ICON_CALLBACK_RETRY_SCHEDULE", "3s"),
         ("ICON_NOTIFIER_STUCK_AFTER", "1s"),
     ];
     let second = Notifier::start("notifier-2", &app, &sim, &logs.0, push_only(), &settings).await;
@@ -367,7 +372,7 @@ async fn a_retry_taken_up_after_its_give_up_deadline_is_parked_without_a_call() 
         })
         .await;
     let error = view["push"]["last_error"].as_str().unwrap_or_default();
-    assert!(error.contains("not delivered within 2s"), "{view}");
+    assert!(error.contains("not delivered within 4s"), "{view}");
     assert!(error.contains("HTTP 503"), "the last answer: {view}");
     eventually("the push parked", Duration::from_secs(10), || async {
         (app.env.queue_len(PARKED).await == 1).then_some(())
