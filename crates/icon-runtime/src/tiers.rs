@@ -72,6 +72,77 @@ impl DelayTiers {
     }
 }
 
+/// The most hops through delay tiers a scheduled wait takes (a hold at the end not counted).
+pub const MAX_HOPS: usize = 2;
+
+/// A message back this close to its time is due: it does not wait again.
+const DUE_WITHIN: Duration = Duration::from_millis(20);
+
+impl DelayTiers {
+    /// How many tiers a message waiting `wait` passes through, taking [`Self::plan`] each
+    /// time it comes back early.
+    pub fn hops(&self, wait: Duration) -> usize {
+        let mut left = wait;
+        let mut hops = 0;
+        while left > DUE_WITHIN {
+            match self.plan(left) {
+                Wait::Tier(t) => {
+                    left = left.saturating_sub(t);
+                    hops += 1;
+                }
+                Wait::Hold(_) => break,
+            }
+        }
+        hops
+    }
+
+    /// Every wait of one or two whole tiers: where a message can be in [`MAX_HOPS`] hops.
+    fn sums(&self) -> Vec<Duration> {
+        let mut sums: Vec<Duration> = self.0.clone();
+        for (i, a) in self.0.iter().enumerate() {
+            sums.extend(self.0[i..].iter().map(|b| *a + *b));
+        }
+        sums.sort();
+        sums.dedup();
+        sums
+    }
+
+    /// The earliest wait not shorter than `at_least` that takes at most [`MAX_HOPS`] hops:
+    /// `at_least` itself when it does (and when it is longer than two of the longest tier,
+    /// which no two hops make). A `Retry-After` that matches no tier is rounded up to
+    /// such a wait (it says "not before"), so the retry comes when it is scheduled, in at most
+    /// two hops.
+    pub fn reachable_at_least(&self, at_least: Duration) -> Duration {
+        if self.hops(at_least) <= MAX_HOPS {
+            return at_least;
+        }
+        self.sums()
+            .into_iter()
+            .find(|s| *s >= at_least && self.hops(*s) <= MAX_HOPS)
+            .unwrap_or(at_least)
+    }
+
+    /// The latest wait not longer than `at_most` that takes at most [`MAX_HOPS`] hops:
+    /// `at_most` itself when it does. The last retry before a give-up deadline is brought
+    /// forward to such a wait rather than arriving late through more hops.
+    pub fn reachable_at_most(&self, at_most: Duration) -> Duration {
+        if self.hops(at_most) <= MAX_HOPS {
+            return at_most;
+        }
+        // A sum of tiers, then a hold shorter than the shortest tier.
+        // (Held, not taken as the shortest tier: short of it by more than its slack.)
+        let shortest = self.0[0];
+        let hold = shortest.saturating_sub(slack(shortest) + Duration::from_millis(1));
+        self.sums()
+            .into_iter()
+            .rev()
+            .filter(|s| *s <= at_most)
+            .flat_map(|s| [s + hold.min(at_most - s), s])
+            .find(|w| self.hops(*w) <= MAX_HOPS)
+            .unwrap_or(Duration::ZERO)
+    }
+}
+
 /// How late a wait may end: 5% of it or 200 ms, whichever is larger.
 pub fn slack(wait: Duration) -> Duration {
     (wait / 20).max(Duration::from_millis(200))
@@ -122,5 +193,38 @@ mod tests {
         // Within the slack the tier is still taken.
         assert_eq!(t.plan(ms(2850)), Wait::Tier(ms(3000)));
         assert_eq!(t.plan(ms(6990)), Wait::Tier(ms(7000)));
+    }
+
+    #[test]
+    fn every_scheduled_wait_is_made_in_at_most_two_hops_and_on_time() {
+        let ms = Duration::from_millis;
+        let s = |v: u64| Duration::from_secs(v);
+        let default = DelayTiers::new([s(10), s(60), s(600)]);
+        // The schedule's own delays: one hop each.
+        for t in [s(10), s(60), s(600)] {
+            assert_eq!(default.hops(t), 1);
+        }
+        // A Retry-After of 95 s would take 60+10+10+10 and a hold: rounded up to 120 s (60+60).
+        assert_eq!(default.hops(s(95)), 4);
+        assert_eq!(default.reachable_at_least(s(95)), s(120));
+        assert_eq!(default.reachable_at_least(s(25)), s(25)); // 10+10 and a 5 s hold
+        assert_eq!(default.reachable_at_least(s(3)), s(3)); // held
+                                                            // The last wait before a deadline 9 minutes away: 60+60 and a hold would be 3 hops
+                                                            // more; brought forward to the latest wait of two hops and a hold.
+        let last = default.reachable_at_most(s(540));
+        assert!(last <= s(540) && default.hops(last) <= MAX_HOPS, "{last:?}");
+        assert_eq!(last, s(120) + ms(9499));
+        // Every wait up to twice the longest tier keeps the promise (beyond that, no two hops
+        // can make it: one more hop per longest tier).
+        let worker = DelayTiers::new([ms(100), ms(200), ms(400), ms(800), ms(1500), ms(2000)]);
+        for t in [&default, &worker] {
+            let longest = *t.all().last().unwrap();
+            for w in (0..4000).map(|i| longest * 2 * i / 4000) {
+                let up = t.reachable_at_least(w);
+                assert!(up >= w && t.hops(up) <= MAX_HOPS, "{w:?} -> {up:?}");
+                let down = t.reachable_at_most(w);
+                assert!(down <= w && t.hops(down) <= MAX_HOPS, "{w:?} -> {down:?}");
+            }
+        }
     }
 }

@@ -148,9 +148,14 @@ impl WorkerSettings {
             .retailer_backoff
             .saturating_mul(1u32 << doublings)
             .min(self.retailer_backoff_max);
-        backoff
-            .max(retry_after.unwrap_or_default())
-            .min(self.retailer_backoff_max)
+        match retry_after {
+            // "Not before": the earliest wait the tiers make in two hops (see
+            // `icon_runtime::DelayTiers::reachable_at_least`), so the retry comes when scheduled.
+            Some(r) if r.min(self.retailer_backoff_max) > backoff => self
+                .delay_tiers()
+                .reachable_at_least(r.min(self.retailer_backoff_max)),
+            _ => backoff,
+        }
     }
 
     /// The longest placing one order can legitimately take: every attempt timing out, and

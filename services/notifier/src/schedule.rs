@@ -3,10 +3,11 @@
 //! The schedule is a list of delays (the last repeats) bounded by a give-up deadline counted
 //! from the first attempt. Waiting happens in RabbitMQ, not in this process: a retry is
 //! published into a delay tier, a TTL queue that dead-letters back into the work queue. There is
-//! one tier per distinct delay of the schedule; a wait that matches no tier (a receiver's
-//! `Retry-After`, or the last wait before the deadline) is made of several hops, the message
-//! carrying its `not_before` and re-entering the largest tier that ends within the slack of
-//! [`icon_runtime::tiers::slack`] (5% or 200 ms).
+//! one tier per distinct delay of the schedule, so each of its delays is one hop. A wait that
+//! matches no tier (a receiver's `Retry-After`, or the last wait before the deadline) is moved
+//! to the nearest wait the tiers make in two hops and a short hold in the consumer (later for a
+//! `Retry-After`, which says "not before"; earlier for the deadline), so every retry comes
+//! within the slack of [`icon_runtime::tiers::slack`] (5% or 200 ms) of its scheduled time.
 
 use std::time::Duration;
 
@@ -45,13 +46,23 @@ impl RetrySchedule {
     }
 
     /// The wait after a failed attempt, stretched by the receiver's `Retry-After` if it asked
-    /// for longer (within [`MAX_RETRY_AFTER`]).
+    /// for longer (within [`MAX_RETRY_AFTER`]), and then to the earliest wait the delay tiers
+    /// make in two hops ([`icon_runtime::DelayTiers::reachable_at_least`]): a `Retry-After`
+    /// says "not before", and the retry then comes when it is scheduled.
     pub fn wait_after(&self, attempt: i32, retry_after: Option<Duration>) -> Duration {
         let scheduled = self.delay_after(attempt);
         match retry_after {
-            Some(r) => scheduled.max(r.min(MAX_RETRY_AFTER)),
-            None => scheduled,
+            Some(r) if r.min(MAX_RETRY_AFTER) > scheduled => self
+                .delay_tiers()
+                .reachable_at_least(r.min(MAX_RETRY_AFTER)),
+            _ => scheduled,
         }
+    }
+
+    /// The wait for a last retry before a give-up deadline `left` away: the latest the tiers
+    /// make in two hops ([`icon_runtime::DelayTiers::reachable_at_most`]).
+    pub fn last_wait(&self, left: Duration) -> Duration {
+        self.delay_tiers().reachable_at_most(left)
     }
 
     /// The distinct delays, shortest first: one delay tier queue each.
@@ -109,6 +120,19 @@ mod tests {
             sch.wait_after(1, Some(Duration::from_secs(99_999))),
             MAX_RETRY_AFTER
         );
+    }
+
+    #[test]
+    fn a_retry_after_or_a_deadline_between_tiers_moves_to_a_wait_of_two_hops() {
+        let secs = Duration::from_secs;
+        let sch = s(&[10, 60, 600]);
+        // 95 s is 60+10+10+10 and a hold: the retry comes at 120 s (60+60), not before 95 s.
+        assert_eq!(sch.wait_after(1, Some(secs(95))), secs(120));
+        assert_eq!(sch.wait_after(2, Some(secs(70))), secs(70));
+        // A deadline 9 minutes away: the last retry two hops and a hold before it.
+        let last = sch.last_wait(secs(540));
+        assert!(last <= secs(540), "{last:?}");
+        assert!(sch.delay_tiers().hops(last) <= icon_runtime::tiers::MAX_HOPS);
     }
 
     #[test]

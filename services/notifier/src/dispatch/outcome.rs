@@ -79,10 +79,17 @@ impl Dispatcher {
                     self.park(n, attempt_no, &reason).await?;
                     (status, error, NotificationState::Failed, None, true)
                 } else {
+                    let now = Utc::now();
                     let wait = self.schedule.wait_after(attempt_no, retry_after);
-                    let next = (Utc::now()
-                        + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX))
-                    .min(deadline);
+                    let left = (deadline - now).to_std().unwrap_or_default();
+                    // A wait past the deadline becomes the last retry, made before it.
+                    let wait = if wait > left {
+                        self.schedule.last_wait(left)
+                    } else {
+                        wait
+                    };
+                    let next =
+                        now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
                     let due = NotificationDue {
                         checkout_id: n.checkout_id,
                         notification_id: n.id,
