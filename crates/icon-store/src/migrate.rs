@@ -47,6 +47,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "outbox_unroutable",
         include_str!("../migrations/0010_outbox_unroutable.sql"),
     ),
+    (
+        11,
+        "retailer_secrets",
+        include_str!("../migrations/0011_retailer_secrets.sql"),
+    ),
 ];
 
 /// Arbitrary but fixed: the advisory lock every ICON process takes while migrating.

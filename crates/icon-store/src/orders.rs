@@ -2,6 +2,7 @@
 //! worker needs to make progress on it.
 
 use crate::carts::{item_from_row, CartItem};
+use crate::webhook_secrets::SealedSecrets;
 use crate::{error::corrupt, GenericClient, StoreError};
 use chrono::{DateTime, Utc};
 use icon_domain::{CheckoutId, OrderStatus, RetailerId};
@@ -50,6 +51,9 @@ pub struct OrderWork {
     /// `ICON_RETAILER_NOT_PLACED_AFTER` has passed since, a lookup's 404 proves nothing.
     pub in_doubt_at: Option<DateTime<Utc>>,
     pub items: Vec<CartItem>,
+    /// The retailer's secrets, sealed, read with the claim: what every request for this order
+    /// is signed with (see `webhook_secrets`).
+    pub signing: SealedSecrets,
 }
 
 /// What a pass should do for one order.
@@ -141,7 +145,6 @@ pub(crate) fn work_from_rows(rows: &[tokio_postgres::Row]) -> Result<Vec<OrderWo
         let retailer_id = RetailerId::parse(r.get::<_, String>("retailer_id")).map_err(corrupt)?;
         if orders.last().is_none_or(|o| o.retailer_id != retailer_id) {
             orders.push(OrderWork {
-                retailer_id,
                 order_url: r.get("order_url"),
                 status: OrderStatus::parse(r.get("status")).map_err(corrupt)?,
                 idempotency_key: r.get("idempotency_key"),
@@ -154,6 +157,8 @@ pub(crate) fn work_from_rows(rows: &[tokio_postgres::Row]) -> Result<Vec<OrderWo
                 settle_until: r.get("settle_until"),
                 in_doubt_at: r.get("in_doubt_at"),
                 items: Vec::new(),
+                signing: SealedSecrets::retailer_from_claim_row(&retailer_id, r),
+                retailer_id,
             });
         }
         if r.get::<_, Option<i64>>("id").is_some() {

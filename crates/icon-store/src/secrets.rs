@@ -1,8 +1,9 @@
-//! Secrets ICON keeps for its callers: webhook signing secrets, their encryption at rest, and
-//! Standard Webhooks signatures (<https://www.standardwebhooks.com/>).
+//! Secrets ICON keeps for its callers and retailers: webhook signing secrets' encryption at
+//! rest. The secrets themselves and their Standard Webhooks signatures are `icon-webhooks`'s
+//! (re-exported here), which the retailer simulator shares without linking PostgreSQL.
 //!
-//! The gateway hands a secret out and the notifier signs with it, so both link this module and
-//! both hold [`SecretsKey`] (`ICON_SECRETS_KEY`). A secret is stored sealed with AES-256-GCM
+//! The gateway hands a secret out and the notifier and the checkout worker sign with it, so all
+//! three link this module and hold [`SecretsKey`] (`ICON_SECRETS_KEY`). A secret is stored sealed with AES-256-GCM
 //! under that key, with a random nonce per seal and the owner as associated data: a database
 //! dump alone reveals no secret, and a row copied to another owner does not open.
 //!
@@ -10,11 +11,10 @@
 //! [`WebhookSecret::expose_whsec`] and [`SigningSecrets::signature_header`], so it cannot slip
 //! into a log line or an error body by formatting.
 
-use base64::engine::general_purpose::STANDARD as BASE64;
-use base64::Engine;
+pub use icon_webhooks::{SigningSecrets, WebhookSecret};
+
 use icon_runtime::{Env, SettingsError};
 use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
-use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
 use std::fmt;
 use std::sync::Arc;
@@ -25,13 +25,6 @@ pub const SECRETS_KEY_VAR: &str = "ICON_SECRETS_KEY";
 /// How to make a key, said wherever one is missing or malformed.
 const KEY_HINT: &str = "give it 32 random bytes as 64 hex characters (or base64), made with \
                         `openssl rand -hex 32`, the same in the gateway and every notifier";
-
-/// Bytes of a webhook secret: 32, the HMAC-SHA256 block-size half the spec recommends
-/// (24 to 64 bytes).
-const SECRET_LEN: usize = 32;
-
-/// The Standard Webhooks prefix of a secret shown to its owner.
-const WHSEC_PREFIX: &str = "whsec_";
 
 /// The key that seals secrets at rest (`ICON_SECRETS_KEY`). Cheap to clone.
 #[derive(Clone)]
@@ -75,6 +68,7 @@ impl SecretsKey {
                 .map_err(|_| format!("not hex; {KEY_HINT}"))?
         } else {
             use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+            use base64::Engine;
             let unpadded = v.trim_end_matches('=');
             STANDARD_NO_PAD
                 .decode(unpadded)
@@ -97,7 +91,7 @@ impl SecretsKey {
         let mut nonce = [0u8; NONCE_LEN];
         fill_random(&mut nonce);
         let mut out = nonce.to_vec();
-        let mut body = secret.0.to_vec();
+        let mut body = secret.expose_bytes().to_vec();
         self.0
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
@@ -121,8 +115,8 @@ impl SecretsKey {
             .0
             .open_in_place(nonce, Aad::from(owner.as_bytes()), &mut body)
             .map_err(|_| OpenError)?;
-        let bytes: [u8; SECRET_LEN] = (&*plain).try_into().map_err(|_| OpenError)?;
-        Ok(WebhookSecret(bytes))
+        let bytes: [u8; icon_webhooks::SECRET_LEN] = (&*plain).try_into().map_err(|_| OpenError)?;
+        Ok(WebhookSecret::from_bytes(bytes))
     }
 }
 
@@ -132,70 +126,11 @@ fn fill_random(buf: &mut [u8]) {
         .expect("the operating system's random number generator failed");
 }
 
-/// One owner's webhook signing secret: 32 random bytes, shown as `whsec_<base64>`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct WebhookSecret([u8; SECRET_LEN]);
-
-impl fmt::Debug for WebhookSecret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("WebhookSecret(***)")
-    }
-}
-
-impl WebhookSecret {
-    pub fn generate() -> Self {
-        let mut bytes = [0u8; SECRET_LEN];
-        fill_random(&mut bytes);
-        Self(bytes)
-    }
-
-    /// The secret as its owner configures it in a receiver: `whsec_` and the base64 of the key.
-    pub fn expose_whsec(&self) -> String {
-        format!("{WHSEC_PREFIX}{}", BASE64.encode(self.0))
-    }
-
-    /// `v1,<base64 of HMAC-SHA256("{id}.{timestamp}.{body}")>`, keyed with the secret's bytes.
-    pub fn sign(&self, id: &str, timestamp: i64, body: &[u8]) -> String {
-        sign_with(&self.0, id, timestamp, body)
-    }
-}
-
-/// The Standard Webhooks signature over exactly these bytes of `body`.
-fn sign_with(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
-    let key = hmac::Key::new(hmac::HMAC_SHA256, key);
-    let mut ctx = hmac::Context::with_key(&key);
-    ctx.update(id.as_bytes());
-    ctx.update(b".");
-    ctx.update(timestamp.to_string().as_bytes());
-    ctx.update(b".");
-    ctx.update(body);
-    format!("v1,{}", BASE64.encode(ctx.sign().as_ref()))
-}
-
-/// What a callback is signed with: the owner's current secret, and the one before it while the
-/// rotation's grace lasts.
-#[derive(Debug, Clone)]
-pub struct SigningSecrets {
-    pub current: WebhookSecret,
-    pub previous: Option<WebhookSecret>,
-}
-
-impl SigningSecrets {
-    /// The `webhook-signature` value: one `v1,...` signature per secret, space separated, the
-    /// current first. A receiver that knows either secret verifies it.
-    pub fn signature_header(&self, id: &str, timestamp: i64, body: &[u8]) -> String {
-        let mut header = self.current.sign(id, timestamp, body);
-        if let Some(previous) = &self.previous {
-            header.push(' ');
-            header.push_str(&previous.sign(id, timestamp, body));
-        }
-        header
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::engine::general_purpose::STANDARD as BASE64;
+    use base64::Engine;
 
     const HEX: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 
@@ -234,22 +169,8 @@ mod tests {
         assert!(other.open("alice", &sealed).is_err());
         // A fresh nonce each time: sealing twice gives two ciphertexts.
         assert_ne!(sealed, key.seal("alice", &secret));
-        assert!(!sealed.windows(SECRET_LEN).any(|w| w == secret.0));
-    }
-
-    /// The Standard Webhooks reference libraries' test vector.
-    #[test]
-    fn signs_as_the_specification_does() {
-        let key = BASE64.decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
-        let sig = sign_with(
-            &key,
-            "msg_p5jXN8AQM9LWM0D4loKWxJek",
-            1614265330,
-            b"{\"test\": 2432232314}",
-        );
-        assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
-        let secret = WebhookSecret::generate();
-        assert!(secret.expose_whsec().starts_with("whsec_"));
-        assert_eq!(format!("{secret:?}"), "WebhookSecret(***)");
+        assert!(!sealed
+            .windows(icon_webhooks::SECRET_LEN)
+            .any(|w| w == secret.expose_bytes()));
     }
 }

@@ -1,7 +1,9 @@
-//! Webhook signing secrets, one per owner (the `owner` of carts and checkouts): created on first
-//! use, by whichever of the gateway (`GET /webhook-secret`) and the notifier (a callback due
-//! before the owner ever asked) comes first; rotated by the gateway, after which the previous
-//! secret still signs until the grace ends.
+//! Webhook signing secrets, one per [`Holder`]: per owner (the `owner` of carts and checkouts,
+//! whose callbacks the notifier signs; table `webhook_secrets`) and per retailer (whose requests
+//! from the checkout worker are signed; table `retailer_secrets`). Both behave alike: created on
+//! first use, by whichever of the gateway (`GET …/webhook-secret`, or a retailer's registration)
+//! and the signing service (a call due before anyone asked) comes first; rotated by the gateway,
+//! after which the previous secret still signs until the grace ends.
 //!
 //! Rows hold secrets sealed with [`SecretsKey`] (see [`crate::secrets`]); this module seals and
 //! opens them, so no caller ever handles ciphertext or writes a plaintext.
@@ -9,9 +11,84 @@
 use crate::secrets::{SecretsKey, SigningSecrets, WebhookSecret};
 use crate::{GenericClient, StoreError};
 use chrono::{DateTime, Utc};
-use icon_domain::UserId;
+use icon_domain::{RetailerId, UserId};
 
-/// An owner's secret as the owner sees it.
+/// Whose secret.
+#[derive(Debug, Clone, Copy)]
+pub enum Holder<'a> {
+    /// An owner of checkouts: signs their callbacks.
+    Owner(&'a UserId),
+    /// A retailer: signs ICON's requests to it.
+    Retailer(&'a RetailerId),
+}
+
+/// The statements of one holder's table.
+struct Statements {
+    select: &'static str,
+    insert: &'static str,
+    rotate: &'static str,
+}
+
+/// The statements of table `$table` keyed by `$key`; both tables have the same columns.
+macro_rules! statements {
+    ($table:literal, $key:literal) => {
+        Statements {
+            select: concat!(
+                "SELECT current, created_at,
+                        CASE WHEN previous_until > now() THEN previous_until END AS previous_until
+                 FROM ", $table, " WHERE ", $key, " = $1"
+            ),
+            insert: concat!(
+                "INSERT INTO ", $table, " (", $key, ", current) VALUES ($1, $2)
+                 ON CONFLICT (", $key, ") DO NOTHING
+                 RETURNING current, created_at, previous_until"
+            ),
+            rotate: concat!(
+                "INSERT INTO ", $table, " (", $key, ", current) VALUES ($1, $2)
+                 ON CONFLICT (", $key, ") DO UPDATE
+                 SET previous = ", $table, ".current,
+                     previous_until = now() + make_interval(secs => $3),
+                     current = EXCLUDED.current, rotated_at = now()
+                 RETURNING current, created_at, previous_until"
+            ),
+        }
+    };
+}
+
+const OWNER_STATEMENTS: Statements = statements!("webhook_secrets", "owner");
+const RETAILER_STATEMENTS: Statements = statements!("retailer_secrets", "retailer_id");
+
+impl Holder<'_> {
+    fn statements(&self) -> &'static Statements {
+        match self {
+            Self::Owner(_) => &OWNER_STATEMENTS,
+            Self::Retailer(_) => &RETAILER_STATEMENTS,
+        }
+    }
+
+    /// The key column's value.
+    fn key(&self) -> &str {
+        match self {
+            Self::Owner(owner) => owner.as_str(),
+            Self::Retailer(retailer) => retailer.as_str(),
+        }
+    }
+
+    /// What a seal is bound to (its associated data): the owner as it is (so rows written
+    /// before retailers had secrets still open), `retailer:<id>` for a retailer.
+    fn sealed_for(&self) -> String {
+        match self {
+            Self::Owner(owner) => owner.as_str().to_owned(),
+            Self::Retailer(retailer) => retailer_seal_binding(retailer),
+        }
+    }
+}
+
+fn retailer_seal_binding(retailer: &RetailerId) -> String {
+    format!("retailer:{}", retailer.as_str())
+}
+
+/// A holder's secret as the holder sees it.
 #[derive(Debug, Clone)]
 pub struct OwnerSecret {
     pub secret: WebhookSecret,
@@ -20,11 +97,14 @@ pub struct OwnerSecret {
     pub previous_until: Option<DateTime<Utc>>,
 }
 
-/// What the notifier reads with a claimed callback attempt, still sealed: the owner, and its
-/// secrets as stored (`current` is `None` while the owner has none yet; `previous` only while
-/// its grace lasts). Opened with [`SealedSecrets::open`] right before signing.
+/// What the notifier reads with a claimed callback attempt, and the worker with a claimed pass
+/// for each order, still sealed: the holder, and its secrets as stored (`current` is `None`
+/// while the holder has none yet; `previous` only while its grace lasts). Opened with
+/// [`SealedSecrets::open`] right before signing.
 #[derive(Clone)]
 pub struct SealedSecrets {
+    /// What the seals are bound to: a checkout owner as it is, or `retailer:<id>` (see
+    /// [`Holder`]).
     pub owner: String,
     pub current: Option<Vec<u8>>,
     pub previous: Option<Vec<u8>>,
@@ -64,6 +144,24 @@ impl SealedSecrets {
             previous: r.get("secret_previous"),
         })
     }
+
+    /// A retailer's, from the columns [`RETAILER_CLAIM_COLUMNS`] of a pass's claim.
+    pub(crate) fn retailer_from_claim_row(retailer: &RetailerId, r: &tokio_postgres::Row) -> Self {
+        Self {
+            owner: retailer_seal_binding(retailer),
+            current: r.get("secret_current"),
+            previous: r.get("secret_previous"),
+        }
+    }
+
+    /// No secret yet (a test's order, say).
+    pub fn none(retailer: &RetailerId) -> Self {
+        Self {
+            owner: retailer_seal_binding(retailer),
+            current: None,
+            previous: None,
+        }
+    }
 }
 
 /// The join that claim statements add for callbacks: the owner of the claimed row `c`'s
@@ -79,37 +177,39 @@ pub(crate) const CLAIM_JOIN: &str = "LEFT JOIN checkouts k
 pub(crate) const CLAIM_COLUMNS: &str = "k.owner AS signer, s.current AS secret_current,
      CASE WHEN s.previous_until > now() THEN s.previous END AS secret_previous";
 
-/// `owner`'s secret, created now if it has none. Concurrent first uses agree on one secret:
+/// The join a pass's claim adds for its orders `o`: the retailer's secrets, one primary-key
+/// lookup per order in the statement that already reads the orders, so signing costs the worker
+/// no round trip of its own.
+pub(crate) const RETAILER_CLAIM_JOIN: &str =
+    "LEFT JOIN retailer_secrets s ON s.retailer_id = o.retailer_id";
+
+/// The columns [`RETAILER_CLAIM_JOIN`] yields.
+pub(crate) const RETAILER_CLAIM_COLUMNS: &str = "s.current AS secret_current,
+     CASE WHEN s.previous_until > now() THEN s.previous END AS secret_previous";
+
+/// `holder`'s secret, created now if it has none. Concurrent first uses agree on one secret:
 /// the insert that loses the race reads the winner's.
-#[tracing::instrument(name = "store.webhook_secret", skip_all, fields(owner = %owner))]
+///
+/// A retailer's secret needs the retailer registered (a foreign key): ask only for one that is.
+#[tracing::instrument(name = "store.webhook_secret", skip_all, fields(holder = ?holder))]
 pub async fn get_or_create(
     db: &impl GenericClient,
     key: &SecretsKey,
-    owner: &UserId,
+    holder: Holder<'_>,
 ) -> Result<OwnerSecret, StoreError> {
-    let select = db
-        .prepare_cached(
-            "SELECT current, created_at,
-                    CASE WHEN previous_until > now() THEN previous_until END AS previous_until
-             FROM webhook_secrets WHERE owner = $1",
-        )
-        .await?;
-    let insert = db
-        .prepare_cached(
-            "INSERT INTO webhook_secrets (owner, current) VALUES ($1, $2)
-             ON CONFLICT (owner) DO NOTHING
-             RETURNING current, created_at, previous_until",
-        )
-        .await?;
+    let sql = holder.statements();
+    let select = db.prepare_cached(sql.select).await?;
+    let insert = db.prepare_cached(sql.insert).await?;
+    let id = holder.key();
     // Read, else insert, else (another inserted meanwhile) read again in a fresh snapshot.
     for _ in 0..2 {
-        if let Some(row) = db.query_opt(&select, &[&owner.as_str()]).await? {
-            return from_row(key, owner, &row);
+        if let Some(row) = db.query_opt(&select, &[&id]).await? {
+            return from_row(key, holder, &row);
         }
-        let sealed = key.seal(owner.as_str(), &WebhookSecret::generate());
-        if let Some(row) = db.query_opt(&insert, &[&owner.as_str(), &sealed]).await? {
+        let sealed = key.seal(&holder.sealed_for(), &WebhookSecret::generate());
+        if let Some(row) = db.query_opt(&insert, &[&id, &sealed]).await? {
             tracing::info!("webhook secret created");
-            return from_row(key, owner, &row);
+            return from_row(key, holder, &row);
         }
     }
     Err(StoreError::Corrupt(
@@ -117,43 +217,34 @@ pub async fn get_or_create(
     ))
 }
 
-/// Replaces `owner`'s secret with a new one (creating it if there was none); the one it
+/// Replaces `holder`'s secret with a new one (creating it if there was none); the one it
 /// replaces still signs for `grace`. Only one previous secret is kept: rotating again within
 /// the grace drops the oldest at once.
-#[tracing::instrument(name = "store.rotate_webhook_secret", skip_all, fields(owner = %owner))]
+#[tracing::instrument(name = "store.rotate_webhook_secret", skip_all, fields(holder = ?holder))]
 pub async fn rotate(
     db: &impl GenericClient,
     key: &SecretsKey,
-    owner: &UserId,
+    holder: Holder<'_>,
     grace: std::time::Duration,
 ) -> Result<OwnerSecret, StoreError> {
-    let stmt = db
-        .prepare_cached(
-            "INSERT INTO webhook_secrets (owner, current) VALUES ($1, $2)
-             ON CONFLICT (owner) DO UPDATE
-             SET previous = webhook_secrets.current,
-                 previous_until = now() + make_interval(secs => $3),
-                 current = EXCLUDED.current, rotated_at = now()
-             RETURNING current, created_at, previous_until",
-        )
-        .await?;
-    let sealed = key.seal(owner.as_str(), &WebhookSecret::generate());
+    let stmt = db.prepare_cached(holder.statements().rotate).await?;
+    let sealed = key.seal(&holder.sealed_for(), &WebhookSecret::generate());
     let row = db
-        .query_one(&stmt, &[&owner.as_str(), &sealed, &grace.as_secs_f64()])
+        .query_one(&stmt, &[&holder.key(), &sealed, &grace.as_secs_f64()])
         .await?;
     tracing::info!("webhook secret rotated");
-    from_row(key, owner, &row)
+    from_row(key, holder, &row)
 }
 
 fn from_row(
     key: &SecretsKey,
-    owner: &UserId,
+    holder: Holder<'_>,
     row: &tokio_postgres::Row,
 ) -> Result<OwnerSecret, StoreError> {
     let sealed: Vec<u8> = row.get("current");
     Ok(OwnerSecret {
         secret: key
-            .open(owner.as_str(), &sealed)
+            .open(&holder.sealed_for(), &sealed)
             .map_err(crate::error::corrupt)?,
         created_at: row.get("created_at"),
         previous_until: row.get("previous_until"),

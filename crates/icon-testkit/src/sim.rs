@@ -62,6 +62,19 @@ impl Sim {
         format!("{}/{retailer}/orders", self.base_url)
     }
 
+    /// Tells the simulator `retailer`'s signing secret (`PUT /_sim/retailers/{retailer}/secret`):
+    /// from now on it answers 401 to that retailer's requests unless they verify with it.
+    pub async fn set_secret(&self, retailer: &str, whsec: &str) {
+        let r = Api::new(&self.base_url)
+            .put(
+                &format!("/_sim/retailers/{retailer}/secret"),
+                None,
+                &serde_json::json!({"secret": whsec}),
+            )
+            .await;
+        assert_eq!(r.status, 204, "set secret: {r:?}");
+    }
+
     /// Every order request the simulator received, oldest first (its `GET /requests`).
     pub async fn orders(&self) -> Vec<Value> {
         self.log("/requests").await

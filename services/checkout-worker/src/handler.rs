@@ -7,6 +7,7 @@
 //! (`gate::SLOT_WAIT`): every longer wait is a delay tier.
 
 use crate::gate::{RetailerGate, SLOT_WAIT};
+use crate::retailer::signing::Signer;
 use crate::retailer::RetailerClient;
 use crate::settings::WorkerSettings;
 use crate::{metrics, progress};
@@ -32,6 +33,8 @@ const EARLY_TOLERANCE: Duration = Duration::from_millis(20);
 pub struct CheckoutHandler {
     pool: Pool,
     retailers: RetailerClient,
+    /// The retailers' secrets every call is signed with.
+    signer: Signer,
     /// Takes the message a recorded pass wrote (the next pass, or `checkout.finished`).
     outbox: Outbox,
     gate: RetailerGate,
@@ -47,6 +50,7 @@ impl CheckoutHandler {
         settings: WorkerSettings,
     ) -> Self {
         Self {
+            signer: Signer::new(settings.secrets_key.clone(), pool.clone()),
             pool,
             retailers,
             outbox,
@@ -117,8 +121,12 @@ impl CheckoutHandler {
         let due_by = now + chrono::Duration::from_std(EARLY_TOLERANCE).unwrap_or_default();
         let busy_until = now
             + chrono::Duration::from_std(self.settings.busy_retailer_wait()).unwrap_or_default();
+        // Before any call: a request is never sent unsigned, so without its secrets the pass
+        // fails as a whole and is tried again.
+        let secrets = self.signer.for_pass(&pass.orders).await?;
         let calls = pass.orders.iter().filter_map(|order| {
             let step = order.due(due_by)?;
+            let secrets = secrets.get(&order.retailer_id)?;
             Some(async move {
                 let Some(_slot) = self.gate.enter(&order.retailer_id, SLOT_WAIT).await else {
                     tracing::info!(retailer = %order.retailer_id, "retailer has its maximum of calls in flight; postponed");
@@ -127,13 +135,13 @@ impl CheckoutHandler {
                 let started = Instant::now();
                 let update = match step {
                     Step::Place => {
-                        let answer = self.retailers.place(pass.checkout_id, order).await;
+                        let answer = self.retailers.place(pass.checkout_id, order, secrets).await;
                         let outcome = metrics::place_outcome(&answer);
                         metrics::retailer_call(&order.retailer_id, "place", outcome, started.elapsed());
                         progress::after_place(order, answer, Utc::now(), &self.settings)
                     }
                     Step::Lookup => {
-                        let answer = self.retailers.lookup(order).await;
+                        let answer = self.retailers.lookup(order, secrets).await;
                         let outcome = metrics::lookup_outcome(&answer);
                         metrics::retailer_call(&order.retailer_id, "lookup", outcome, started.elapsed());
                         progress::after_lookup(order, answer, Utc::now(), &self.settings)

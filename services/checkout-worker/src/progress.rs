@@ -197,10 +197,9 @@ pub fn postponed(order: &OrderWork, until: DateTime<Utc>) -> OrderUpdate {
 mod tests {
     use super::*;
     use icon_domain::{CheckoutId, RetailerId};
-    use icon_runtime::Env;
 
     fn settings() -> WorkerSettings {
-        WorkerSettings::from_env(&Env::from_pairs([
+        WorkerSettings::from_env(&crate::settings::test_env([
             ("ICON_RETAILER_MAX_ATTEMPTS", "3"),
             ("ICON_RETAILER_SETTLE_SCHEDULE", "10s,1m"),
             ("ICON_RETAILER_SETTLE_WITHIN", "5m"),
@@ -223,6 +222,9 @@ mod tests {
             settle_until: None,
             in_doubt_at: None,
             items: vec![],
+            signing: icon_store::webhook_secrets::SealedSecrets::none(
+                &RetailerId::parse("acme".to_owned()).unwrap(),
+            ),
         }
     }
 

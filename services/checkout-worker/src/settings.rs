@@ -59,6 +59,10 @@ pub struct WorkerSettings {
     pub probe_addr: Option<String>,
     /// `ICON_LOG`, `ICON_LOG_FORMAT`, `ICON_OTLP_ENDPOINT`: log filter and format, span export.
     pub log: icon_runtime::telemetry::TelemetrySettings,
+    /// `ICON_SECRETS_KEY`: opens the retailers' signing secrets (and seals the secret of a
+    /// retailer registered before secrets existed, at its first call). The same key as the
+    /// gateway's.
+    pub secrets_key: icon_store::secrets::SecretsKey,
 }
 
 impl WorkerSettings {
@@ -113,6 +117,7 @@ impl WorkerSettings {
             stuck_after: env.duration("ICON_WORKER_STUCK_AFTER", Duration::from_secs(300))?,
             probe_addr: env.optional_addr("ICON_PROBE_ADDR")?,
             log: icon_runtime::telemetry::TelemetrySettings::from_env(env)?,
+            secrets_key: icon_store::secrets::SecretsKey::from_env(env)?,
         };
         if settings.retailer_backoff_max < settings.retailer_backoff {
             return Err(SettingsError {
@@ -205,20 +210,38 @@ fn whole_number(v: &str, min: u32, max: u32) -> Result<u32, String> {
     }
 }
 
+/// `pairs` and a secrets key, which every start needs: the environment of a unit test.
+#[cfg(test)]
+pub(crate) fn test_env<K: Into<String>, V: Into<String>>(
+    pairs: impl IntoIterator<Item = (K, V)>,
+) -> Env {
+    let mut env = Env::from_pairs(pairs);
+    env.set("ICON_SECRETS_KEY", "11".repeat(32));
+    env
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
+    fn requires_the_secrets_key() {
+        let err = WorkerSettings::from_env(&Env::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("ICON_SECRETS_KEY="), "{err}");
+    }
+
+    #[test]
     fn defaults_and_errors() {
-        let s = WorkerSettings::from_env(&Env::default()).unwrap();
+        let s = WorkerSettings::from_env(&test_env::<&str, &str>([])).unwrap();
         assert_eq!(s.retailer_max_attempts, 5);
         assert_eq!(s.prefetch, 32);
         assert_eq!(s.max_deliveries, 5);
         assert_eq!(s.settle_within, Duration::from_secs(86_400));
         assert_eq!(s.settle_wait(0), Duration::from_secs(10));
         assert_eq!(s.settle_wait(7), Duration::from_secs(600));
-        let err = WorkerSettings::from_env(&Env::from_pairs([("ICON_WORKER_PREFETCH", "0")]))
+        let err = WorkerSettings::from_env(&test_env([("ICON_WORKER_PREFETCH", "0")]))
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("ICON_WORKER_PREFETCH="), "{err}");
@@ -226,10 +249,10 @@ mod tests {
 
     #[test]
     fn retailers_are_public_and_https_only_unless_allowed() {
-        let s = WorkerSettings::from_env(&Env::default()).unwrap();
+        let s = WorkerSettings::from_env(&test_env::<&str, &str>([])).unwrap();
         assert!(!s.retailer_policy.allows_http());
         assert!(!s.retailer_policy.permits("127.0.0.1".parse().unwrap()));
-        let s = WorkerSettings::from_env(&Env::from_pairs([
+        let s = WorkerSettings::from_env(&test_env([
             ("ICON_RETAILER_ALLOW_NETWORKS", "127.0.0.0/8,::1/128"),
             ("ICON_RETAILER_ALLOW_HTTP", "true"),
         ]))
@@ -240,7 +263,7 @@ mod tests {
             ("ICON_RETAILER_ALLOW_NETWORKS", "10.0.0.0/33"),
             ("ICON_RETAILER_ALLOW_HTTP", "yes please"),
         ] {
-            let err = WorkerSettings::from_env(&Env::from_pairs([(var, bad)]))
+            let err = WorkerSettings::from_env(&test_env([(var, bad)]))
                 .unwrap_err()
                 .to_string();
             assert!(err.starts_with(&format!("{var}=")), "{err}");
@@ -249,7 +272,7 @@ mod tests {
 
     #[test]
     fn backoff_is_capped_and_retry_after_bounded() {
-        let s = WorkerSettings::from_env(&Env::from_pairs([
+        let s = WorkerSettings::from_env(&test_env([
             ("ICON_RETAILER_MAX_ATTEMPTS", "20"),
             ("ICON_WORKER_STUCK_AFTER", "1h"),
         ]))
@@ -271,7 +294,7 @@ mod tests {
 
     #[test]
     fn refuses_a_stuck_threshold_below_the_worst_case() {
-        let err = WorkerSettings::from_env(&Env::from_pairs([
+        let err = WorkerSettings::from_env(&test_env([
             ("ICON_RETAILER_MAX_ATTEMPTS", "20"),
             ("ICON_WORKER_STUCK_AFTER", "5m"),
         ]))

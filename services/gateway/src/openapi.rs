@@ -48,6 +48,8 @@ use serde_json::Value;
         carts::add_item,
         retailers::put_retailer,
         retailers::list_retailers,
+        webhook_secret::get_retailer_secret,
+        webhook_secret::rotate_retailer_secret,
         health::healthz,
         health::readyz,
         crate::metrics::metrics,
@@ -63,7 +65,7 @@ use serde_json::Value;
         (name = "carts", description = "Carts and their items"),
         (name = "devices", description = "The caller's devices, to which checkout outcomes are pushed"),
         (name = "webhooks", description = "The secret that signs the caller's callbacks (Standard Webhooks)"),
-        (name = "retailers", description = "Where orders are placed (admin)"),
+        (name = "retailers", description = "Where orders are placed, and the secret ICON's requests to each retailer are signed with (admin)"),
         (name = "operations", description = "Probes"),
     )
 )]

@@ -273,6 +273,15 @@ database while rotating your webhook secret, so it may have been rotated. After 
 seconds, GET /webhook-secret shows the secret callbacks are signed with now; rotate again only \
 if it is still the old one.";
 
+    pub const RETAILER_SECRET: &str = "ICON lost its connection to the database \
+while creating the retailer's signing secret, so it may have been created. Retry after \
+Retry-After seconds: you get the one secret either way.";
+
+    pub const RETAILER_SECRET_ROTATION: &str = "ICON lost its connection to the \
+database while rotating the retailer's signing secret, so it may have been rotated. After \
+Retry-After seconds, GET /retailers/{retailer_id}/webhook-secret shows the secret requests are \
+signed with now; rotate again only if it is still the old one.";
+
     pub const CART: &str = "ICON lost its connection to the database while creating \
 the cart, so it may have been created. Retry after Retry-After seconds; an extra empty cart is \
 harmless.";
@@ -379,6 +388,11 @@ pub const CODES: &[(&str, u16, &str)] = &[
         "The token is valid but lacks the `admin` scope this endpoint needs.",
     ),
     ("not_found", 404, "No such route or resource."),
+    (
+        "retailer_not_found",
+        404,
+        "No retailer is registered with that id.",
+    ),
     (
         "cart_not_found",
         404,

@@ -306,6 +306,16 @@ fn routes_config(cfg: &mut web::ServiceConfig) {
         web::resource("/retailers/{retailer_id}")
             .route(web::put().to(retailers::put_retailer))
             .default_service(allow("PUT")),
+    )
+    .service(
+        web::resource("/retailers/{retailer_id}/webhook-secret")
+            .route(get_or_head().to(webhook_secret::get_retailer_secret))
+            .default_service(allow("GET, HEAD")),
+    )
+    .service(
+        web::resource("/retailers/{retailer_id}/webhook-secret/rotate")
+            .route(web::post().to(webhook_secret::rotate_retailer_secret))
+            .default_service(allow("POST")),
     );
 }
 

@@ -7,6 +7,7 @@
 //! one key never gets two orders.
 
 use crate::orders::OrderItem;
+use crate::signing::SignatureHeaders;
 use crate::{lock, Sim};
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
@@ -34,6 +35,11 @@ pub struct OrderRecord {
     pub order_id: Option<String>,
     /// The reason given with a non-2xx answer.
     pub reason: Option<String>,
+    /// The body exactly as received (UTF-8, lossily), what `webhook-signature` signs.
+    pub raw_body: String,
+    /// `webhook-id`, `webhook-timestamp`, `webhook-signature` and whether they verified.
+    #[serde(flatten)]
+    pub signature: SignatureHeaders,
 }
 
 /// Whose idempotency key: keys are per retailer, so one simulator acting as several retailers
@@ -274,6 +280,8 @@ mod tests {
             response_status: None,
             order_id: None,
             reason: None,
+            raw_body: String::new(),
+            signature: SignatureHeaders::default(),
         };
         let first = book.push(record.clone());
         for _ in 0..MAX_RECORDED_ORDERS {

@@ -12,6 +12,8 @@
 //!   time) and the log of order requests, `GET /requests`.
 //! - [`lookup`]: the status lookup by key, `GET /orders?idempotency_key=K` and
 //!   `GET /{retailer}/orders?idempotency_key=K`, and its log, `GET /lookups`.
+//! - [`signing`]: verifying ICON's signatures on both, with the secrets told by
+//!   `PUT /_sim/retailers/{retailer}/secret`.
 //! - [`sink`]: `POST /sink/{name}` and `GET /sink/{name}`.
 //! - [`fcm`]: `POST /oauth2/token`, `POST /v1/projects/{project_id}/messages:send`, and
 //!   `GET /fcm/grants`, `GET /fcm/messages`, `POST /fcm/revoke`.
@@ -43,6 +45,7 @@ pub mod lookup;
 pub mod orders;
 pub(crate) mod recent;
 pub mod settings;
+pub mod signing;
 pub mod sink;
 pub mod smtp;
 
@@ -66,6 +69,8 @@ pub(crate) struct Sim {
     /// Per-key state and the request log, under one lock (see [`book`]).
     orders: Mutex<book::OrderBook>,
     lookups: Mutex<lookup::LookupLog>,
+    /// The retailers' secrets it verifies requests with.
+    secrets: signing::Secrets,
     sinks: Mutex<sink::Sinks>,
     fcm: fcm::Fcm,
     /// Shared with the SMTP sink's sessions, which run outside actix.
@@ -114,6 +119,7 @@ pub fn serve(
     let sim = web::Data::new(Sim {
         orders: Mutex::default(),
         lookups: Mutex::default(),
+        secrets: signing::Secrets::default(),
         sinks: Mutex::default(),
         fcm: fcm::Fcm::new(settings.fcm_public_key, settings.fcm_token_ttl),
         mailbox: Arc::clone(&mailbox),
@@ -169,6 +175,12 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/requests").route(web::get().to(book::list)))
         .service(resource("/lookups").route(web::get().to(lookup::list)))
         .service(resource("/mail").route(web::get().to(smtp::list)))
+        // Never ends in `/orders`, so `_sim` stays a usable retailer name too.
+        .service(
+            resource("/_sim/retailers/{retailer}/secret")
+                .route(web::put().to(signing::put))
+                .route(web::delete().to(signing::delete)),
+        )
         // Google's paths, and the fake FCM's logs: none ends in `/orders` (see the crate docs).
         .service(resource("/oauth2/token").route(web::post().to(fcm::oauth::token)))
         .service(

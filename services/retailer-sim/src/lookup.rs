@@ -10,9 +10,10 @@
 //! do not take such a 404 for "not placed".
 
 use crate::book::{KeyId, LogFilter};
+use crate::signing::{self, SignatureHeaders};
 use crate::{lock, reason, Sim};
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -29,6 +30,10 @@ pub struct LookupRecord {
     /// `None` when the query had none (answered 400).
     pub idempotency_key: Option<String>,
     pub response_status: u16,
+    /// `webhook-id`, `webhook-timestamp`, `webhook-signature` (over an empty body) and whether
+    /// they verified.
+    #[serde(flatten)]
+    pub signature: SignatureHeaders,
 }
 
 /// Every lookup received, oldest first.
@@ -59,22 +64,35 @@ pub(crate) struct LookupQuery {
 }
 
 /// `GET /orders?idempotency_key=K`.
-pub(crate) async fn lookup(sim: web::Data<Sim>, query: web::Query<LookupQuery>) -> HttpResponse {
-    find(&sim, None, query.into_inner())
+pub(crate) async fn lookup(
+    sim: web::Data<Sim>,
+    req: HttpRequest,
+    query: web::Query<LookupQuery>,
+) -> HttpResponse {
+    find(&sim, None, &req, query.into_inner())
 }
 
 /// `GET /{retailer}/orders?idempotency_key=K`.
 pub(crate) async fn lookup_for(
     sim: web::Data<Sim>,
     retailer: web::Path<String>,
+    req: HttpRequest,
     query: web::Query<LookupQuery>,
 ) -> HttpResponse {
-    find(&sim, Some(retailer.into_inner()), query.into_inner())
+    find(&sim, Some(retailer.into_inner()), &req, query.into_inner())
 }
 
 #[tracing::instrument(name = "lookup", skip_all, fields(retailer = retailer.as_deref()))]
-fn find(sim: &Sim, retailer: Option<String>, query: LookupQuery) -> HttpResponse {
+fn find(
+    sim: &Sim,
+    retailer: Option<String>,
+    req: &HttpRequest,
+    query: LookupQuery,
+) -> HttpResponse {
     let received_at = Utc::now();
+    let mut signature = SignatureHeaders::of(req);
+    // A GET has no body: the signature is over `{id}.{timestamp}.` and nothing after.
+    let verified = signing::check(sim, retailer.as_deref(), &mut signature, b"");
     // Trimmed like the `Idempotency-Key` header, so a key is found exactly as it was stored.
     let key = query
         .idempotency_key
@@ -82,12 +100,13 @@ fn find(sim: &Sim, retailer: Option<String>, query: LookupQuery) -> HttpResponse
         .map(str::trim)
         .filter(|k| !k.is_empty())
         .map(str::to_owned);
-    let response = match &key {
-        None => reason(
+    let response = match (verified, &key) {
+        (Err(why), _) => signing::unauthorized(why),
+        (Ok(()), None) => reason(
             StatusCode::BAD_REQUEST,
             "an idempotency_key query parameter is required",
         ),
-        Some(key) => {
+        (Ok(()), Some(key)) => {
             let id = KeyId {
                 retailer: retailer.clone(),
                 key: key.clone(),
@@ -121,6 +140,7 @@ fn find(sim: &Sim, retailer: Option<String>, query: LookupQuery) -> HttpResponse
         retailer,
         idempotency_key: key,
         response_status: status,
+        signature,
     });
     response
 }
@@ -143,6 +163,7 @@ mod tests {
                 retailer: None,
                 idempotency_key: Some(n.to_string()),
                 response_status: 404,
+                signature: SignatureHeaders::default(),
             });
         }
         assert_eq!(log.0.len(), MAX_RECORDED_LOOKUPS);

@@ -10,6 +10,7 @@
 
 use crate::behaviour::Behaviour;
 use crate::book::{Arrival, Claim, KeyId, OrderRecord, Placement};
+use crate::signing::{self, SignatureHeaders};
 use crate::{lock, Sim};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
@@ -153,6 +154,34 @@ async fn place(
     body: &[u8],
 ) -> HttpResponse {
     let received_at = Utc::now();
+    let raw_body = String::from_utf8_lossy(body).into_owned();
+    let mut signature = SignatureHeaders::of(req);
+    // Before anything else: a request that does not verify has no effect at all.
+    if let Err(why) = signing::check(sim, retailer.as_deref(), &mut signature, body) {
+        let key = req
+            .headers()
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .map(|k| k.trim().to_owned());
+        tracing::info!(
+            idempotency_key = key.as_deref(),
+            status = 401,
+            "order request refused: signature"
+        );
+        lock(&sim.orders).push(OrderRecord {
+            received_at,
+            retailer,
+            idempotency_key: key,
+            checkout_id: None,
+            items: vec![],
+            response_status: Some(401),
+            order_id: None,
+            reason: Some("signature refused".into()),
+            raw_body,
+            signature,
+        });
+        return signing::unauthorized(why);
+    }
     let order = match parse(retailer.clone(), req, body) {
         Ok(order) => order,
         Err(invalid) => {
@@ -166,6 +195,8 @@ async fn place(
                 response_status: Some(answer.status.as_u16()),
                 order_id: None,
                 reason: answer.reason.clone(),
+                raw_body,
+                signature,
             };
             tracing::info!(
                 checkout_id = record.checkout_id.as_deref(),
@@ -193,6 +224,8 @@ async fn place(
             response_status: None,
             order_id: None,
             reason: None,
+            raw_body,
+            signature,
         });
         let arrival = book.arrive(&order.key, &order.checkout_id, &order.items);
         (seq, arrival)

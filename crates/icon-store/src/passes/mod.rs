@@ -26,10 +26,12 @@ mod record;
 pub use record::*;
 
 use crate::orders::{self, OrderWork};
+use crate::webhook_secrets::{RETAILER_CLAIM_COLUMNS, RETAILER_CLAIM_JOIN};
 use crate::{error::corrupt, outbox, Conn, GenericClient, StoreError};
 use chrono::{DateTime, Utc};
 use icon_contracts::{topology, CheckoutDue, Envelope};
 use icon_domain::{CartId, CheckoutId, CheckoutStatus};
+use std::sync::LazyLock;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -75,31 +77,7 @@ pub async fn claim(
     lease: Duration,
 ) -> Result<Claim, StoreError> {
     let claim = Uuid::new_v4();
-    let stmt = db
-        .prepare_cached(
-            "WITH claimed AS (
-                 UPDATE checkouts
-                 SET pass = CASE WHEN pass = $2 THEN pass + 1 ELSE pass END,
-                     claim = $3, claimed_until = now() + make_interval(secs => $4),
-                     deliveries = deliveries + 1,
-                     status = CASE WHEN status = 'queued' THEN 'processing' ELSE status END,
-                     updated_at = now()
-                 WHERE id = $1 AND status IN ('queued', 'processing')
-                   AND ((pass = $2 AND (claimed_until IS NULL OR claimed_until < now()))
-                        OR (pass = $2 + 1 AND claimed_until < now()))
-                 RETURNING id AS checkout_id, cart_id, pass, deliveries, last_error, resource_url
-             )
-             SELECT c.cart_id, c.pass, c.deliveries, c.last_error, c.resource_url,
-                    o.retailer_id, o.order_url, o.status, o.idempotency_key, o.key_checkout_id,
-                    o.attempts, o.lookups, o.retailer_order_id, o.reason, o.next_attempt_at,
-                    o.settle_until, o.in_doubt_at,
-                    i.id, i.sku, i.quantity, i.amount_minor, i.currency
-             FROM claimed c
-             JOIN checkout_orders o ON o.checkout_id = c.checkout_id
-             LEFT JOIN cart_items i ON i.cart_id = c.cart_id AND i.retailer_id = o.retailer_id
-             ORDER BY o.retailer_id, i.id",
-        )
-        .await?;
+    let stmt = db.prepare_cached(&CLAIM_STATEMENT).await?;
     let rows = db
         .query(
             &stmt,
@@ -122,6 +100,35 @@ pub async fn claim(
         orders: orders::work_from_rows(&rows)?,
     })))
 }
+
+/// The claim's statement: the pass, its orders with their retailers' sealed secrets (one
+/// primary-key lookup per order, see [`RETAILER_CLAIM_JOIN`]) and the cart's items.
+static CLAIM_STATEMENT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH claimed AS (
+                 UPDATE checkouts
+                 SET pass = CASE WHEN pass = $2 THEN pass + 1 ELSE pass END,
+                     claim = $3, claimed_until = now() + make_interval(secs => $4),
+                     deliveries = deliveries + 1,
+                     status = CASE WHEN status = 'queued' THEN 'processing' ELSE status END,
+                     updated_at = now()
+                 WHERE id = $1 AND status IN ('queued', 'processing')
+                   AND ((pass = $2 AND (claimed_until IS NULL OR claimed_until < now()))
+                        OR (pass = $2 + 1 AND claimed_until < now()))
+                 RETURNING id AS checkout_id, cart_id, pass, deliveries, last_error, resource_url
+             )
+             SELECT c.cart_id, c.pass, c.deliveries, c.last_error, c.resource_url,
+                    o.retailer_id, o.order_url, o.status, o.idempotency_key, o.key_checkout_id,
+                    o.attempts, o.lookups, o.retailer_order_id, o.reason, o.next_attempt_at,
+                    o.settle_until, o.in_doubt_at,
+                    i.id, i.sku, i.quantity, i.amount_minor, i.currency, {RETAILER_CLAIM_COLUMNS}
+             FROM claimed c
+             JOIN checkout_orders o ON o.checkout_id = c.checkout_id
+             LEFT JOIN cart_items i ON i.cart_id = c.cart_id AND i.retailer_id = o.retailer_id
+             {RETAILER_CLAIM_JOIN}
+             ORDER BY o.retailer_id, i.id"
+    )
+});
 
 async fn why_not(
     db: &impl GenericClient,

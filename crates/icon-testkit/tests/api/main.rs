@@ -22,6 +22,7 @@ mod probes;
 mod push;
 mod recording;
 mod retailer_guard;
+mod retailer_signatures;
 mod retry_timing;
 mod second_order;
 mod signatures;

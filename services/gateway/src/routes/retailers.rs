@@ -89,7 +89,8 @@ impl RetailerBody {
 ///
 /// Registers the retailer under `retailer_id` (201), or updates its name and order URL (200):
 /// idempotent. Needs a token with the `admin` scope. Orders already placed keep going to the
-/// URL they were placed at.
+/// URL they were placed at. A new retailer gets its signing secret at once (read it from
+/// `GET /retailers/{retailer_id}/webhook-secret`): every request ICON sends it is signed.
 #[utoipa::path(
     put, path = "/retailers/{retailer_id}", tag = "retailers", operation_id = "put_retailer",
     params(("retailer_id" = String, Path, description = "Slug `[a-z0-9-]{1,64}`", example = "acme")),
@@ -134,14 +135,15 @@ pub async fn put_retailer(
     let (Some(id), Some(order_url)) = (id, order_url) else {
         return Err(ApiError::internal("validated fields missing"));
     };
-    let db = state
+    let mut db = state
         .pool
         .get()
         .await
         .map_err(icon_store::StoreError::from)?;
-    let (retailer, created) = retailers::upsert(&db, &id, name, order_url.as_str())
-        .await
-        .or_outcome_unknown(lost_write::RETAILER)?;
+    let (retailer, created) =
+        retailers::register(&mut db, &state.secrets_key, &id, name, order_url.as_str())
+            .await
+            .or_outcome_unknown(lost_write::RETAILER)?;
     let mut resp = if created {
         HttpResponse::Created()
     } else {

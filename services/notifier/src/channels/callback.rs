@@ -15,7 +15,8 @@ use icon_domain::{CallbackUrl, NetworkPolicy, UserId};
 use icon_http::{HeaderName, HttpClient, SendError, TlsError};
 use icon_store::notifications::{Claimed, Notification};
 use icon_store::secrets::{SecretsKey, SigningSecrets};
-use icon_store::{webhook_secrets, Pool, StoreError};
+use icon_store::webhook_secrets::{self, Holder};
+use icon_store::{Pool, StoreError};
 use serde::Serialize;
 use std::time::Duration;
 
@@ -69,7 +70,7 @@ impl CallbackChannel {
         let owner = UserId::parse(sealed.owner.clone())
             .map_err(|e| StoreError::Corrupt(format!("a checkout's owner: {e}")))?;
         let db = self.pool.get().await?;
-        let created = webhook_secrets::get_or_create(&db, &self.key, &owner).await?;
+        let created = webhook_secrets::get_or_create(&db, &self.key, Holder::Owner(&owner)).await?;
         Ok(SigningSecrets {
             current: created.secret,
             previous: None,
@@ -118,17 +119,11 @@ impl CallbackChannel {
                 }
             }
         };
-        let id = n.id.to_string();
-        let timestamp = chrono::Utc::now().timestamp();
-        let signature = secrets.signature_header(&id, timestamp, &body);
-        let mut headers = vec![
-            (HeaderName::from_static("webhook-id"), id),
-            (
-                HeaderName::from_static("webhook-timestamp"),
-                timestamp.to_string(),
-            ),
-            (HeaderName::from_static("webhook-signature"), signature),
-        ];
+        let mut headers: Vec<_> = secrets
+            .signed_headers(n.id.to_string(), chrono::Utc::now().timestamp(), &body)
+            .into_iter()
+            .map(|(name, value)| (HeaderName::from_static(name), value))
+            .collect();
         // The checkout's trace, so the receiver can join its own spans to it.
         if let Some(traceparent) = icon_runtime::trace::outgoing_header() {
             headers.push((HeaderName::from_static("traceparent"), traceparent));

@@ -12,19 +12,32 @@
 //!   order; a 404 is final only once no request with the key can still be in progress, see
 //!   `progress::after_lookup`).
 //!
+//! Every request is signed with the retailer's secret (`webhook-id`, `webhook-timestamp`,
+//! `webhook-signature`, Standard Webhooks; see [`signing`]), beside its `Idempotency-Key`. A 401
+//! means the retailer refused the signature and did not look at the request: like a request the
+//! policy refused, it is "not placed" only for a first request (see [`refused_placement`]).
+//!
 //! Every call first passes the retailers' network policy (`ICON_RETAILER_ALLOW_NETWORKS`,
 //! `ICON_RETAILER_ALLOW_HTTP`): the `order_url` itself, then each address its host resolves to,
 //! before a connection is attempted. A refused call sends nothing, so a first request refused
 //! is "not placed"; a re-send refused after an earlier one may have arrived stays in doubt
 //! (see [`refused_placement`]).
 
+//!
+//! Here: the client; [`classify`]: what each answer means; [`signing`]: the secrets and headers.
+
+mod classify;
+pub mod signing;
+
 use crate::settings::WorkerSettings;
+use classify::{classify_lookup, classify_place, not_placed, refusal_reason};
 use icon_domain::callback::OrderUrl;
-use icon_domain::text::{sanitize, sanitize_opt, MAX_ORDER_ID_CHARS, MAX_REASON_CHARS};
+use icon_domain::text::{sanitize, MAX_REASON_CHARS};
 use icon_domain::{CheckoutId, NetworkPolicy, OrderStatus};
-use icon_http::{HeaderName, HttpClient, Lookup, Response, SendError, SystemLookup, TlsError, Url};
+use icon_http::{HeaderName, HttpClient, Lookup, SendError, SystemLookup, TlsError, Url};
 use icon_store::orders::OrderWork;
-use serde::{Deserialize, Serialize};
+use icon_store::secrets::SigningSecrets;
+use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -83,17 +96,6 @@ struct Price {
     currency: icon_domain::Currency,
 }
 
-#[derive(Deserialize)]
-struct OrderBody {
-    order_id: Option<String>,
-    status: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Refusal {
-    reason: Option<String>,
-}
-
 #[derive(Clone)]
 pub struct RetailerClient {
     /// Enforces [`Self::policy`] on every address before connecting.
@@ -131,11 +133,16 @@ impl RetailerClient {
         })
     }
 
-    /// Sends (or re-sends, with the same key and body) one order request.
+    /// Sends (or re-sends, with the same key and body) one order request, signed with
+    /// `secrets`. `checkout` is the checkout this pass works for: a key first used by an
+    /// earlier one is a re-send, whatever this checkout's own attempt count says.
     #[tracing::instrument(skip_all, fields(retailer = %order.retailer_id))]
-    /// `checkout` is the checkout this pass works for: a key first used by an earlier one is a
-    /// re-send, whatever this checkout's own attempt count says.
-    pub async fn place(&self, checkout: CheckoutId, order: &OrderWork) -> PlaceAnswer {
+    pub async fn place(
+        &self,
+        checkout: CheckoutId,
+        order: &OrderWork,
+        secrets: &SigningSecrets,
+    ) -> PlaceAnswer {
         let body = serde_json::to_vec(&OrderRequest {
             // The checkout that first used this key: the same key always comes with the same
             // body, as the idempotency-key draft requires.
@@ -163,17 +170,29 @@ impl RetailerClient {
             order.idempotency_key.clone(),
         )];
         headers.extend(traceparent());
+        headers.extend(signing::headers(secrets, &body));
         match self.http.post_json(url.as_url(), &headers, body).await {
             Err(SendError::Refused(why)) => {
                 refused_placement(checkout, order, refused_address(&url, &why))
             }
+            Ok(resp) if resp.status == 401 => refused_placement(
+                checkout,
+                order,
+                format!(
+                    "the retailer refused ICON's signature (401: {}); check that it verifies \
+                     with the secret of GET /retailers/{}/webhook-secret",
+                    refusal_reason(&resp).unwrap_or_else(|| "no reason given".into()),
+                    order.retailer_id
+                ),
+            ),
             result => classify_place(result),
         }
     }
 
-    /// Asks the retailer what became of the order's key.
+    /// Asks the retailer what became of the order's key, signed with `secrets` over an empty
+    /// body.
     #[tracing::instrument(skip_all, fields(retailer = %order.retailer_id))]
-    pub async fn lookup(&self, order: &OrderWork) -> LookupAnswer {
+    pub async fn lookup(&self, order: &OrderWork, secrets: &SigningSecrets) -> LookupAnswer {
         let order_url = match self.order_url(order) {
             Ok(u) => u,
             Err(why) => {
@@ -185,7 +204,8 @@ impl RetailerClient {
         let mut url: Url = order_url.as_url().clone();
         url.query_pairs_mut()
             .append_pair("idempotency_key", &order.idempotency_key);
-        let headers: Vec<_> = traceparent().into_iter().collect();
+        let mut headers: Vec<_> = traceparent().into_iter().collect();
+        headers.extend(signing::headers(secrets, b""));
         match self.http.get(&url, &headers).await {
             Err(SendError::Refused(why)) => LookupAnswer::Unsure {
                 why: sanitize(
@@ -208,7 +228,8 @@ fn refused_address(url: &OrderUrl, why: &str) -> String {
     )
 }
 
-/// A placement the policy refused: nothing was sent this time. If nothing with this key can
+/// A placement the policy refused (nothing was sent this time), or one the retailer refused
+/// unread (a 401: it did not accept the signature). If nothing with this key can
 /// have been sent before either (a key of this checkout's own, on its first attempt, never in
 /// doubt), the order was not placed,
 /// and saying so frees the cart. A re-send is different: an earlier request with the key may
@@ -239,108 +260,13 @@ fn traceparent() -> Option<(HeaderName, String)> {
     })
 }
 
-fn not_placed(status: OrderStatus, reason: String) -> PlaceAnswer {
-    PlaceAnswer::NotPlaced {
-        status,
-        reason: sanitize(&reason, MAX_REASON_CHARS),
-    }
-}
-
-fn refusal_reason(resp: &Response) -> Option<String> {
-    let reason = serde_json::from_slice::<Refusal>(&resp.body).ok()?.reason;
-    sanitize_opt(reason.as_deref(), MAX_REASON_CHARS)
-}
-
-fn classify_place(result: Result<Response, SendError>) -> PlaceAnswer {
-    let resp = match result {
-        Ok(r) => r,
-        // Nothing was sent: the order cannot have been placed.
-        Err(e @ (SendError::Refused(_) | SendError::Invalid(_))) => {
-            return not_placed(OrderStatus::Failed, e.to_string())
-        }
-        // A timeout or a dropped connection: the request may have arrived and still be running.
-        Err(e) => {
-            return PlaceAnswer::Unsure {
-                why: sanitize(&e.to_string(), MAX_REASON_CHARS),
-                retry_after: None,
-                in_flight: true,
-            }
-        }
-    };
-    match resp.status {
-        200..=299 => {
-            let order_id = serde_json::from_slice::<OrderBody>(&resp.body)
-                .ok()
-                .and_then(|c| c.order_id);
-            PlaceAnswer::Confirmed {
-                order_id: sanitize_opt(order_id.as_deref(), MAX_ORDER_ID_CHARS),
-            }
-        }
-        422 => not_placed(
-            OrderStatus::Rejected,
-            refusal_reason(&resp).unwrap_or_else(|| "rejected by the retailer (422)".into()),
-        ),
-        408 | 409 | 425 | 429 => PlaceAnswer::Unsure {
-            why: match resp.status {
-                409 => "retailer answered 409: a request with the same key is in progress".into(),
-                s => format!("retailer answered {s}"),
-            },
-            retry_after: resp.retry_after(),
-            in_flight: resp.status == 409,
-        },
-        400..=499 => not_placed(
-            OrderStatus::Failed,
-            format!(
-                "retailer answered {}, which retrying cannot fix: {}",
-                resp.status,
-                refusal_reason(&resp).unwrap_or_else(|| "no reason given".into())
-            ),
-        ),
-        status => PlaceAnswer::Unsure {
-            why: format!("retailer answered {status}"),
-            retry_after: resp.retry_after(),
-            in_flight: false,
-        },
-    }
-}
-
-fn classify_lookup(result: Result<Response, SendError>) -> LookupAnswer {
-    match result {
-        Ok(resp) if resp.is_success() => {
-            let body = serde_json::from_slice::<OrderBody>(&resp.body).ok();
-            LookupAnswer::Placed {
-                order_id: sanitize_opt(
-                    body.as_ref().and_then(|b| b.order_id.as_deref()),
-                    MAX_ORDER_ID_CHARS,
-                ),
-                status: sanitize(
-                    body.as_ref()
-                        .and_then(|b| b.status.as_deref())
-                        .unwrap_or("confirmed"),
-                    64,
-                ),
-            }
-        }
-        Ok(resp) if resp.status == 404 => LookupAnswer::NotPlaced,
-        // The protocol's answer for a key whose placement is still in progress.
-        Ok(resp) if resp.status == 409 => LookupAnswer::Unsure {
-            why: "status lookup answered 409: a request with this key is still in progress".into(),
-        },
-        Ok(resp) => LookupAnswer::Unsure {
-            why: format!("status lookup answered {}", resp.status),
-        },
-        Err(e) => LookupAnswer::Unsure {
-            why: sanitize(&format!("status lookup failed: {e}"), MAX_REASON_CHARS),
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use icon_domain::RetailerId;
-    use icon_http::{HeaderMap, StaticLookup};
-    use icon_runtime::Env;
+    use icon_http::StaticLookup;
+    use icon_store::secrets::WebhookSecret;
+    use icon_store::webhook_secrets::SealedSecrets;
     use std::net::TcpListener;
 
     /// A loopback listener that never accepts on its own: after a refused call, a non-blocking
@@ -374,13 +300,22 @@ mod tests {
             settle_until: None,
             in_doubt_at: None,
             items: vec![],
+            signing: SealedSecrets::none(&RetailerId::parse("acme".to_owned()).unwrap()),
+        }
+    }
+
+    fn secrets() -> SigningSecrets {
+        SigningSecrets {
+            current: WebhookSecret::generate(),
+            previous: None,
         }
     }
 
     /// A client under the default retailer policy (public https only, or `pairs`), whose
     /// resolver answers `retailer.example` with 127.0.0.1.
     fn client(pairs: &[(&str, &str)]) -> RetailerClient {
-        let settings = WorkerSettings::from_env(&Env::from_pairs(pairs.iter().copied())).unwrap();
+        let settings =
+            WorkerSettings::from_env(&crate::settings::test_env(pairs.iter().copied())).unwrap();
         let lookup = StaticLookup::new().with("retailer.example", ["127.0.0.1".parse().unwrap()]);
         RetailerClient::with_lookup(&settings, Arc::new(lookup)).unwrap()
     }
@@ -401,7 +336,7 @@ mod tests {
             (&strict, format!("http://retailer.example:{port}/orders")),
         ] {
             let first = order(&url, 0);
-            match c.place(first.key_checkout_id, &first).await {
+            match c.place(first.key_checkout_id, &first, &secrets()).await {
                 PlaceAnswer::NotPlaced {
                     status: OrderStatus::Failed,
                     reason,
@@ -413,7 +348,7 @@ mod tests {
                 other => panic!("{url}: {other:?}"),
             }
             assert!(
-                matches!(c.lookup(&order(&url, 3)).await, LookupAnswer::Unsure { why } if why.contains("ICON_RETAILER_ALLOW_")),
+                matches!(c.lookup(&order(&url, 3), &secrets()).await, LookupAnswer::Unsure { why } if why.contains("ICON_RETAILER_ALLOW_")),
                 "{url}"
             );
             assert_untouched(&l);
@@ -428,7 +363,7 @@ mod tests {
         // An earlier attempt may have placed the order: "not placed" would free the cart for a
         // new key, and a second order.
         let again = order(&url, 1);
-        let answer = c.place(again.key_checkout_id, &again).await;
+        let answer = c.place(again.key_checkout_id, &again, &secrets()).await;
         assert!(
             matches!(&answer, PlaceAnswer::Unsure { why, in_flight: false, .. } if why.contains("ICON_RETAILER_ALLOW_NETWORKS")),
             "{answer:?}"
@@ -436,66 +371,76 @@ mod tests {
         let mut in_doubt = order(&url, 0);
         in_doubt.in_doubt_at = Some(chrono::Utc::now());
         assert!(matches!(
-            c.place(in_doubt.key_checkout_id, &in_doubt).await,
+            c.place(in_doubt.key_checkout_id, &in_doubt, &secrets())
+                .await,
             PlaceAnswer::Unsure { .. }
         ));
         // A key an earlier checkout of the cart used, re-sent by this one on its first attempt.
         let inherited = order(&url, 0);
         assert!(matches!(
-            c.place(CheckoutId::new(), &inherited).await,
+            c.place(CheckoutId::new(), &inherited, &secrets()).await,
             PlaceAnswer::Unsure { .. }
         ));
         assert_untouched(&l);
     }
 
-    fn resp(status: u16, body: &str) -> Result<Response, SendError> {
-        Ok(Response {
-            status,
-            headers: HeaderMap::new(),
-            body: body.to_owned().into(),
-            elapsed: Duration::ZERO,
-        })
+    /// A loopback retailer that answers every request 401, as one does to a signature it does
+    /// not accept.
+    async fn refusing_retailer() -> u16 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let body = r#"{"reason":"bad signature"}"#;
+                let head = format!(
+                    "HTTP/1.1 401 Unauthorized\r\ncontent-type: application/problem+json\r\n\
+                     content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(head.as_bytes()).await;
+            }
+        });
+        port
     }
 
-    #[test]
-    fn answers_are_classified_once() {
-        assert_eq!(
-            classify_place(resp(201, r#"{"order_id":"a\u0000b"}"#)),
-            PlaceAnswer::Confirmed {
-                order_id: Some("a b".into())
-            }
-        );
-        assert!(matches!(
-            classify_place(resp(422, r#"{"reason":"out of stock"}"#)),
-            PlaceAnswer::NotPlaced { status: OrderStatus::Rejected, reason } if reason == "out of stock"
-        ));
-        assert!(matches!(
-            classify_place(resp(404, "")),
+    #[tokio::test]
+    async fn a_401_is_not_placed_only_for_a_first_request() {
+        let port = refusing_retailer().await;
+        let c = client(&[
+            ("ICON_RETAILER_ALLOW_HTTP", "true"),
+            ("ICON_RETAILER_ALLOW_NETWORKS", "127.0.0.0/8"),
+        ]);
+        let url = format!("http://127.0.0.1:{port}/acme/orders");
+        let first = order(&url, 0);
+        match c.place(first.key_checkout_id, &first, &secrets()).await {
             PlaceAnswer::NotPlaced {
                 status: OrderStatus::Failed,
+                reason,
+            } => assert!(
+                reason.contains("401") && reason.contains("bad signature"),
+                "{reason}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        // An earlier request with the key may have placed the order: a 401 now proves nothing.
+        let again = order(&url, 1);
+        assert!(matches!(
+            c.place(again.key_checkout_id, &again, &secrets()).await,
+            PlaceAnswer::Unsure {
+                in_flight: false,
                 ..
             }
         ));
-        for unsure in [409, 429, 500, 503, 302] {
-            assert!(
-                matches!(classify_place(resp(unsure, "")), PlaceAnswer::Unsure { .. }),
-                "{unsure}"
-            );
-        }
+        let inherited = order(&url, 0);
         assert!(matches!(
-            classify_place(Err(SendError::Timeout(Duration::from_secs(1)))),
+            c.place(CheckoutId::new(), &inherited, &secrets()).await,
             PlaceAnswer::Unsure { .. }
         ));
-        assert_eq!(classify_lookup(resp(404, "")), LookupAnswer::NotPlaced);
-        assert_eq!(
-            classify_lookup(resp(200, r#"{"order_id":"x","status":"confirmed"}"#)),
-            LookupAnswer::Placed {
-                order_id: Some("x".into()),
-                status: "confirmed".into()
-            }
-        );
         assert!(matches!(
-            classify_lookup(resp(500, "")),
+            c.lookup(&order(&url, 3), &secrets()).await,
             LookupAnswer::Unsure { .. }
         ));
     }
