@@ -123,7 +123,8 @@ impl CheckoutHandler {
             + chrono::Duration::from_std(self.settings.busy_retailer_wait()).unwrap_or_default();
         // Before any call: a request is never sent unsigned, so without its secrets the pass
         // fails as a whole and is tried again.
-        let secrets = self.signer.for_pass(&pass.orders).await?;
+        let due = pass.orders.iter().filter(|o| o.due(due_by).is_some());
+        let secrets = self.signer.for_orders(due).await?;
         let calls = pass.orders.iter().filter_map(|order| {
             let step = order.due(due_by)?;
             let secrets = secrets.get(&order.retailer_id)?;

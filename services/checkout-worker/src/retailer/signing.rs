@@ -29,13 +29,13 @@ impl Signer {
         Self { key, pool }
     }
 
-    /// The secrets of every retailer of `orders`, by retailer.
+    /// The secrets of every retailer of `orders` (those a pass calls), by retailer.
     #[tracing::instrument(name = "retailer.signing_secrets", skip_all)]
-    pub async fn for_pass(
+    pub async fn for_orders(
         &self,
-        orders: &[icon_store::orders::OrderWork],
+        orders: impl Iterator<Item = &icon_store::orders::OrderWork>,
     ) -> Result<HashMap<RetailerId, SigningSecrets>, StoreError> {
-        let mut secrets = HashMap::with_capacity(orders.len());
+        let mut secrets = HashMap::new();
         for order in orders {
             let opened = match order.signing.open(&self.key)? {
                 Some(s) => s,
