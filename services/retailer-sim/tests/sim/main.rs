@@ -6,6 +6,7 @@
 //! - `idempotency`: one order per key, replays, and 409 while a key's request is in progress.
 //! - `lookup`: the status lookup by key and the lookup log.
 //! - `server`: the request log, routing, the sink, health and shutdown.
+//! - `signing`: verifying ICON's signatures with a retailer's secret, and the 401.
 //! - `grants`: the fake FCM's OAuth2 token endpoint and its log.
 //! - `push`: the fake FCM's send, token prefixes and the message log.
 //! - `smtp`: the SMTP sink, over raw TCP, and `GET /mail`.
@@ -17,4 +18,5 @@ mod lookup;
 mod orders;
 mod push;
 mod server;
+mod signing;
 mod smtp;
