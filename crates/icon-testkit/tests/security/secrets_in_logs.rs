@@ -106,29 +106,15 @@ async fn no_token_or_secret_reaches_the_logs_of_a_full_run() {
         .expect("mint");
 
     ok(&fleet, Method::GET, "/retailers", &admin, None).await;
-    // The retailer's secret, rotated: the worker signs its requests with both.
-    let retailer_first = ok(
-        &fleet,
-        Method::GET,
-        "/retailers/acme/webhook-secret",
-        &admin,
-        None,
-    )
-    .await["secret"]
-        .as_str()
-        .expect("secret")
-        .to_owned();
-    let retailer_rotated = ok(
-        &fleet,
-        Method::POST,
-        "/retailers/acme/webhook-secret/rotate",
-        &admin,
-        None,
-    )
-    .await["secret"]
-        .as_str()
-        .expect("secret")
-        .to_owned();
+    // The retailer's secret, then rotated: the worker signs its requests with both.
+    let mut retailer_secrets = Vec::new();
+    for (method, path) in [
+        (Method::GET, "/retailers/acme/webhook-secret"),
+        (Method::POST, "/retailers/acme/webhook-secret/rotate"),
+    ] {
+        let secret = ok(&fleet, method, path, &admin, None).await["secret"].clone();
+        retailer_secrets.push(secret.as_str().expect("secret").to_owned());
+    }
     let r = fleet.api.get("/retailers", Some(&forged)).await;
     assert_eq!(r.status, 401, "{r:?}");
     let first = ok(&fleet, Method::GET, "/webhook-secret", &shopper, None).await["secret"]
@@ -218,8 +204,8 @@ async fn no_token_or_secret_reaches_the_logs_of_a_full_run() {
         ("shopper webhook secret", &first),
         ("shopper rotated webhook secret", &rotated),
         ("partner webhook secret", &partner_secret),
-        ("retailer signing secret", &retailer_first),
-        ("retailer rotated signing secret", &retailer_rotated),
+        ("retailer signing secret", &retailer_secrets[0]),
+        ("retailer rotated signing secret", &retailer_secrets[1]),
     ] {
         secrets.extend(needles(name, secret));
     }
