@@ -75,7 +75,10 @@ impl Holder<'_> {
     }
 
     /// What a seal is bound to (its associated data): the owner as it is (so rows written
-    /// before retailers had secrets still open), `retailer:<id>` for a retailer.
+    /// before retailers had secrets still open), NUL then `retailer:<id>` for a retailer. No
+    /// owner can be that (owner ids hold no control character), so a shopper whose `sub` is
+    /// `retailer:acme` cannot have a row that, copied into `retailer_secrets`, opens as acme's
+    /// and lets them forge ICON's requests to acme.
     fn sealed_for(&self) -> String {
         match self {
             Self::Owner(owner) => owner.as_str().to_owned(),
@@ -85,7 +88,7 @@ impl Holder<'_> {
 }
 
 fn retailer_seal_binding(retailer: &RetailerId) -> String {
-    format!("retailer:{}", retailer.as_str())
+    format!("\0retailer:{}", retailer.as_str())
 }
 
 /// A holder's secret as the holder sees it.
@@ -103,7 +106,7 @@ pub struct OwnerSecret {
 /// [`SealedSecrets::open`] right before signing.
 #[derive(Clone)]
 pub struct SealedSecrets {
-    /// What the seals are bound to: a checkout owner as it is, or `retailer:<id>` (see
+    /// What the seals are bound to: a checkout owner as it is, or NUL and `retailer:<id>` (see
     /// [`Holder`]).
     pub owner: String,
     pub current: Option<Vec<u8>>,
@@ -249,4 +252,23 @@ fn from_row(
         created_at: row.get("created_at"),
         previous_until: row.get("previous_until"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A shopper may call themselves `retailer:acme`; their secret's row still does not open
+    /// as the retailer's.
+    #[test]
+    fn no_owner_seals_as_a_retailer() {
+        let acme = RetailerId::parse("acme".to_owned()).unwrap();
+        let owner = UserId::parse("retailer:acme").unwrap();
+        let (retailer, owner) = (Holder::Retailer(&acme), Holder::Owner(&owner));
+        assert_ne!(retailer.sealed_for(), owner.sealed_for());
+        assert!(UserId::parse(retailer.sealed_for()).is_err());
+        let key = SecretsKey::parse(&"11".repeat(32)).unwrap();
+        let sealed = key.seal(&owner.sealed_for(), &WebhookSecret::generate());
+        assert!(key.open(&retailer.sealed_for(), &sealed).is_err());
+    }
 }
