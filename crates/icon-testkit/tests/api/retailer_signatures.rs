@@ -486,3 +486,52 @@ async fn a_401_on_a_re_send_leaves_the_order_in_doubt_never_not_placed() {
     );
     app.stop().await;
 }
+
+/// The worker signs without a round trip of its own: the statement that claims a pass brings
+/// each order's retailer's sealed secrets along (both during a rotation's grace), or nothing
+/// for a retailer that has none yet (the worker then creates it, once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pass_claim_brings_the_retailers_secrets_along() {
+    use icon_domain::CheckoutId;
+    use icon_store::passes::{claim, Claim};
+    use icon_store::secrets::SecretsKey;
+    let app = TestApp::spawn_with(Options {
+        start_worker: false,
+        start_notifier: false,
+        extra: vec![("ICON_WEBHOOK_SECRET_GRACE", "1h".into())],
+        ..Options::default()
+    })
+    .await;
+    app.register_retailer("acme", "http://127.0.0.1:9/acme/orders")
+        .await;
+    let secret = secret_of(&app, "acme").await;
+    let cart = app.cart_with("alice", &[("acme", "dress")]).await;
+    let r = app.checkout("alice", cart, None).await;
+    assert_eq!(r.status, 202, "{r:?}");
+    let id = CheckoutId::from_uuid(r.json["checkout_id"].as_str().unwrap().parse().unwrap());
+    let key = SecretsKey::parse(icon_testkit::SECRETS_KEY).unwrap();
+    let pool = app.env.pool().await;
+    let db = pool.get().await.unwrap();
+    // No lease, so each claim below takes the same pass over.
+    let claimed = || async {
+        match claim(&db, id, 0, Duration::ZERO).await.unwrap() {
+            Claim::Claimed(pass) => pass.orders[0].signing.open(&key).unwrap(),
+            other => panic!("{other:?}"),
+        }
+    };
+    let secrets = claimed().await.expect("acme has a secret");
+    assert_eq!(secrets.current.expose_whsec(), secret);
+    assert!(secrets.previous.is_none());
+    let new = rotate(&app, "acme").await["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let secrets = claimed().await.unwrap();
+    assert_eq!(secrets.current.expose_whsec(), new);
+    assert_eq!(secrets.previous.unwrap().expose_whsec(), secret);
+    db.execute("DELETE FROM retailer_secrets", &[])
+        .await
+        .unwrap();
+    assert!(claimed().await.is_none());
+    app.stop().await;
+}
