@@ -5,11 +5,11 @@
 //! limit as a policy (RabbitMQ applies the lower of a policy's and a queue's own limit), stops
 //! PostgreSQL for longer than 20 fixed-pause requeues take, and counts what reached `.dead`.
 
-use crate::{burst, two_retailers};
+use crate::{burst, readyz_says_database_down, two_retailers};
 use icon_contracts::topology::{dead_letter_queue, CHECKOUT_FINISHED, CHECKOUT_REQUESTED};
 use icon_testkit::disposable::DisposablePostgres;
 use icon_testkit::fleet::{Fleet, Tally};
-use icon_testkit::{eventually, Receiver, Sim, TestEnv};
+use icon_testkit::{Receiver, Sim, TestEnv};
 use std::sync::atomic::AtomicUsize;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -49,21 +49,7 @@ async fn a_long_database_outage_dead_letters_nothing_under_rabbitmq_4s_delivery_
     )
     .await;
     pg.down();
-    eventually(
-        "/readyz to say the database is down",
-        Duration::from_secs(30),
-        || async {
-            match fleet
-                .api
-                .try_send(http::Method::GET, "/readyz", None, &[], None)
-                .await
-            {
-                Ok(r) if r.status == 503 && r.json["database"] == "down" => Some(()),
-                _ => None,
-            }
-        },
-    )
-    .await;
+    readyz_says_database_down(&fleet).await;
     tokio::time::sleep(OUTAGE).await;
     pg.up();
     let mut t = tally.into_inner().unwrap();

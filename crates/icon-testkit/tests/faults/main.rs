@@ -50,6 +50,25 @@ async fn wait_count(what: &str, counter: &AtomicUsize, at_least: usize) {
     .await
 }
 
+/// Waits until the gateway's `/readyz` says the database is down.
+async fn readyz_says_database_down(fleet: &Fleet) {
+    eventually(
+        "/readyz to say the database is down",
+        Duration::from_secs(30),
+        || async {
+            match fleet
+                .api
+                .try_send(http::Method::GET, "/readyz", None, &[], None)
+                .await
+            {
+                Ok(r) if r.status == 503 && r.json["database"] == "down" => Some(()),
+                _ => None,
+            }
+        },
+    )
+    .await
+}
+
 async fn two_retailers(fleet: &Fleet, sim: &Sim) {
     fleet.register(sim, "acme").await;
     fleet.register(sim, "globex").await;
@@ -199,21 +218,7 @@ async fn postgres_stopped_during_a_burst() {
     let control = async {
         wait_count("50 accepted", &accepted, 50).await;
         pg.down();
-        eventually(
-            "/readyz to say the database is down",
-            Duration::from_secs(30),
-            || async {
-                match fleet
-                    .api
-                    .try_send(http::Method::GET, "/readyz", None, &[], None)
-                    .await
-                {
-                    Ok(r) if r.status == 503 && r.json["database"] == "down" => Some(()),
-                    _ => None,
-                }
-            },
-        )
-        .await;
+        readyz_says_database_down(&fleet).await;
         eventually(
             "submissions to be refused with 503",
             Duration::from_secs(30),

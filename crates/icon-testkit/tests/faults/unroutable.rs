@@ -29,6 +29,16 @@ async fn watch_readiness(fleet: &Fleet, stop: &AtomicBool) -> bool {
     saw_down
 }
 
+/// A fleet on a fresh database and vhost, with two retailers at the simulator.
+async fn started() -> (TestEnv, Sim, Receiver, Fleet) {
+    let env = TestEnv::create().await;
+    let sim = Sim::start().await;
+    let receiver = Receiver::start(vec![], None).await;
+    let fleet = Fleet::start(&env.database_url, &env.amqp_url, &[]).await;
+    two_retailers(&fleet, &sim).await;
+    (env, sim, receiver, fleet)
+}
+
 fn all_logs(fleet: &Fleet) -> String {
     [&fleet.gateway, &fleet.worker, &fleet.notifier]
         .iter()
@@ -39,11 +49,7 @@ fn all_logs(fleet: &Fleet) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_delay_tier_deleted_while_in_use_is_declared_again_and_nothing_waits() {
-    let env = TestEnv::create().await;
-    let sim = Sim::start().await;
-    let receiver = Receiver::start(vec![], None).await;
-    let fleet = Fleet::start(&env.database_url, &env.amqp_url, &[]).await;
-    two_retailers(&fleet, &sim).await;
+    let (env, sim, receiver, fleet) = started().await;
     // Every worker tier goes, as an operator tidying "unused" queues might do.
     let tiers: Vec<String> = env
         .queue_names()
@@ -111,11 +117,7 @@ async fn a_delay_tier_deleted_while_in_use_is_declared_again_and_nothing_waits()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_row_no_queue_takes_is_set_aside_counted_and_sent_once_its_queue_exists() {
-    let env = TestEnv::create().await;
-    let sim = Sim::start().await;
-    let receiver = Receiver::start(vec![], None).await;
-    let fleet = Fleet::start(&env.database_url, &env.amqp_url, &[]).await;
-    two_retailers(&fleet, &sim).await;
+    let (env, sim, receiver, fleet) = started().await;
     // A row for a queue no service declares, due now, with the wake-up the relays listen for.
     const NOWHERE: &str = "operator.deleted.this";
     env.db()
