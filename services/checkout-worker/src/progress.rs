@@ -86,7 +86,7 @@ pub fn after_place(
                 OrderUpdate {
                     status: OrderStatus::Unknown,
                     reason: Some(format!(
-                        "no answer after {attempt} attempts ({why}); status lookups are off                          (ICON_RETAILER_SETTLE_WITHIN=0)"
+                        "no answer after {attempt} attempts ({why}); status lookups are off                          (ICON_RETAILER_SETTLE_WITHIN=0s)"
                     )),
                     ..base
                 }
