@@ -6,6 +6,7 @@
 //! A breaking change to a payload means a new `version`, never an in-place edit.
 
 pub mod messages;
+pub mod retailer;
 pub mod topology;
 
 pub use messages::{
