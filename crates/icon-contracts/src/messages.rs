@@ -119,6 +119,12 @@ pub struct CheckoutDue {
     pub after_pass: i32,
     /// Not to be processed before this instant; arriving early re-enters a delay tier.
     pub not_before: DateTime<Utc>,
+    /// A wake-up, not a scheduled pass: a retailer's event settled an order the checkout was
+    /// waiting for (issue 17). A wake runs a pass after whichever pass is current when it
+    /// arrives (a pass that started before the event was recorded may not have seen it), or
+    /// waits for one in flight; a final checkout ignores it. Absent in older messages.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub wake: bool,
 }
 
 impl Message for CheckoutDue {
@@ -138,6 +144,12 @@ pub struct OrderOutcome {
     pub retailer_order_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The parcel's tracking, once the retailer reported the order shipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking: Option<crate::retailer::Tracking>,
+    /// The refunds the retailer reported, in the order they came.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refunds: Vec<crate::retailer::Refund>,
 }
 
 /// A checkout reached its final state. Published by the worker's outbox relay to

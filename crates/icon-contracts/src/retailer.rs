@@ -12,6 +12,7 @@
 //! and answers 422 naming the field.
 
 use chrono::{DateTime, Utc};
+use icon_domain::OrderStatus;
 use serde::{Deserialize, Serialize};
 
 /// The largest event body ICON reads; a larger one is answered 413 unread.
@@ -62,6 +63,90 @@ impl RetailerEventType {
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|t| t.as_str() == s)
     }
+
+    /// The order state this event reports.
+    pub fn status(self) -> OrderStatus {
+        match self {
+            Self::Confirmed => OrderStatus::Confirmed,
+            Self::Rejected => OrderStatus::Rejected,
+            Self::Shipped => OrderStatus::Shipped,
+            Self::Delivered => OrderStatus::Delivered,
+            Self::Cancelled => OrderStatus::Cancelled,
+            Self::Refunded => OrderStatus::Refunded,
+        }
+    }
+}
+
+/// What an event does to an order (see [`transition`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transition {
+    /// The order moves to this state (a refund on a refunded order stays `refunded` and adds
+    /// the refund).
+    Moves(OrderStatus),
+    /// The event is older than the order's state, or implied by it (`order.confirmed` for a
+    /// shipped order, a second `order.cancelled`): recorded in the history, changes nothing.
+    Stale,
+    /// The event contradicts the order's state: refused (409 `invalid_transition`), with why.
+    Contradicts(String),
+}
+
+/// Where a state sits on the placed order's main line: confirmed, shipped, delivered.
+fn rank(s: OrderStatus) -> Option<u8> {
+    match s {
+        OrderStatus::Confirmed => Some(1),
+        OrderStatus::Shipped => Some(2),
+        OrderStatus::Delivered => Some(3),
+        _ => None,
+    }
+}
+
+/// The order state machine for retailers' events. `current` is the order's state and
+/// `current_at` when the retailer said it happened (`None` for a state ICON reached itself,
+/// from an answer or a lookup); `event` is the event's type and `occurred_at` its time.
+///
+/// - An order not yet settled (`pending`, `accepted`, `unknown`) takes any event: a later state
+///   implies the earlier ones (`order.shipped` implies confirmed).
+/// - On the main line (confirmed, shipped, delivered) an order only moves forward; an event
+///   behind its state is stale. It may be cancelled until delivered, and refunded any time.
+/// - A rejected order (or one ICON found was never placed) takes nothing else.
+/// - A cancelled or refunded order takes refunds; an event of the main line that happened
+///   before the cancellation or refund arrived late (stale), one after it contradicts it.
+pub fn transition(
+    current: OrderStatus,
+    current_at: Option<DateTime<Utc>>,
+    event: RetailerEventType,
+    occurred_at: DateTime<Utc>,
+) -> Transition {
+    use OrderStatus as S;
+    let to = event.status();
+    let contradicts = |what: &str| {
+        Transition::Contradicts(format!(
+            "`{}` contradicts the order's state `{current}`: {what}",
+            event.as_str()
+        ))
+    };
+    // Happened before the state the order is in: a late event, not a contradiction.
+    let older = current_at.is_some_and(|at| occurred_at <= at);
+    match current {
+        S::Pending | S::Accepted | S::Unknown => Transition::Moves(to),
+        S::Rejected | S::Failed if to == S::Rejected => Transition::Stale,
+        S::Rejected | S::Failed => contradicts("the order was not placed"),
+        S::Confirmed | S::Shipped | S::Delivered => match (rank(to), to) {
+            (Some(r), _) if Some(r) > rank(current) => Transition::Moves(to),
+            (Some(_), _) => Transition::Stale,
+            (None, S::Rejected) => contradicts("the order was already placed"),
+            (None, S::Cancelled) if current == S::Delivered => {
+                contradicts("a delivered order is refunded, not cancelled")
+            }
+            (None, _) => Transition::Moves(to),
+        },
+        S::Cancelled | S::Refunded => match to {
+            S::Refunded => Transition::Moves(S::Refunded),
+            S::Cancelled if current == S::Cancelled => Transition::Stale,
+            _ if older => Transition::Stale,
+            _ => contradicts("the order was cancelled or refunded before it happened"),
+        },
+    }
 }
 
 /// A parcel's tracking, as the retailer gives it with `order.shipped`.
@@ -102,6 +187,93 @@ pub struct RetailerEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Duration;
+    use OrderStatus as S;
+    use RetailerEventType as E;
+
+    #[test]
+    fn the_order_state_machine() {
+        let t = Utc::now();
+        let before = t - Duration::minutes(1);
+        let after = t + Duration::minutes(1);
+        // Unsettled orders take anything; a later state implies the earlier ones.
+        assert_eq!(
+            transition(S::Accepted, None, E::Shipped, t),
+            Transition::Moves(S::Shipped)
+        );
+        assert_eq!(
+            transition(S::Unknown, None, E::Rejected, t),
+            Transition::Moves(S::Rejected)
+        );
+        assert_eq!(
+            transition(S::Pending, None, E::Confirmed, t),
+            Transition::Moves(S::Confirmed)
+        );
+        // Forward only on the main line; behind is stale, whatever the time.
+        assert_eq!(
+            transition(S::Confirmed, Some(t), E::Delivered, after),
+            Transition::Moves(S::Delivered)
+        );
+        assert_eq!(
+            transition(S::Delivered, Some(t), E::Shipped, after),
+            Transition::Stale
+        );
+        assert_eq!(
+            transition(S::Shipped, Some(t), E::Confirmed, before),
+            Transition::Stale
+        );
+        assert_eq!(
+            transition(S::Shipped, Some(t), E::Shipped, after),
+            Transition::Stale
+        );
+        // Contradictions.
+        assert!(matches!(
+            transition(S::Rejected, None, E::Shipped, t),
+            Transition::Contradicts(_)
+        ));
+        assert!(matches!(
+            transition(S::Failed, None, E::Confirmed, t),
+            Transition::Contradicts(_)
+        ));
+        assert!(matches!(
+            transition(S::Confirmed, None, E::Rejected, t),
+            Transition::Contradicts(_)
+        ));
+        assert!(matches!(
+            transition(S::Delivered, Some(t), E::Cancelled, after),
+            Transition::Contradicts(_)
+        ));
+        assert!(matches!(
+            transition(S::Cancelled, Some(t), E::Confirmed, after),
+            Transition::Contradicts(_)
+        ));
+        // ... unless the event happened before the cancellation: it arrived late.
+        assert_eq!(
+            transition(S::Cancelled, Some(t), E::Confirmed, before),
+            Transition::Stale
+        );
+        assert_eq!(
+            transition(S::Rejected, None, E::Rejected, t),
+            Transition::Stale
+        );
+        // Cancelling and refunding.
+        assert_eq!(
+            transition(S::Shipped, Some(t), E::Cancelled, after),
+            Transition::Moves(S::Cancelled)
+        );
+        assert_eq!(
+            transition(S::Cancelled, Some(t), E::Cancelled, after),
+            Transition::Stale
+        );
+        assert_eq!(
+            transition(S::Delivered, Some(t), E::Refunded, after),
+            Transition::Moves(S::Refunded)
+        );
+        assert_eq!(
+            transition(S::Refunded, Some(t), E::Refunded, after),
+            Transition::Moves(S::Refunded)
+        );
+    }
 
     #[test]
     fn wire_names_round_trip() {

@@ -58,12 +58,10 @@ impl CheckoutStatus {
         )
     }
 
-    /// The final state of a checkout given its orders' outcomes.
+    /// The final state of a checkout given its orders' outcomes: an order counts if it was
+    /// placed and is still on (confirmed, or already shipped or delivered).
     pub fn from_orders(orders: &[OrderStatus]) -> Self {
-        let confirmed = orders
-            .iter()
-            .filter(|o| **o == OrderStatus::Confirmed)
-            .count();
+        let confirmed = orders.iter().filter(|o| o.is_placed()).count();
         match confirmed {
             0 => Self::Failed,
             n if n == orders.len() => Self::Completed,
@@ -76,21 +74,37 @@ text_enum!(
     /// One retailer's order within a checkout.
     OrderStatus, "order status" {
         Pending => "pending",
+        Accepted => "accepted",
         Confirmed => "confirmed",
         Rejected => "rejected",
         Failed => "failed",
         Unknown => "unknown",
+        Shipped => "shipped",
+        Delivered => "delivered",
+        Cancelled => "cancelled",
+        Refunded => "refunded",
     }
 );
 
-/// `pending` until the retailer answers; `confirmed` (placed); `rejected` (the retailer said
-/// no: a 422) or `failed` (not placed: another definite 4xx, or a status lookup that found no
-/// order); `unknown` when ICON cannot tell whether the retailer placed it (no answer, 5xx,
-/// timeout after the request may have arrived). An `unknown` order is settled by status lookup
-/// and stays `unknown` only if the retailer never answers one.
+/// `pending` until the retailer answers; `accepted` when it answered 202 (it has the order and
+/// reports the outcome later by event); `confirmed` (placed); `rejected` (the retailer said
+/// no: a 422 or an `order.rejected` event) or `failed` (not placed: another definite 4xx, or a
+/// status lookup that found no order); `unknown` when ICON cannot tell whether the retailer
+/// placed it (no answer, 5xx, timeout after the request may have arrived, an `accepted` order
+/// never reported on). An `unknown` order is settled by status lookup and stays `unknown` only
+/// if the retailer never answers one. After confirmation the retailer's events move an order
+/// on: `shipped`, `delivered`, `cancelled`, `refunded` (`icon_contracts::retailer` has the
+/// rules).
 impl OrderStatus {
+    /// The retailer has answered for good (a checkout waits for none but `pending` and
+    /// `accepted` orders; the states after confirmation come by event, after the checkout).
     pub fn is_final(&self) -> bool {
-        !matches!(self, Self::Pending)
+        !matches!(self, Self::Pending | Self::Accepted)
+    }
+
+    /// Placed and not (yet) undone: what makes a checkout `completed`.
+    pub fn is_placed(&self) -> bool {
+        matches!(self, Self::Confirmed | Self::Shipped | Self::Delivered)
     }
 
     /// The retailer said this order was not placed, so a later checkout of the same cart may
@@ -155,6 +169,15 @@ mod tests {
         );
         assert!(Rejected.not_placed() && Failed.not_placed());
         assert!(!Unknown.not_placed() && !Confirmed.not_placed() && !Pending.not_placed());
+        assert_eq!(
+            CheckoutStatus::from_orders(&[Shipped, Delivered]),
+            CheckoutStatus::Completed
+        );
+        assert_eq!(
+            CheckoutStatus::from_orders(&[Confirmed, Cancelled]),
+            CheckoutStatus::PartiallyCompleted
+        );
+        assert!(!Accepted.is_final() && !Pending.is_final() && Shipped.is_final());
     }
 
     #[test]

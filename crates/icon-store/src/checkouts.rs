@@ -17,6 +17,8 @@ pub struct NewCheckout {
     pub owner: UserId,
     pub callback_url: Option<CallbackUrl>,
     pub push_notification: bool,
+    /// Notify every change of an order after the checkout finished (issue 17 §3).
+    pub order_updates: bool,
     /// The `email` claim of the shopper's token: the outcome is e-mailed there too.
     pub email: Option<EmailAddress>,
     pub resource_url: String,
@@ -61,6 +63,8 @@ pub struct CheckoutView {
     /// Why a `failed` checkout failed when its orders do not say (processing failed
     /// `ICON_WORKER_MAX_DELIVERIES` times).
     pub reason: Option<String>,
+    /// Submitted with `order_updates` (issue 17 §3).
+    pub order_updates: bool,
 }
 
 /// Creates the checkout, its pending orders (one per retailer in the cart), its notifications
@@ -91,7 +95,7 @@ pub async fn create(
             "SELECT outcome, checkout_id, checkout_status, response_status, response_body,
                     outbox_id
              FROM icon_create_checkout($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
-                                       $14, $15, $16, $17, $18, $19, $20)",
+                                       $14, $15, $16, $17, $18, $19, $20, $21)",
         )
         .await?;
     let idem = new.idempotency.as_ref();
@@ -119,6 +123,7 @@ pub async fn create(
                 &row.body,
                 &outbox::PUBLISH_GRACE.as_secs_f64(),
                 &row.traceparent,
+                &new.order_updates,
             ],
         )
         .await?;
@@ -159,7 +164,7 @@ pub async fn get(
     let stmt = db
         .prepare_cached(
             "SELECT cart_id, owner, status, resource_url, push_notification, created_at, updated_at,
-                    reason
+                    reason, order_updates
              FROM checkouts WHERE id = $1",
         )
         .await?;
@@ -172,7 +177,13 @@ pub async fn get(
     let mut callback = None;
     let mut email = None;
     let mut push = Vec::new();
-    for n in notifications::all_for_checkout(db, id).await? {
+    // The notifications of the checkout's end (event 1); those of later events are listed with
+    // their events (`events::list`).
+    for n in notifications::all_for_checkout(db, id)
+        .await?
+        .into_iter()
+        .filter(|n| n.sequence == 1)
+    {
         match n.channel.as_str() {
             "callback" => callback = Some(n),
             "email" => email = Some(n),
@@ -192,5 +203,6 @@ pub async fn get(
         push,
         email,
         reason: row.get("reason"),
+        order_updates: row.get("order_updates"),
     }))
 }

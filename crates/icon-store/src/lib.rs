@@ -6,7 +6,8 @@
 //!   processes at once. [`tls`]: `ICON_DATABASE_URL`'s `sslmode`/`sslrootcert` and the rustls
 //!   connector all connections use.
 //! - [`retailers`], [`carts`], [`checkouts`]: what the gateway reads and writes.
-//! - [`orders`]: one retailer order of a checkout, as shown and as the worker works on it.
+//! - [`orders`]: one retailer order of a checkout, as shown and as the worker works on it;
+//!   [`order_events`]: the retailers' events about them, and what they set in motion.
 //! - [`passes`]: the worker's processing passes: claim, record, finish, give up.
 //! - [`devices`]: the shoppers' push devices.
 //! - [`notifications`]: the notifier's attempts and schedule.
@@ -25,6 +26,7 @@ pub mod gauges;
 pub mod idempotency;
 pub mod migrate;
 pub mod notifications;
+pub mod order_events;
 pub mod orders;
 pub mod outbox;
 pub mod passes;

@@ -52,6 +52,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "retailer_secrets",
         include_str!("../migrations/0011_retailer_secrets.sql"),
     ),
+    (
+        12,
+        "order_life",
+        include_str!("../migrations/0012_order_life.sql"),
+    ),
 ];
 
 /// Arbitrary but fixed: the advisory lock every ICON process takes while migrating.

@@ -5,6 +5,7 @@ use crate::carts::{item_from_row, CartItem};
 use crate::webhook_secrets::SealedSecrets;
 use crate::{error::corrupt, GenericClient, StoreError};
 use chrono::{DateTime, Utc};
+use icon_contracts::retailer::{Refund, Tracking};
 use icon_domain::{CheckoutId, OrderStatus, RetailerId};
 
 #[derive(Debug, Clone)]
@@ -13,6 +14,10 @@ pub struct OrderView {
     pub status: OrderStatus,
     pub retailer_order_id: Option<String>,
     pub reason: Option<String>,
+    /// As the retailer reported it with `order.shipped`.
+    pub tracking: Option<Tracking>,
+    /// As the retailer reported them with `order.refunded`, oldest first.
+    pub refunds: Vec<Refund>,
 }
 
 /// The callback shows an order as the resource does.
@@ -23,6 +28,8 @@ impl From<OrderView> for icon_contracts::OrderOutcome {
             status: o.status,
             retailer_order_id: o.retailer_order_id,
             reason: o.reason,
+            tracking: o.tracking,
+            refunds: o.refunds,
         }
     }
 }
@@ -66,11 +73,11 @@ pub enum Step {
 }
 
 impl OrderWork {
-    /// Still moving: not yet answered, or `unknown` and being settled. The checkout finishes
-    /// once no order is open.
+    /// Still moving: not yet answered, accepted and waiting for the retailer's word, or
+    /// `unknown` and being settled. The checkout finishes once no order is open.
     pub fn is_open(&self) -> bool {
         match self.status {
-            OrderStatus::Pending => true,
+            OrderStatus::Pending | OrderStatus::Accepted => true,
             OrderStatus::Unknown => self.settle_until.is_some(),
             _ => false,
         }
@@ -92,12 +99,16 @@ impl OrderWork {
         }
     }
 
+    /// As the checkout's end shows it. A pass works on orders not yet confirmed, which have
+    /// no tracking or refunds yet.
     pub fn view(&self) -> OrderView {
         OrderView {
             retailer_id: self.retailer_id.clone(),
             status: self.status,
             retailer_order_id: self.retailer_order_id.clone(),
             reason: self.reason.clone(),
+            tracking: None,
+            refunds: Vec::new(),
         }
     }
 
@@ -119,14 +130,25 @@ fn view_from_row(r: &tokio_postgres::Row) -> Result<OrderView, StoreError> {
         status: OrderStatus::parse(r.get("status")).map_err(corrupt)?,
         retailer_order_id: r.get("retailer_order_id"),
         reason: r.get("reason"),
+        tracking: r
+            .get::<_, Option<serde_json::Value>>("tracking")
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(corrupt)?,
+        refunds: r
+            .get::<_, Option<serde_json::Value>>("refunds")
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(corrupt)?
+            .unwrap_or_default(),
     })
 }
 
 pub async fn list(db: &impl GenericClient, id: CheckoutId) -> Result<Vec<OrderView>, StoreError> {
     let stmt = db
         .prepare_cached(
-            "SELECT retailer_id, status, retailer_order_id, reason FROM checkout_orders
-             WHERE checkout_id = $1 ORDER BY retailer_id",
+            "SELECT retailer_id, status, retailer_order_id, reason, tracking, refunds
+             FROM checkout_orders WHERE checkout_id = $1 ORDER BY retailer_id",
         )
         .await?;
     db.query(&stmt, &[&id.as_uuid()])
@@ -186,11 +208,14 @@ pub struct OrderUpdate {
     pub settle_until: Option<DateTime<Utc>>,
     /// See [`OrderWork::in_doubt_at`].
     pub in_doubt_at: Option<DateTime<Utc>>,
+    /// The status the pass saw. The update is written only if the order still has it: a
+    /// retailer's event may have settled the order while the pass ran, and the event wins.
+    pub was: OrderStatus,
 }
 
 /// A pass's order updates as the arrays one statement unnests (`passes::complete`), in the
-/// order `$n..$n+8`: retailer, status, retailer order id, reason, attempts and lookups to add,
-/// next attempt, settle until, in doubt since.
+/// order `$n..$n+9`: retailer, status, retailer order id, reason, attempts and lookups to add,
+/// next attempt, settle until, in doubt since, the status the pass saw.
 pub(crate) struct UpdateColumns<'a> {
     retailer: Vec<&'a str>,
     status: Vec<&'a str>,
@@ -201,6 +226,7 @@ pub(crate) struct UpdateColumns<'a> {
     next: Vec<Option<DateTime<Utc>>>,
     settle: Vec<Option<DateTime<Utc>>>,
     in_doubt: Vec<Option<DateTime<Utc>>>,
+    was: Vec<&'a str>,
 }
 
 impl<'a> UpdateColumns<'a> {
@@ -218,10 +244,11 @@ impl<'a> UpdateColumns<'a> {
             next: updates.iter().map(|u| u.next_attempt_at).collect(),
             settle: updates.iter().map(|u| u.settle_until).collect(),
             in_doubt: updates.iter().map(|u| u.in_doubt_at).collect(),
+            was: updates.iter().map(|u| u.was.as_str()).collect(),
         }
     }
 
-    pub(crate) fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 9] {
+    pub(crate) fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 10] {
         [
             &self.retailer,
             &self.status,
@@ -232,6 +259,7 @@ impl<'a> UpdateColumns<'a> {
             &self.next,
             &self.settle,
             &self.in_doubt,
+            &self.was,
         ]
     }
 }

@@ -239,6 +239,25 @@ pub async fn rotate(
     from_row(key, holder, &row)
 }
 
+/// What a retailer's events must be signed with: its current secret, and the previous one while
+/// a rotation's grace lasts (either verifies). `None` if the retailer has no secret yet, in
+/// which case nothing it sends can verify.
+pub async fn retailer_verifying(
+    db: &impl GenericClient,
+    key: &SecretsKey,
+    retailer: &RetailerId,
+) -> Result<Option<SigningSecrets>, StoreError> {
+    let stmt = db
+        .prepare_cached(&format!(
+            "SELECT {RETAILER_CLAIM_COLUMNS} FROM retailer_secrets s WHERE s.retailer_id = $1"
+        ))
+        .await?;
+    match db.query_opt(&stmt, &[&retailer.as_str()]).await? {
+        Some(row) => SealedSecrets::retailer_from_claim_row(retailer, &row).open(key),
+        None => Ok(None),
+    }
+}
+
 fn from_row(
     key: &SecretsKey,
     holder: Holder<'_>,

@@ -115,6 +115,33 @@ impl CheckoutHandler {
         }
     }
 
+    /// A retailer's event settled an order this checkout waits for: run a pass after the
+    /// current one, so a pass that started before the event was recorded (and decided on what
+    /// it saw then) is followed by one that sees it. One in flight is waited for (its lease),
+    /// then followed.
+    #[tracing::instrument(name = "checkout.wake", skip_all, fields(checkout_id = %id))]
+    async fn wake(&self, id: CheckoutId) -> Result<Disposition, StoreError> {
+        let current = {
+            let db = self.pool.get().await?;
+            passes::current(&db, id).await?
+        };
+        match current {
+            passes::Current::Missing | passes::Current::Final => Ok(Disposition::Ack),
+            passes::Current::Pass {
+                pass,
+                claimed_until: Some(until),
+            } => {
+                tracing::info!(%until, "woken while a pass is in flight; the next pass follows it");
+                self.later(id, pass, until).await?;
+                Ok(Disposition::Ack)
+            }
+            passes::Current::Pass {
+                pass,
+                claimed_until: None,
+            } => self.process(id, pass).await,
+        }
+    }
+
     /// One call per due order (all at once), then one transaction for what they taught us.
     async fn run_pass(&self, pass: &Pass) -> Result<(), StoreError> {
         let now = Utc::now();
@@ -221,6 +248,15 @@ impl Handler for CheckoutHandler {
                 Err(e) => return Disposition::Poison(e.to_string()),
             },
             Ok(CheckoutDue::TYPE) => match parse::<CheckoutDue>(&delivery.data) {
+                Ok(m) if m.data.wake => {
+                    return match self.wake(m.data.checkout_id).await {
+                        Ok(d) => d,
+                        Err(e) if e.is_unavailable() => {
+                            Disposition::Retry(icon_store::pool::source_chain(&e))
+                        }
+                        Err(e) => Disposition::Poison(icon_store::pool::source_chain(&e)),
+                    };
+                }
                 Ok(m) => {
                     let due = m.data;
                     let early = (due.not_before - Utc::now()).to_std().ok();

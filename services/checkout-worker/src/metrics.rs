@@ -45,7 +45,7 @@ pub fn sampler(pool: Arc<OnceLock<Pool>>) -> Sample {
 /// The word a place answer is counted under.
 pub fn place_outcome(answer: &PlaceAnswer) -> &'static str {
     match answer {
-        PlaceAnswer::Confirmed { .. } => "accepted",
+        PlaceAnswer::Confirmed { .. } | PlaceAnswer::Accepted { .. } => "accepted",
         PlaceAnswer::NotPlaced { .. } => "rejected",
         PlaceAnswer::Unsure { .. } => "unknown",
     }
@@ -62,6 +62,8 @@ pub fn lookup_outcome(answer: &LookupAnswer) -> &'static str {
         {
             "rejected"
         }
+        // Still waiting for the retailer's word: no outcome yet.
+        LookupAnswer::Placed { status, .. } if status == "accepted" => "unknown",
         LookupAnswer::Placed { .. } => "accepted",
         LookupAnswer::NotPlaced => "rejected",
         LookupAnswer::Unsure { .. } => "unknown",

@@ -4,6 +4,9 @@
 //! - An unsure answer is retried after a capped, doubling wait; once the attempts are spent the
 //!   order is `unknown` and settled by status lookups on `ICON_RETAILER_SETTLE_SCHEDULE` until
 //!   `ICON_RETAILER_SETTLE_WITHIN`, after which it stays `unknown` for good.
+//! - An `accepted` order (the retailer answered 202) waits for the retailer's event; with none
+//!   within `ICON_RETAILER_CONFIRM_WITHIN` it is looked up on the settle schedule (a lookup may
+//!   answer `accepted`: still waiting) for `ICON_RETAILER_SETTLE_WITHIN`, then ends `unknown`.
 //! - A lookup's 404 means "not placed" only once no request with the key can still be in
 //!   progress at the retailer: `ICON_RETAILER_NOT_PLACED_AFTER` after the last answer that left
 //!   one in doubt (a 409, a timeout, a dropped connection). A retailer still working on the
@@ -33,6 +36,7 @@ fn unchanged(order: &OrderWork) -> OrderUpdate {
         next_attempt_at: order.next_attempt_at,
         settle_until: order.settle_until,
         in_doubt_at: order.in_doubt_at,
+        was: order.status,
     }
 }
 
@@ -56,6 +60,17 @@ pub fn after_place(
             reason: None,
             ..base
         },
+        PlaceAnswer::Accepted { order_id } => {
+            let ask_at = later(now, s.confirm_within);
+            OrderUpdate {
+                status: OrderStatus::Accepted,
+                retailer_order_id: order_id,
+                reason: None,
+                next_attempt_at: Some(ask_at),
+                settle_until: Some(later(ask_at, s.settle_within)),
+                ..base
+            }
+        }
         PlaceAnswer::NotPlaced { status, reason } => OrderUpdate {
             status,
             reason: Some(reason),
@@ -118,6 +133,9 @@ pub fn after_lookup(
         settle_until: None,
         ..unchanged(order)
     };
+    if order.status == OrderStatus::Accepted {
+        return after_accepted_lookup(order, answer, now, s, settled);
+    }
     match answer {
         LookupAnswer::Placed { order_id, status } => match status.as_str() {
             "rejected" | "cancelled" | "canceled" | "failed" => OrderUpdate {
@@ -182,6 +200,66 @@ pub fn after_lookup(
                 },
             }
         }
+    }
+}
+
+/// What a placed order's lookup status means: `None` while the retailer is still deciding.
+fn looked_up(status: &str) -> Option<OrderStatus> {
+    match status {
+        "accepted" | "pending" | "processing" => None,
+        "rejected" | "cancelled" | "canceled" | "failed" => Some(OrderStatus::Rejected),
+        "shipped" => Some(OrderStatus::Shipped),
+        "delivered" => Some(OrderStatus::Delivered),
+        _ => Some(OrderStatus::Confirmed),
+    }
+}
+
+/// A lookup of an `accepted` order whose retailer has not reported within
+/// `ICON_RETAILER_CONFIRM_WITHIN`. The retailer said it has the order, so a 404 is no proof of
+/// anything: only an outcome settles it, and without one by `settle_until` it ends `unknown`.
+fn after_accepted_lookup(
+    order: &OrderWork,
+    answer: LookupAnswer,
+    now: DateTime<Utc>,
+    s: &WorkerSettings,
+    settled: OrderUpdate,
+) -> OrderUpdate {
+    let why = match answer {
+        LookupAnswer::Placed { order_id, status } => match looked_up(&status) {
+            Some(outcome) => {
+                return OrderUpdate {
+                    status: outcome,
+                    retailer_order_id: order_id.or_else(|| order.retailer_order_id.clone()),
+                    reason: (outcome == OrderStatus::Rejected)
+                        .then(|| format!("the retailer reports this order as {status}")),
+                    ..settled
+                }
+            }
+            None => format!("the retailer still reports it {status}"),
+        },
+        LookupAnswer::NotPlaced => "the lookup found no order, though the retailer accepted it".into(),
+        LookupAnswer::Unsure { why } => why,
+    };
+    let lookups = order.lookups + 1;
+    let next = later(now, s.settle_wait(lookups));
+    match order.settle_until {
+        Some(until) if next <= until => OrderUpdate {
+            reason: Some(format!(
+                "accepted, no outcome reported yet: lookup {lookups}: {why}"
+            )),
+            next_attempt_at: Some(next),
+            settle_until: Some(until),
+            ..settled
+        },
+        _ => OrderUpdate {
+            status: OrderStatus::Unknown,
+            reason: Some(format!(
+                "accepted by the retailer, but no outcome within {:?} and {:?} of lookups \
+                 (last: {why})",
+                s.confirm_within, s.settle_within
+            )),
+            ..settled
+        },
     }
 }
 
@@ -311,6 +389,45 @@ mod tests {
         assert_eq!(u.status, OrderStatus::Unknown);
         assert_eq!((u.settle_until, u.next_attempt_at), (None, None));
         assert!(u.reason.unwrap().starts_with("not settled within"));
+    }
+
+    #[test]
+    fn an_accepted_order_waits_then_is_looked_up_then_ends_unknown() {
+        let s = settings();
+        let now = Utc::now();
+        let accepted = PlaceAnswer::Accepted {
+            order_id: Some("o-1".into()),
+        };
+        let u = after_place(&order(OrderStatus::Pending, 0), accepted, now, &s);
+        assert_eq!(u.status, OrderStatus::Accepted);
+        assert_eq!(u.next_attempt_at, Some(later(now, s.confirm_within)));
+        let waiting = order(OrderStatus::Accepted, 1).updated(&u);
+        assert!(waiting.is_open());
+
+        // The lookup still says accepted: look again on the settle schedule.
+        let ask = later(now, s.confirm_within);
+        let still = || LookupAnswer::Placed {
+            order_id: None,
+            status: "accepted".into(),
+        };
+        let u = after_lookup(&waiting, still(), ask, &s);
+        assert_eq!(u.status, OrderStatus::Accepted);
+        assert_eq!(u.next_attempt_at, Some(later(ask, s.settle_wait(1))));
+        // A 404 for an order the retailer accepted proves nothing either.
+        let u = after_lookup(&waiting, LookupAnswer::NotPlaced, ask, &s);
+        assert_eq!(u.status, OrderStatus::Accepted);
+        // An outcome settles it.
+        let shipped = LookupAnswer::Placed {
+            order_id: None,
+            status: "shipped".into(),
+        };
+        let u = after_lookup(&waiting, shipped, ask, &s);
+        assert_eq!((u.status, u.retailer_order_id.as_deref()), (OrderStatus::Shipped, Some("o-1")));
+        // Past the deadline it ends unknown.
+        let late = later(waiting.settle_until.unwrap(), Duration::from_secs(1));
+        let u = after_lookup(&waiting, still(), late, &s);
+        assert_eq!((u.status, u.next_attempt_at), (OrderStatus::Unknown, None));
+        assert!(!order(OrderStatus::Unknown, 1).updated(&u).is_open());
     }
 
     #[test]

@@ -40,6 +40,11 @@ pub struct WorkerSettings {
     /// `ICON_RETAILER_SETTLE_WITHIN`: how long lookups go on before the order stays `unknown`
     /// and the checkout finishes with what it has.
     pub settle_within: Duration,
+    /// `ICON_RETAILER_CONFIRM_WITHIN`: how long an `accepted` order (the retailer answered 202)
+    /// waits for the retailer's final event before ICON asks by status lookup, and then goes on
+    /// asking on `ICON_RETAILER_SETTLE_SCHEDULE` for `ICON_RETAILER_SETTLE_WITHIN` before it
+    /// ends `unknown`. No worker waits meanwhile: the order's state is in the database.
+    pub confirm_within: Duration,
     /// `ICON_RETAILER_NOT_PLACED_AFTER`: how long after ICON's last request with a key whose
     /// answer left it in doubt (a 409, a timeout, a dropped connection) a lookup's 404 may be
     /// taken as "not placed". Before that the request may still be in progress at the
@@ -108,6 +113,8 @@ impl WorkerSettings {
                 "ICON_RETAILER_SETTLE_WITHIN",
                 Duration::from_secs(24 * 3600),
             )?,
+            confirm_within: env
+                .duration("ICON_RETAILER_CONFIRM_WITHIN", Duration::from_secs(30 * 60))?,
             not_placed_after: env
                 .duration("ICON_RETAILER_NOT_PLACED_AFTER", Duration::from_secs(600))?,
             max_deliveries: env.parse_with("ICON_WORKER_MAX_DELIVERIES", 5, |v| {

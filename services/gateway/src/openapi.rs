@@ -10,7 +10,9 @@
 mod responses;
 mod webhooks;
 
-use crate::routes::{callbacks, carts, checkouts, devices, health, retailers, webhook_secret};
+use crate::routes::{
+    callbacks, carts, checkouts, devices, health, retailer_events, retailers, webhook_secret,
+};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -50,6 +52,7 @@ use serde_json::Value;
         retailers::list_retailers,
         webhook_secret::get_retailer_secret,
         webhook_secret::rotate_retailer_secret,
+        retailer_events::post_event,
         health::healthz,
         health::readyz,
         crate::metrics::metrics,

@@ -399,6 +399,35 @@ pub const CODES: &[(&str, u16, &str)] = &[
         "No cart with that id belongs to you.",
     ),
     (
+        "invalid_signature",
+        401,
+        "A retailer's event is unsigned, forged, stale (webhook-timestamp more than 5 minutes \
+         from now) or from a retailer with no signing secret: sign the exact body with the \
+         retailer's secret (Standard Webhooks).",
+    ),
+    (
+        "unknown_order",
+        404,
+        "The retailer has no order with that `idempotency_key`: send the Idempotency-Key ICON \
+         sent with the order.",
+    ),
+    (
+        "invalid_transition",
+        409,
+        "The event contradicts the order's state (`order_status`), e.g. `order.shipped` for a \
+         rejected order; nothing was changed.",
+    ),
+    (
+        "unreadable_body",
+        400,
+        "The request body could not be read to its end.",
+    ),
+    (
+        "webhook_id_too_long",
+        400,
+        "`webhook-id` is longer than 256 bytes.",
+    ),
+    (
         "checkout_not_found",
         404,
         "No checkout with that id belongs to you.",

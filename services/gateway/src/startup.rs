@@ -200,7 +200,10 @@ fn get_or_head() -> actix_web::Route {
 }
 
 fn routes_config(cfg: &mut web::ServiceConfig) {
-    use routes::{callbacks, carts, checkouts, devices, docs, health, retailers, webhook_secret};
+    use routes::{
+        callbacks, carts, checkouts, devices, docs, health, retailer_events, retailers,
+        webhook_secret,
+    };
     cfg.service(
         web::resource("/healthz")
             .route(get_or_head().to(health::healthz))
@@ -315,6 +318,11 @@ fn routes_config(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/retailers/{retailer_id}/webhook-secret/rotate")
             .route(web::post().to(webhook_secret::rotate_retailer_secret))
+            .default_service(allow("POST")),
+    )
+    .service(
+        web::resource("/retailers/{retailer_id}/events")
+            .route(web::post().to(retailer_events::post_event))
             .default_service(allow("POST")),
     );
 }

@@ -35,6 +35,10 @@ pub struct Notification {
     pub last_response_status: Option<i32>,
     pub last_error: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// The checkout event this notification announces: 1 is the checkout's end, 2 and on the
+    /// changes of its orders after it (issue 17 §3). A receiver gets event n+1 only once event
+    /// n was delivered to it or given up.
+    pub sequence: i32,
     /// The last change of state, schedule or claim: which of several rows spoke last.
     pub updated_at: DateTime<Utc>,
 }
@@ -53,6 +57,7 @@ pub(crate) fn from_row(r: &tokio_postgres::Row) -> Result<Notification, StoreErr
         last_response_status: r.get("last_response_status"),
         last_error: r.get("last_error"),
         created_at: r.get("created_at"),
+        sequence: r.get("sequence"),
         updated_at: r.get("updated_at"),
     })
 }

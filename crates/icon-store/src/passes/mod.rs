@@ -153,6 +153,37 @@ async fn why_not(
     })
 }
 
+/// Where a checkout is, for a wake-up (`CheckoutDue::wake`): final, or the current pass and the
+/// lease of the one in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Current {
+    Missing,
+    Final,
+    Pass {
+        pass: i32,
+        claimed_until: Option<DateTime<Utc>>,
+    },
+}
+
+/// See [`Current`].
+pub async fn current(db: &impl GenericClient, id: CheckoutId) -> Result<Current, StoreError> {
+    let stmt = db
+        .prepare_cached("SELECT status, pass, claimed_until FROM checkouts WHERE id = $1")
+        .await?;
+    let Some(row) = db.query_opt(&stmt, &[&id.as_uuid()]).await? else {
+        return Ok(Current::Missing);
+    };
+    let status = CheckoutStatus::parse(row.get(0)).map_err(corrupt)?;
+    Ok(if status.is_final() {
+        Current::Final
+    } else {
+        Current::Pass {
+            pass: row.get(1),
+            claimed_until: row.get::<_, Option<DateTime<Utc>>>(2).filter(|u| *u > Utc::now()),
+        }
+    })
+}
+
 /// Writes a `checkout.due` for the pass after `after_pass`, due at `at`, to the outbox, for the
 /// queue `routing_key` (a delay tier, or the work queue itself when it is due now).
 pub async fn schedule(
@@ -166,6 +197,7 @@ pub async fn schedule(
         checkout_id: id,
         after_pass,
         not_before: at,
+        wake: false,
     });
     outbox::enqueue(db, "", routing_key, &due).await
 }

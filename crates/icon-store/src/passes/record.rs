@@ -95,16 +95,17 @@ pub async fn complete(
                      in_doubt_at = u.in_doubt_at, updated_at = now()
                  FROM unnest($5::text[], $6::text[], $7::text[], $8::text[], $9::int4[],
                              $10::int4[], $11::timestamptz[], $12::timestamptz[],
-                             $13::timestamptz[])
+                             $13::timestamptz[], $14::text[])
                       AS u(retailer_id, status, order_id, reason, attempts, lookups, next_at,
-                           settle_until, in_doubt_at)
+                           settle_until, in_doubt_at, was)
                  WHERE o.checkout_id IN (SELECT id FROM recorded)
                    AND o.retailer_id = u.retailer_id
+                   AND o.status = u.was
              )
              INSERT INTO outbox
                (exchange, routing_key, message_id, message_type, checkout_id, body,
                 publish_after, traceparent)
-             SELECT $14, $15, $16, $17, id, $18, now() + make_interval(secs => $19), $20
+             SELECT $15, $16, $17, $18, id, $19, now() + make_interval(secs => $20), $21
              FROM recorded
              RETURNING id",
         )
@@ -158,6 +159,7 @@ fn due_message(id: CheckoutId, after_pass: i32, at: DateTime<Utc>, routing_key: 
         checkout_id: id,
         after_pass,
         not_before: at,
+        wake: false,
     });
     OutboxRow::new("", routing_key, &due)
 }
@@ -210,7 +212,7 @@ pub async fn give_up(
         .prepare_cached(
             "UPDATE checkout_orders SET status = 'unknown', settle_until = NULL,
                     next_attempt_at = NULL, updated_at = now()
-             WHERE checkout_id = $1 AND status IN ('pending', 'unknown')",
+             WHERE checkout_id = $1 AND status IN ('pending', 'accepted', 'unknown')",
         )
         .await?;
     tx.execute(&stmt, &[&pass.checkout_id.as_uuid()]).await?;

@@ -51,8 +51,12 @@ pub(super) fn classify_place(result: Result<Response, SendError>) -> PlaceAnswer
             let order_id = serde_json::from_slice::<OrderBody>(&resp.body)
                 .ok()
                 .and_then(|c| c.order_id);
-            PlaceAnswer::Confirmed {
-                order_id: sanitize_opt(order_id.as_deref(), MAX_ORDER_ID_CHARS),
+            let order_id = sanitize_opt(order_id.as_deref(), MAX_ORDER_ID_CHARS);
+            // 202 Accepted: the retailer has it and will say later (issue 17 §2).
+            if resp.status == 202 {
+                PlaceAnswer::Accepted { order_id }
+            } else {
+                PlaceAnswer::Confirmed { order_id }
             }
         }
         422 => not_placed(
@@ -135,6 +139,12 @@ mod tests {
             classify_place(resp(201, r#"{"order_id":"a\u0000b"}"#)),
             PlaceAnswer::Confirmed {
                 order_id: Some("a b".into())
+            }
+        );
+        assert_eq!(
+            classify_place(resp(202, r#"{"order_id":"o-9","status":"accepted"}"#)),
+            PlaceAnswer::Accepted {
+                order_id: Some("o-9".into())
             }
         );
         assert!(matches!(

@@ -47,6 +47,10 @@ pub enum PlaceAnswer {
     Confirmed {
         order_id: Option<String>,
     },
+    /// 202: the retailer has the order and reports the outcome later by event.
+    Accepted {
+        order_id: Option<String>,
+    },
     /// The retailer said it did not place the order: `Rejected` (422) or `Failed`.
     NotPlaced {
         status: OrderStatus,

@@ -44,6 +44,11 @@ pub struct CheckoutRequest {
     /// when submitting. With none registered the checkout is still accepted; its `push` says
     /// why nothing is pushed.
     pub push_notification: Option<bool>,
+    /// Also notify every change of an order after the checkout finished (confirmed or rejected
+    /// after `unknown`, shipped, delivered, cancelled, refunded): each is a numbered event
+    /// (`type`, `sequence`, `occurred_at`, `order`) on every channel above, delivered in
+    /// sequence. Default false: only the checkout's end is notified.
+    pub order_updates: Option<bool>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -63,11 +68,58 @@ pub struct Accepted {
 #[derive(Serialize, ToSchema)]
 pub struct OrderBody {
     pub retailer_id: String,
+    /// `pending`, `accepted` (the retailer answered 202 and reports later), `confirmed`,
+    /// `rejected`, `failed`, `unknown`; after confirmation, as the retailer reports:
+    /// `shipped`, `delivered`, `cancelled`, `refunded`.
     pub status: OrderStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retailer_order_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Once shipped: the parcel's tracking as the retailer gave it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tracking: Option<TrackingBody>,
+    /// The refunds the retailer reported, oldest first; absent when none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refunds: Vec<RefundBody>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TrackingBody {
+    pub carrier: String,
+    pub number: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RefundBody {
+    pub amount_minor: i64,
+    pub currency: String,
+}
+
+impl From<icon_store::orders::OrderView> for OrderBody {
+    fn from(o: icon_store::orders::OrderView) -> Self {
+        Self {
+            retailer_id: o.retailer_id.to_string(),
+            status: o.status,
+            retailer_order_id: o.retailer_order_id,
+            reason: o.reason,
+            tracking: o.tracking.map(|t| TrackingBody {
+                carrier: t.carrier,
+                number: t.number,
+                url: t.url,
+            }),
+            refunds: o
+                .refunds
+                .into_iter()
+                .map(|r| RefundBody {
+                    amount_minor: r.amount_minor,
+                    currency: r.currency,
+                })
+                .collect(),
+        }
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -103,6 +155,9 @@ pub struct CheckoutBody {
     pub push_notification: bool,
     /// The push to the user's devices; `null` when `push_notification` was false.
     pub push: Option<PushBody>,
+    /// Submitted with `order_updates`: every change of an order after the end is notified too
+    /// (listed at `/cart/checkout/{checkout_id}/events`).
+    pub order_updates: bool,
     /// The e-mail of the outcome, sent when the submitting token carried an `email` claim;
     /// absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -122,19 +177,11 @@ impl From<CheckoutView> for CheckoutBody {
             created_at: c.created_at,
             updated_at: c.updated_at,
             resource_url: c.resource_url,
-            orders: c
-                .orders
-                .into_iter()
-                .map(|o| OrderBody {
-                    retailer_id: o.retailer_id.to_string(),
-                    status: o.status,
-                    retailer_order_id: o.retailer_order_id,
-                    reason: o.reason,
-                })
-                .collect(),
+            orders: c.orders.into_iter().map(OrderBody::from).collect(),
             callback: c.callback.map(CallbackBody::from),
             push: push_summary(c.id, c.push_notification, &c.push),
             push_notification: c.push_notification,
+            order_updates: c.order_updates,
             email: c.email.map(EmailBody::from),
             reason: c.reason,
         }
@@ -205,16 +252,24 @@ pub async fn create_checkout(
     })
     .map_err(ApiError::internal)?;
     let push_notification = body.push_notification.unwrap_or(false);
+    let order_updates = body.order_updates.unwrap_or(false);
     let idempotency = key.map(|key| IdempotentRequest {
         key,
         // The effective request, so that an omitted `push_notification` and `false` match.
         // Not the token's `email` claim: a replay with a refreshed token is the same request.
-        request: serde_json::json!({
-            "cart_id": body.cart_id,
-            "callback_url": body.callback_url,
-            "push_notification": push_notification,
-        })
-        .to_string(),
+        request: {
+            let mut fingerprint = serde_json::json!({
+                "cart_id": body.cart_id,
+                "callback_url": body.callback_url,
+                "push_notification": push_notification,
+            });
+            // Only when asked for, so keys stored before `order_updates` existed still match
+            // their replays.
+            if order_updates {
+                fingerprint["order_updates"] = true.into();
+            }
+            fingerprint.to_string()
+        },
         response_status: 202,
         response_body: accepted_body.clone(),
     });
@@ -224,6 +279,7 @@ pub async fn create_checkout(
         owner: user.id,
         callback_url,
         push_notification,
+        order_updates,
         email: user.email.clone(),
         resource_url: resource_url.clone(),
         idempotency,

@@ -8,6 +8,7 @@ pub mod checkouts;
 pub mod devices;
 pub mod docs;
 pub mod health;
+pub mod retailer_events;
 pub mod retailers;
 pub mod webhook_secret;
 

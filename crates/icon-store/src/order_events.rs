@@ -1,0 +1,292 @@
+//! Retailers' events about their orders (`POST /retailers/{retailer_id}/events`, issue 17 §2):
+//! recording one, and what it sets in motion.
+//!
+//! One transaction per event, so the retailer's 2xx means all of it is durable:
+//! - a `webhook-id` the retailer already sent is answered as before and changes nothing;
+//! - the order is found by the key ICON sent (the latest checkout holding it) and locked;
+//! - the event goes through the state machine ([`icon_contracts::retailer::transition`]): a
+//!   contradiction writes nothing (409); a stale event is recorded in the history only; one that
+//!   moves the order updates it (status, when the retailer says it happened, tracking, refunds);
+//! - an order the checkout was waiting for wakes its worker (a `checkout.due` with `wake`);
+//! - a change after the checkout finished, for a checkout submitted with `order_updates`,
+//!   becomes the checkout's next numbered event, with a notification per channel and target of
+//!   the checkout's end, each queued for the notifier (which sends them in order, see
+//!   `notifications`).
+
+use crate::{error::corrupt, outbox, Conn, GenericClient, StoreError};
+use chrono::{DateTime, Utc};
+use icon_contracts::retailer::{transition, RetailerEvent, RetailerEventType, Transition};
+use icon_contracts::{topology, CheckoutDue, Envelope, NotificationDue};
+use icon_domain::{CheckoutId, CheckoutStatus, NotificationId, OrderStatus, RetailerId};
+
+/// What recording an event did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recorded {
+    /// It moved the order to `status`; `sequence` is the checkout event it became, if it was
+    /// announced (a finished checkout submitted with `order_updates`).
+    Applied {
+        checkout_id: CheckoutId,
+        status: OrderStatus,
+        sequence: Option<i32>,
+    },
+    /// Older than the order's state or implied by it: in the history, nothing changed.
+    Stale {
+        checkout_id: CheckoutId,
+        status: OrderStatus,
+    },
+    /// This `webhook-id` was recorded before; nothing was done again. What it did then.
+    Duplicate {
+        checkout_id: CheckoutId,
+        effect: String,
+        status: String,
+        sequence: Option<i32>,
+    },
+    /// No order of this retailer has this key.
+    UnknownOrder,
+    /// The event contradicts the order's state (`status`): nothing was written.
+    Contradicts { status: OrderStatus, why: String },
+}
+
+/// Records `event`, sent by `retailer` as `webhook_id` with the JSON `body`. The event's text
+/// fields must already be sanitised (the gateway does it where it validates them).
+#[tracing::instrument(name = "store.record_order_event", skip_all, fields(retailer = %retailer, webhook_id))]
+pub async fn record(
+    conn: &mut Conn,
+    retailer: &RetailerId,
+    webhook_id: &str,
+    event: &RetailerEvent,
+    body: &serde_json::Value,
+) -> Result<Recorded, StoreError> {
+    let tx = conn.transaction().await?;
+    if let Some(done) = recorded_before(&tx, retailer, webhook_id).await? {
+        return Ok(done);
+    }
+    let find = tx
+        .prepare_cached(
+            "SELECT o.checkout_id, o.status, o.state_at, c.status AS checkout_status, c.pass,
+                    c.order_updates
+             FROM checkout_orders o JOIN checkouts c ON c.id = o.checkout_id
+             WHERE o.retailer_id = $1 AND o.idempotency_key = $2
+             ORDER BY c.created_at DESC LIMIT 1
+             FOR UPDATE OF o",
+        )
+        .await?;
+    let Some(order) = tx
+        .query_opt(&find, &[&retailer.as_str(), &event.idempotency_key])
+        .await?
+    else {
+        return Ok(Recorded::UnknownOrder);
+    };
+    let checkout_id = CheckoutId::from_uuid(order.get("checkout_id"));
+    tracing::Span::current().record("checkout_id", tracing::field::display(checkout_id));
+    let status = OrderStatus::parse(order.get("status")).map_err(corrupt)?;
+    let state_at: Option<DateTime<Utc>> = order.get("state_at");
+    let checkout_status = CheckoutStatus::parse(order.get("checkout_status")).map_err(corrupt)?;
+
+    let moved_to = match transition(status, state_at, event.kind, event.occurred_at) {
+        Transition::Contradicts(why) => return Ok(Recorded::Contradicts { status, why }),
+        Transition::Stale => None,
+        Transition::Moves(to) => Some(to),
+    };
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO order_events
+               (retailer_id, webhook_id, checkout_id, type, occurred_at, effect, status_after,
+                body)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (retailer_id, webhook_id) DO NOTHING
+             RETURNING id",
+        )
+        .await?;
+    let effect = if moved_to.is_some() {
+        "applied"
+    } else {
+        "stale"
+    };
+    let after = moved_to.unwrap_or(status);
+    let Some(row) = tx
+        .query_opt(
+            &insert,
+            &[
+                &retailer.as_str(),
+                &webhook_id,
+                &checkout_id.as_uuid(),
+                &event.kind.as_str(),
+                &event.occurred_at,
+                &effect,
+                &after.as_str(),
+                body,
+            ],
+        )
+        .await?
+    else {
+        // The same webhook-id was recorded meanwhile by a concurrent delivery: it did the work.
+        drop(tx);
+        return Ok(recorded_before(&*conn, retailer, webhook_id)
+            .await?
+            .unwrap_or(Recorded::UnknownOrder));
+    };
+    let event_row: i64 = row.get(0);
+    let Some(to) = moved_to else {
+        tx.commit().await?;
+        return Ok(Recorded::Stale {
+            checkout_id,
+            status,
+        });
+    };
+
+    apply(&tx, checkout_id, retailer, event, to).await?;
+    let mut sequence = None;
+    if !checkout_status.is_final() {
+        // The checkout may have been waiting for this order: its worker looks again now.
+        let wake = Envelope::new(CheckoutDue {
+            checkout_id,
+            after_pass: order.get("pass"),
+            not_before: Utc::now(),
+            wake: true,
+        });
+        outbox::enqueue(&tx, "", topology::CHECKOUT_REQUESTED, &wake).await?;
+    } else if order.get::<_, bool>("order_updates") {
+        let n = announce(&tx, checkout_id, retailer, event).await?;
+        let stmt = tx
+            .prepare_cached("UPDATE order_events SET sequence = $2 WHERE id = $1")
+            .await?;
+        tx.execute(&stmt, &[&event_row, &n]).await?;
+        sequence = Some(n);
+    }
+    tx.commit().await?;
+    Ok(Recorded::Applied {
+        checkout_id,
+        status: to,
+        sequence,
+    })
+}
+
+async fn recorded_before(
+    db: &impl GenericClient,
+    retailer: &RetailerId,
+    webhook_id: &str,
+) -> Result<Option<Recorded>, StoreError> {
+    let stmt = db
+        .prepare_cached(
+            "SELECT checkout_id, effect, status_after, sequence FROM order_events
+             WHERE retailer_id = $1 AND webhook_id = $2",
+        )
+        .await?;
+    Ok(db
+        .query_opt(&stmt, &[&retailer.as_str(), &webhook_id])
+        .await?
+        .map(|r| Recorded::Duplicate {
+            checkout_id: CheckoutId::from_uuid(r.get(0)),
+            effect: r.get(1),
+            status: r.get(2),
+            sequence: r.get(3),
+        }))
+}
+
+/// Moves the order to `to`. An order that settles stops waiting (no lookup is due any more).
+async fn apply(
+    tx: &impl GenericClient,
+    checkout_id: CheckoutId,
+    retailer: &RetailerId,
+    event: &RetailerEvent,
+    to: OrderStatus,
+) -> Result<(), StoreError> {
+    let stmt = tx
+        .prepare_cached(
+            "UPDATE checkout_orders
+             SET status = $3, state_at = $4,
+                 retailer_order_id = coalesce(retailer_order_id, $5),
+                 reason = CASE WHEN $3 IN ('rejected', 'cancelled', 'refunded')
+                               THEN coalesce($6, reason) END,
+                 tracking = coalesce($7, tracking),
+                 refunds = CASE WHEN $8::jsonb IS NULL THEN refunds
+                                ELSE coalesce(refunds, '[]'::jsonb) || jsonb_build_array($8::jsonb)
+                           END,
+                 next_attempt_at = NULL, settle_until = NULL, updated_at = now()
+             WHERE checkout_id = $1 AND retailer_id = $2",
+        )
+        .await?;
+    let reason = event.reason.clone().or_else(|| {
+        (event.kind == RetailerEventType::Rejected).then(|| "rejected by the retailer".to_owned())
+    });
+    let tracking = event
+        .tracking
+        .as_ref()
+        .map(serde_json::to_value)
+        .transpose()
+        .map_err(corrupt)?;
+    let refund = event
+        .refund
+        .as_ref()
+        .map(serde_json::to_value)
+        .transpose()
+        .map_err(corrupt)?;
+    tx.execute(
+        &stmt,
+        &[
+            &checkout_id.as_uuid(),
+            &retailer.as_str(),
+            &to.as_str(),
+            &event.occurred_at,
+            &event.order_id,
+            &reason,
+            &tracking,
+            &refund,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The checkout's next event: numbered, with a notification for each channel and target of the
+/// checkout's end (event 1), each queued for the notifier now. Returns its number.
+async fn announce(
+    tx: &impl GenericClient,
+    checkout_id: CheckoutId,
+    retailer: &RetailerId,
+    event: &RetailerEvent,
+) -> Result<i32, StoreError> {
+    let stmt = tx
+        .prepare_cached(
+            "WITH numbered AS (
+                 UPDATE checkouts SET events = events + 1 WHERE id = $1
+                 RETURNING events + 1 AS sequence
+             ), added AS (
+                 INSERT INTO checkout_events (checkout_id, sequence, type, retailer_id, occurred_at)
+                 SELECT $1, sequence, $2, $3, $4 FROM numbered
+             )
+             SELECT sequence FROM numbered",
+        )
+        .await?;
+    let row = tx
+        .query_one(
+            &stmt,
+            &[
+                &checkout_id.as_uuid(),
+                &event.kind.as_str(),
+                &retailer.as_str(),
+                &event.occurred_at,
+            ],
+        )
+        .await?;
+    let sequence: i32 = row.get(0);
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO notifications (id, checkout_id, channel, target, state, sequence)
+             SELECT gen_random_uuid(), checkout_id, channel, target, 'pending', $2
+             FROM notifications WHERE checkout_id = $1 AND sequence = 1
+             RETURNING id",
+        )
+        .await?;
+    for row in tx.query(&stmt, &[&checkout_id.as_uuid(), &sequence]).await? {
+        let due = Envelope::new(NotificationDue {
+            checkout_id,
+            notification_id: NotificationId::from_uuid(row.get(0)),
+            after_attempt: 0,
+            not_before: Utc::now(),
+        });
+        outbox::enqueue(tx, "", topology::CHECKOUT_FINISHED, &due).await?;
+    }
+    Ok(sequence)
+}
