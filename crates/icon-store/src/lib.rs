@@ -10,7 +10,8 @@
 //!   [`order_events`]: the retailers' events about them, and what they set in motion.
 //! - [`passes`]: the worker's processing passes: claim, record, finish, give up.
 //! - [`devices`]: the shoppers' push devices.
-//! - [`notifications`]: the notifier's attempts and schedule.
+//! - [`notifications`]: the notifier's attempts and schedule; [`checkout_events`]: the numbered
+//!   events they announce (the checkout's end, then its orders' changes).
 //! - [`webhook_secrets`]: the owners' webhook signing secrets, sealed at rest with the key and
 //!   signatures of [`secrets`].
 //! - [`idempotency`]: `Idempotency-Key`s of checkout submissions.
@@ -19,6 +20,7 @@
 //! - [`gauges`]: counts for `/metrics`, read when scraped.
 
 pub mod carts;
+pub mod checkout_events;
 pub mod checkouts;
 pub mod devices;
 mod error;

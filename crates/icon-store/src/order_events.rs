@@ -279,7 +279,10 @@ async fn announce(
              RETURNING id",
         )
         .await?;
-    for row in tx.query(&stmt, &[&checkout_id.as_uuid(), &sequence]).await? {
+    for row in tx
+        .query(&stmt, &[&checkout_id.as_uuid(), &sequence])
+        .await?
+    {
         let due = Envelope::new(NotificationDue {
             checkout_id,
             notification_id: NotificationId::from_uuid(row.get(0)),

@@ -237,7 +237,9 @@ fn after_accepted_lookup(
             }
             None => format!("the retailer still reports it {status}"),
         },
-        LookupAnswer::NotPlaced => "the lookup found no order, though the retailer accepted it".into(),
+        LookupAnswer::NotPlaced => {
+            "the lookup found no order, though the retailer accepted it".into()
+        }
         LookupAnswer::Unsure { why } => why,
     };
     let lookups = order.lookups + 1;
@@ -422,7 +424,10 @@ mod tests {
             status: "shipped".into(),
         };
         let u = after_lookup(&waiting, shipped, ask, &s);
-        assert_eq!((u.status, u.retailer_order_id.as_deref()), (OrderStatus::Shipped, Some("o-1")));
+        assert_eq!(
+            (u.status, u.retailer_order_id.as_deref()),
+            (OrderStatus::Shipped, Some("o-1"))
+        );
         // Past the deadline it ends unknown.
         let late = later(waiting.settle_until.unwrap(), Duration::from_secs(1));
         let u = after_lookup(&waiting, still(), late, &s);

@@ -11,7 +11,8 @@ mod responses;
 mod webhooks;
 
 use crate::routes::{
-    callbacks, carts, checkouts, devices, health, retailer_events, retailers, webhook_secret,
+    callbacks, carts, checkout_events, checkouts, devices, health, retailer_events, retailers,
+    webhook_secret,
 };
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -37,6 +38,7 @@ use serde_json::Value;
         checkouts::create_checkout,
         checkouts::get_checkout,
         callbacks::list_attempts,
+        checkout_events::list_events,
         callbacks::redeliver_callback,
         callbacks::redeliver_push,
         callbacks::redeliver_email,

@@ -201,8 +201,8 @@ fn get_or_head() -> actix_web::Route {
 
 fn routes_config(cfg: &mut web::ServiceConfig) {
     use routes::{
-        callbacks, carts, checkouts, devices, docs, health, retailer_events, retailers,
-        webhook_secret,
+        callbacks, carts, checkout_events, checkouts, devices, docs, health, retailer_events,
+        retailers, webhook_secret,
     };
     cfg.service(
         web::resource("/healthz")
@@ -247,6 +247,11 @@ fn routes_config(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/cart/checkout/{checkout_id}/attempts")
             .route(get_or_head().to(callbacks::list_attempts))
+            .default_service(allow("GET, HEAD")),
+    )
+    .service(
+        web::resource("/cart/checkout/{checkout_id}/events")
+            .route(get_or_head().to(checkout_events::list_events))
             .default_service(allow("GET, HEAD")),
     )
     .service(

@@ -6,13 +6,16 @@
 //! - [`settings`]: the environment it reads.
 //! - [`schedule`]: retry delays, give-up, delay tiers.
 //! - [`channels`]: one module per delivery channel: `callback`, `push` (FCM), `email` (SMTP).
-//! - [`dispatch`]: the work-queue handler: attempts, retries, parking, crash safety.
+//! - [`dispatch`]: the work-queue handler: attempts, retries, parking, crash safety, and the
+//!   order of a checkout's events at each receiver.
+//! - [`notice`]: what a notification announces (the checkout's end, or an order's change).
 //! - [`metrics`]: attempts, retries, pushes and parked notifications, for `/metrics` on
 //!   `ICON_PROBE_ADDR`.
 
 pub mod channels;
 pub mod dispatch;
 pub mod metrics;
+pub mod notice;
 pub mod schedule;
 pub mod settings;
 

@@ -71,7 +71,7 @@ static CLAIM_FIRST_ONE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|
          SET attempts = CASE WHEN attempts = 0 THEN 1 ELSE attempts END,
              claim = gen_random_uuid(), claimed_until = now() + make_interval(secs => $3),
              first_attempt_at = coalesce(first_attempt_at, now()), updated_at = now()
-         WHERE checkout_id = $1 AND channel = ANY($2) AND state = 'pending'
+         WHERE checkout_id = $1 AND sequence = 1 AND channel = ANY($2) AND state = 'pending'
            AND ((attempts = 0 AND (claimed_until IS NULL OR claimed_until < now()))
                 OR (attempts = 1 AND claimed_until < now()))
          RETURNING *
@@ -79,7 +79,8 @@ static CLAIM_FIRST_ONE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|
      SELECT true AS claimed_now, c.*, {CLAIM_COLUMNS} FROM claimed c {CLAIM_JOIN}
      UNION ALL
      SELECT false, n.*, NULL, NULL, NULL FROM notifications n
-     WHERE n.checkout_id = $1 AND NOT EXISTS (SELECT 1 FROM claimed c WHERE c.id = n.id)"
+     WHERE n.checkout_id = $1 AND n.sequence = 1
+       AND NOT EXISTS (SELECT 1 FROM claimed c WHERE c.id = n.id)"
     )
 });
 

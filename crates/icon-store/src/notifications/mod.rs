@@ -158,6 +158,32 @@ pub async fn all_for_checkout(
         .collect()
 }
 
+/// The notification of the event before `n`'s at the same receiver (channel and target), if
+/// `n` announces a later event and the receiver had one: `n` waits until it is final (in order
+/// per checkout, issue 17 §3). One probe of the unique index.
+pub async fn predecessor(
+    db: &impl GenericClient,
+    n: &Notification,
+) -> Result<Option<Notification>, StoreError> {
+    if n.sequence <= 1 {
+        return Ok(None);
+    }
+    let stmt = db
+        .prepare_cached(
+            "SELECT * FROM notifications
+             WHERE checkout_id = $1 AND channel = $2 AND md5(target) = md5($3) AND sequence < $4
+             ORDER BY sequence DESC LIMIT 1",
+        )
+        .await?;
+    db.query_opt(
+        &stmt,
+        &[&n.checkout_id.as_uuid(), &n.channel, &n.target, &n.sequence],
+    )
+    .await?
+    .map(|r| from_row(&r))
+    .transpose()
+}
+
 pub async fn get(
     db: &impl GenericClient,
     id: NotificationId,

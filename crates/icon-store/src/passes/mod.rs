@@ -179,7 +179,9 @@ pub async fn current(db: &impl GenericClient, id: CheckoutId) -> Result<Current,
     } else {
         Current::Pass {
             pass: row.get(1),
-            claimed_until: row.get::<_, Option<DateTime<Utc>>>(2).filter(|u| *u > Utc::now()),
+            claimed_until: row
+                .get::<_, Option<DateTime<Utc>>>(2)
+                .filter(|u| *u > Utc::now()),
         }
     })
 }

@@ -135,6 +135,20 @@ fn links() -> Vec<(&'static str, &'static str, &'static str, Value)> {
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 pub struct CallbackEvent {
+    /// Which event: `checkout.completed`, `checkout.partially_completed` or `checkout.failed`
+    /// (the checkout's end, sequence 1); with `order_updates`, later: `order.shipped`,
+    /// `order.delivered`, `order.cancelled`, `order.refunded`, and `order.confirmed` or
+    /// `order.rejected` for an order that settled after ending `unknown`.
+    #[schema(rename = "type", example = "checkout.completed")]
+    kind: String,
+    /// 1, 2, 3, ... per checkout, without gaps; event n+1 is sent to a receiver only after
+    /// event n was delivered to it or given up. Each event has its own `webhook-id`.
+    #[schema(example = 1)]
+    sequence: i32,
+    /// When it happened: the checkout's end, or when the retailer says the order changed.
+    occurred_at: String,
+    /// The order an `order.*` event is about, as it is now; absent for the checkout's end.
+    order: Option<crate::routes::checkouts::OrderBody>,
     /// The checkout's final status.
     #[schema(value_type = icon_domain::CheckoutStatus)]
     status: String,

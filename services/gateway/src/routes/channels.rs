@@ -271,6 +271,7 @@ mod tests {
             last_response_status: None,
             last_error: error.map(str::to_owned),
             created_at: at,
+            sequence: 1,
             updated_at: at,
         }
     }

@@ -4,6 +4,7 @@
 pub mod callbacks;
 pub mod carts;
 pub mod channels;
+pub mod checkout_events;
 pub mod checkouts;
 pub mod devices;
 pub mod docs;

@@ -72,7 +72,7 @@ pub struct EventRecorded {
     path = "/retailers/{retailer_id}/events",
     tag = "retailers",
     params(("retailer_id" = String, Path, description = "The retailer sending the event")),
-    request_body(content = inline(RetailerEventDoc), content_type = "application/json"),
+    request_body(content = RetailerEventDoc, content_type = "application/json"),
     responses(
         (status = 200, description = "Recorded (applied, stale or a duplicate)", body = EventRecorded),
         (status = 400, description = "Not a JSON object", body = crate::problem::Problem, content_type = "application/problem+json"),
@@ -99,8 +99,9 @@ pub async fn post_event(
     if declared.is_some_and(|n| n > MAX_EVENT_BYTES as u64) {
         return Err(too_large());
     }
-    let retailer = RetailerId::parse(path.into_inner())
-        .map_err(|_| unverified("no such retailer: an event must be signed by a registered retailer"))?;
+    let retailer = RetailerId::parse(path.into_inner()).map_err(|_| {
+        unverified("no such retailer: an event must be signed by a registered retailer")
+    })?;
     limiters.check_subject(&format!("\0retailer:{retailer}"))?;
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
@@ -246,13 +247,19 @@ fn validate(json: &serde_json::Value) -> Result<RetailerEvent, ApiError> {
                     && (url.starts_with("https://") || url.starts_with("http://"))
                     && !url.chars().any(|c| c.is_control() || c.is_whitespace());
                 if !ok {
-                    v.push("tracking.url", "must be an http(s) URL of at most 2048 bytes");
+                    v.push(
+                        "tracking.url",
+                        "must be an http(s) URL of at most 2048 bytes",
+                    );
                 }
             }
         }
         (Some(_), kind) => v.push(
             "tracking",
-            format!("applies only to order.shipped and order.delivered, not {}", kind.as_str()),
+            format!(
+                "applies only to order.shipped and order.delivered, not {}",
+                kind.as_str()
+            ),
         ),
         (None, _) => {}
     }
@@ -265,9 +272,10 @@ fn validate(json: &serde_json::Value) -> Result<RetailerEvent, ApiError> {
                 v.push("refund.currency", "must be an ISO 4217 code such as EUR");
             }
         }
-        (None, RetailerEventType::Refunded) => {
-            v.push("refund", "order.refunded needs {\"amount_minor\", \"currency\"}")
-        }
+        (None, RetailerEventType::Refunded) => v.push(
+            "refund",
+            "order.refunded needs {\"amount_minor\", \"currency\"}",
+        ),
         (Some(_), kind) => v.push(
             "refund",
             format!("applies only to order.refunded, not {}", kind.as_str()),
@@ -282,7 +290,9 @@ fn validate(json: &serde_json::Value) -> Result<RetailerEvent, ApiError> {
 fn invalid(field: &str, message: String) -> ApiError {
     let mut v = Validation::default();
     v.push(field, message);
-    v.finish().err().unwrap_or_else(|| ApiError::internal("no validation error"))
+    v.finish()
+        .err()
+        .unwrap_or_else(|| ApiError::internal("no validation error"))
 }
 
 fn unverified(detail: impl Into<String>) -> ApiError {

@@ -10,7 +10,7 @@
 //! not followed: a 3xx is a failed attempt.
 
 use super::{Attempting, Channel, Outcome};
-use icon_contracts::CheckoutFinished;
+use crate::notice::Notice;
 use icon_domain::{CallbackUrl, NetworkPolicy, UserId};
 use icon_http::{HeaderName, HttpClient, SendError, TlsError};
 use icon_store::notifications::{Claimed, Notification};
@@ -20,9 +20,18 @@ use icon_store::{Pool, StoreError};
 use serde::Serialize;
 use std::time::Duration;
 
-/// The callback body.
+/// The callback body: the checkout's state (the fields every callback had before events were
+/// numbered), and which event this is (issue 17 §3).
 #[derive(Serialize)]
 pub struct CallbackPayload<'a> {
+    /// `checkout.completed`, `checkout.partially_completed`, `checkout.failed`, or the order's
+    /// change: `order.shipped`, `order.delivered`, `order.cancelled`, `order.refunded`,
+    /// `order.confirmed`, `order.rejected`.
+    #[serde(rename = "type")]
+    pub kind: &'a str,
+    /// 1, 2, 3, ... per checkout; a receiver gets n+1 only after n was delivered or given up.
+    pub sequence: i32,
+    pub occurred_at: chrono::DateTime<chrono::Utc>,
     pub status: &'a str,
     pub cart_id: i64,
     pub source_url: &'a str,
@@ -31,6 +40,9 @@ pub struct CallbackPayload<'a> {
     /// Why the checkout failed, when its orders do not say.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'a str>,
+    /// For `order.*`: the order it is about, as it is now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order: Option<&'a icon_contracts::OrderOutcome>,
 }
 
 pub struct CallbackChannel {
@@ -77,12 +89,8 @@ impl CallbackChannel {
         })
     }
 
-    async fn attempt(
-        &self,
-        n: &Notification,
-        claimed: &Claimed,
-        event: &CheckoutFinished,
-    ) -> Outcome {
+    async fn attempt(&self, n: &Notification, claimed: &Claimed, notice: &Notice) -> Outcome {
+        let event = &notice.checkout;
         // Checked again at send time: the policy may have been tightened since the checkout
         // was accepted.
         let url = match CallbackUrl::recheck(&n.target, &self.policy) {
@@ -95,12 +103,16 @@ impl CallbackChannel {
             }
         };
         let body = serde_json::to_vec(&CallbackPayload {
+            kind: &notice.kind,
+            sequence: notice.sequence,
+            occurred_at: notice.occurred_at,
             status: event.status.as_str(),
             cart_id: event.cart_id.get(),
             source_url: &event.source_url,
             checkout_id: event.checkout_id.to_string(),
             orders: &event.orders,
             reason: event.reason.as_deref(),
+            order: notice.order.as_ref(),
         })
         .unwrap_or_default();
         // Unsigned, a callback would be worthless to a receiver that checks: without its
@@ -165,8 +177,8 @@ impl Channel for CallbackChannel {
         &'a self,
         n: &'a Notification,
         claimed: &'a Claimed,
-        event: &'a CheckoutFinished,
+        notice: &'a Notice,
     ) -> Attempting<'a> {
-        Box::pin(self.attempt(n, claimed, event))
+        Box::pin(self.attempt(n, claimed, notice))
     }
 }

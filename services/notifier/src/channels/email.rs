@@ -7,6 +7,7 @@
 //! one message. A permanent SMTP refusal (5xx) is given up and parked; anything else retried.
 
 use super::{Attempting, Channel, Outcome};
+use crate::notice::Notice;
 use icon_contracts::{CheckoutFinished, OrderOutcome};
 use icon_domain::CheckoutStatus;
 use icon_store::notifications::{Claimed, Notification};
@@ -32,7 +33,7 @@ impl EmailChannel {
         Ok(Self { mailer, from })
     }
 
-    async fn attempt(&self, n: &Notification, event: &CheckoutFinished) -> Outcome {
+    async fn attempt(&self, n: &Notification, notice: &Notice) -> Outcome {
         let to: Mailbox = match n.target.parse() {
             Ok(to) => to,
             Err(e) => {
@@ -42,7 +43,7 @@ impl EmailChannel {
                 }
             }
         };
-        let (subject, text, html) = compose(event);
+        let (subject, text, html) = compose(notice);
         let message = Message::builder()
             .from(self.from.clone())
             .to(to)
@@ -101,18 +102,22 @@ fn with_starttls(url: &str) -> Result<String, String> {
 }
 
 /// Subject, text part and HTML part.
-pub fn compose(event: &CheckoutFinished) -> (String, String, String) {
-    let (headline, _) = super::push::message::wording(event);
+pub fn compose(notice: &Notice) -> (String, String, String) {
+    let event = &notice.checkout;
+    let (headline, line) = super::push::message::wording(notice);
     let subject = format!("{headline} (checkout {})", short(event));
     let outcome = match event.status {
         CheckoutStatus::Completed => "completed: every retailer confirmed your order",
         CheckoutStatus::PartiallyCompleted => "partially completed: some retailers confirmed",
         _ => "failed: no order was confirmed",
     };
-    let mut text = format!(
-        "Your checkout of cart {} has {outcome}.\n\nOrders:\n",
-        event.cart_id
-    );
+    // An order's change says what changed; the checkout's end, how it ended.
+    let opening = if notice.is_order_event() {
+        line
+    } else {
+        format!("Your checkout of cart {} has {outcome}.", event.cart_id)
+    };
+    let mut text = format!("{opening}\n\nOrders:\n");
     let mut rows = String::new();
     for o in &event.orders {
         text.push_str(&format!("  - {}\n", order_line(o)));
@@ -131,12 +136,11 @@ pub fn compose(event: &CheckoutFinished) -> (String, String, String) {
         .map(|r| format!("<p>Why: {}</p>", escape(r)))
         .unwrap_or_default();
     let html = format!(
-        "<!DOCTYPE html><html><body><h1>{}</h1><p>Your checkout of cart {} has {}.</p>\
+        "<!DOCTYPE html><html><body><h1>{}</h1><p>{}</p>\
          <h2>Orders</h2><ul>{rows}</ul>{reason}<p><a href=\"{}\">See the details</a></p>\
          <p style=\"color:#666\">Checkout {}</p></body></html>",
         escape(&headline),
-        event.cart_id,
-        escape(outcome),
+        escape(&opening),
         escape(&event.source_url),
         event.checkout_id
     );
@@ -147,6 +151,9 @@ fn order_line(o: &OrderOutcome) -> String {
     let mut line = format!("{}: {}", o.retailer_id, o.status);
     if let Some(id) = &o.retailer_order_id {
         line.push_str(&format!(" (order {id})"));
+    }
+    if let Some(t) = &o.tracking {
+        line.push_str(&format!(" - {} tracking {}", t.carrier, t.number));
     }
     if let Some(reason) = &o.reason {
         line.push_str(&format!(" - {reason}"));
@@ -174,9 +181,9 @@ impl Channel for EmailChannel {
         &'a self,
         n: &'a Notification,
         _: &'a Claimed,
-        event: &'a CheckoutFinished,
+        notice: &'a Notice,
     ) -> Attempting<'a> {
-        Box::pin(self.attempt(n, event))
+        Box::pin(self.attempt(n, notice))
     }
 }
 

@@ -13,7 +13,7 @@ pub mod callback;
 pub mod email;
 pub mod push;
 
-use icon_contracts::CheckoutFinished;
+use crate::notice::Notice;
 use icon_store::notifications::{Claimed, Notification};
 use std::collections::HashMap;
 use std::future::Future;
@@ -100,7 +100,7 @@ pub trait Channel: Send + Sync {
         &'a self,
         notification: &'a Notification,
         claimed: &'a Claimed,
-        event: &'a CheckoutFinished,
+        notice: &'a Notice,
     ) -> Attempting<'a>;
 }
 

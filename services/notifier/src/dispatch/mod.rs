@@ -18,6 +18,7 @@ mod group;
 mod outcome;
 
 use crate::channels::{Channels, Route};
+use crate::notice::Notice;
 use crate::schedule::RetrySchedule;
 use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
@@ -25,9 +26,9 @@ use icon_broker::lapin::message::Delivery;
 use icon_broker::{Disposition, Handler, LazyPublisher, PublishError};
 use icon_contracts::messages::{message_type, parse};
 use icon_contracts::{CheckoutFinished, Envelope, Message, NotificationDue, OrderOutcome};
-use icon_domain::{CheckoutId, NotificationState};
+use icon_domain::NotificationState;
 use icon_store::notifications::{self, AttemptClaim, Notification, Untried};
-use icon_store::{checkouts, Pool, StoreError};
+use icon_store::{checkout_events, checkouts, Pool, StoreError};
 use std::time::Duration;
 
 /// A due message arriving this close to its `not_before` is attempted rather than delayed again.
@@ -106,18 +107,18 @@ impl Dispatcher {
         // One statement claims every first attempt this notifier can make and lists the rest
         // (with those of the other checkouts finishing at the same moment).
         let list = self.claims.write(msg.data.checkout_id).await?;
+        let notice = Notice::end(msg.data, msg.occurred_at);
         // Only notifications nobody has attempted yet; otherwise their retry chains own them.
         // All at once, so one slow device or receiver does not hold back the others.
         let first_attempts = list.iter().filter_map(|(n, claimed)| match claimed {
             Some(claimed) => match self.channels.get(&n.channel) {
-                Some(Route::Deliver(channel)) => Some(
-                    self.make(n, channel, claimed.clone(), &msg.data, msg.occurred_at)
-                        .boxed(),
-                ),
+                Some(Route::Deliver(channel)) => {
+                    Some(self.make(n, channel, claimed.clone(), &notice).boxed())
+                }
                 _ => None,
             },
             None if n.state == NotificationState::Pending && n.attempts <= 1 => {
-                Some(self.attempt(n, 0, None, &msg.data, msg.occurred_at).boxed())
+                Some(self.attempt(n, 0, None, &notice).boxed())
             }
             None => None,
         });
@@ -154,20 +155,14 @@ impl Dispatcher {
                 }
             }
         }
-        let event = {
+        let notice = {
             let db = self.pool.get().await.map_err(StoreError::from)?;
-            load_event(&db, n.checkout_id).await?
+            load_notice(&db, &n).await?
         };
-        match event {
-            Some((event, finished_at)) => {
-                self.attempt(
-                    &n,
-                    due.after_attempt,
-                    Some(due.not_before),
-                    &event,
-                    finished_at,
-                )
-                .await
+        match notice {
+            Some(notice) => {
+                self.attempt(&n, due.after_attempt, Some(due.not_before), &notice)
+                    .await
             }
             None => {
                 tracing::warn!("checkout of a due notification is not final; dropping");
@@ -193,8 +188,7 @@ impl Dispatcher {
         n: &Notification,
         after_attempt: i32,
         scheduled: Option<DateTime<Utc>>,
-        event: &CheckoutFinished,
-        finished_at: DateTime<Utc>,
+        notice: &Notice,
     ) -> Result<(), DispatchError> {
         let channel = match self.channels.get(&n.channel) {
             Some(Route::Deliver(channel)) => channel,
@@ -223,6 +217,17 @@ impl Dispatcher {
                     .end_untried(n, after_attempt, Untried::GivenUp(&reason))
                     .await;
             }
+        }
+        if let Some(wait) = self.behind(n).await? {
+            let due = NotificationDue {
+                checkout_id: n.checkout_id,
+                notification_id: n.id,
+                after_attempt,
+                not_before: Utc::now()
+                    + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX),
+            };
+            self.defer(due, wait).await?;
+            return Ok(());
         }
         let claimed = {
             let db = self.pool.get().await.map_err(StoreError::from)?;
@@ -265,31 +270,75 @@ impl Dispatcher {
                 return Ok(());
             }
         };
-        self.make(n, channel, claimed, event, finished_at).await
+        self.make(n, channel, claimed, notice).await
+    }
+
+    /// In order per checkout at each receiver: `n` (a later event) waits while the receiver's
+    /// previous event is neither delivered nor given up. How long to wait before looking again:
+    /// until that one's next attempt is due (a moment after it), else a second.
+    async fn behind(&self, n: &Notification) -> Result<Option<Duration>, StoreError> {
+        if n.sequence <= 1 {
+            return Ok(None);
+        }
+        let previous = {
+            let db = self.pool.get().await?;
+            notifications::predecessor(&db, n).await?
+        };
+        let Some(previous) = previous.filter(|p| !p.state.is_final()) else {
+            return Ok(None);
+        };
+        let wait = previous
+            .next_attempt_at
+            .and_then(|at| (at - Utc::now()).to_std().ok())
+            .map(|w| w + WAIT_BEHIND_MARGIN)
+            .unwrap_or(WAIT_BEHIND)
+            .max(WAIT_BEHIND_MARGIN);
+        tracing::info!(
+            sequence = n.sequence,
+            previous = previous.sequence,
+            state = %previous.state,
+            ?wait,
+            "the receiver's previous event is not delivered yet; this one waits"
+        );
+        Ok(Some(wait))
     }
 }
 
-/// Rebuilds the `checkout.finished` event from the database, for retries, with the time of the
-/// checkout's last change (its final transition: a final checkout is not changed again).
-async fn load_event(
+/// How long an event waits behind a previous one with no next attempt scheduled (in flight, or
+/// not yet attempted) before looking again.
+const WAIT_BEHIND: Duration = Duration::from_secs(1);
+/// After the previous event's next attempt is due: time for it to be made and recorded.
+const WAIT_BEHIND_MARGIN: Duration = Duration::from_millis(200);
+
+/// Rebuilds what `n` announces from the database, for retries and later events: the
+/// checkout's state now, and event `n.sequence` (1: the checkout's end, at its last change, as
+/// a final checkout is not changed again; later: as recorded). `None` if the checkout is not
+/// final (or the event is missing).
+async fn load_notice(
     db: &impl icon_store::GenericClient,
-    id: CheckoutId,
-) -> Result<Option<(CheckoutFinished, DateTime<Utc>)>, StoreError> {
-    Ok(checkouts::get(db, id, None)
+    n: &Notification,
+) -> Result<Option<Notice>, StoreError> {
+    let Some(c) = checkouts::get(db, n.checkout_id, None)
         .await?
         .filter(|c| c.status.is_final())
-        .map(|c| {
-            let finished_at = c.updated_at;
-            let event = CheckoutFinished {
-                checkout_id: c.id,
-                cart_id: c.cart_id,
-                status: c.status,
-                source_url: c.resource_url,
-                orders: c.orders.into_iter().map(OrderOutcome::from).collect(),
-                reason: c.reason,
-            };
-            (event, finished_at)
-        }))
+    else {
+        return Ok(None);
+    };
+    let finished_at = c.updated_at;
+    let checkout = CheckoutFinished {
+        checkout_id: c.id,
+        cart_id: c.cart_id,
+        status: c.status,
+        source_url: c.resource_url,
+        orders: c.orders.into_iter().map(OrderOutcome::from).collect(),
+        reason: c.reason,
+    };
+    if n.sequence <= 1 {
+        return Ok(Some(Notice::end(checkout, finished_at)));
+    }
+    Ok(checkout_events::get(db, n.checkout_id, n.sequence)
+        .await?
+        .map(|e| Notice::later(checkout, e)))
 }
 
 impl Handler for Dispatcher {

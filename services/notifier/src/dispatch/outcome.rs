@@ -5,11 +5,10 @@
 use super::{DispatchError, Dispatcher, EARLY_TOLERANCE};
 use crate::channels::{Channel, Outcome};
 use crate::metrics;
+use crate::notice::Notice;
 use chrono::{DateTime, Utc};
 use icon_broker::{OutgoingMessage, PublishError};
-use icon_contracts::{
-    topology, CheckoutFinished, Envelope, Message, NotificationDue, NotificationParked,
-};
+use icon_contracts::{topology, Envelope, Message, NotificationDue, NotificationParked};
 use icon_domain::NotificationState;
 use icon_store::notifications::{self, Claimed, Notification, RecordAttempt, Untried};
 use icon_store::StoreError;
@@ -18,21 +17,18 @@ use std::time::{Duration, Instant};
 
 impl Dispatcher {
     /// Makes a claimed attempt, then schedules the retry, parks, or stops, and records it.
-    /// `finished_at`: when the checkout reached its final status (for the finish-to-delivered
-    /// histogram).
     pub(super) async fn make(
         &self,
         n: &Notification,
         channel: &Arc<dyn Channel>,
         claimed: Claimed,
-        event: &CheckoutFinished,
-        finished_at: DateTime<Utc>,
+        notice: &Notice,
     ) -> Result<(), DispatchError> {
         let started_at = Utc::now();
         let clock = Instant::now();
         let outcome = {
             let _in_flight = metrics::InFlight::start(channel.name());
-            tokio::time::timeout(self.attempt_limit, channel.deliver(n, &claimed, event))
+            tokio::time::timeout(self.attempt_limit, channel.deliver(n, &claimed, notice))
                 .await
                 .unwrap_or_else(|_| Outcome::Retry {
                     status: None,
@@ -40,7 +36,7 @@ impl Dispatcher {
                     retry_after: None,
                 })
         };
-        metrics::attempt(channel.name(), &outcome, finished_at);
+        metrics::attempt(channel.name(), &outcome, notice.known_at);
         let Claimed {
             claim,
             attempt: attempt_no,

@@ -5,13 +5,15 @@
 //! collapse key per checkout lets a device that was offline show only the latest word on it.
 //! See <https://firebase.google.com/docs/reference/fcm/rest/v1/projects.messages>.
 
+use crate::notice::Notice;
 use icon_contracts::CheckoutFinished;
 use icon_domain::{CheckoutStatus, OrderStatus, Platform};
 use serde_json::{json, Value};
 
 /// The request body of `messages:send` for `token` on `platform`.
-pub fn build(token: &str, platform: Platform, event: &CheckoutFinished) -> Value {
-    let (title, body) = wording(event);
+pub fn build(token: &str, platform: Platform, notice: &Notice) -> Value {
+    let event = &notice.checkout;
+    let (title, body) = wording(notice);
     let checkout_id = event.checkout_id.to_string();
     let mut message = json!({
         "token": token,
@@ -20,8 +22,14 @@ pub fn build(token: &str, platform: Platform, event: &CheckoutFinished) -> Value
             "checkout_id": checkout_id,
             "status": event.status.as_str(),
             "source_url": event.source_url,
+            "type": notice.kind,
+            "sequence": notice.sequence.to_string(),
         },
     });
+    if let Some(order) = &notice.order {
+        message["data"]["retailer_id"] = order.retailer_id.as_str().into();
+        message["data"]["order_status"] = order.status.as_str().into();
+    }
     match platform {
         Platform::Android => {
             message["android"] = json!({ "priority": "high", "collapse_key": checkout_id });
@@ -40,14 +48,50 @@ pub fn build(token: &str, platform: Platform, event: &CheckoutFinished) -> Value
     json!({ "message": message })
 }
 
-/// Title and body in plain words.
-pub fn wording(event: &CheckoutFinished) -> (String, String) {
+/// Title and body in plain words: what happened to the order, or how the checkout ended.
+pub fn wording(notice: &Notice) -> (String, String) {
+    match &notice.order {
+        Some(order) if notice.is_order_event() => order_wording(order),
+        _ => end_wording(&notice.checkout),
+    }
+}
+
+fn order_wording(o: &icon_contracts::OrderOutcome) -> (String, String) {
+    let from = o.retailer_id.as_str();
+    match o.status {
+        OrderStatus::Shipped => (
+            "Your order is on its way".into(),
+            match &o.tracking {
+                Some(t) => format!("{from} shipped your order ({} {}).", t.carrier, t.number),
+                None => format!("{from} shipped your order."),
+            },
+        ),
+        OrderStatus::Delivered => (
+            "Your order was delivered".into(),
+            format!("{from} delivered your order."),
+        ),
+        OrderStatus::Cancelled => (
+            "Your order was cancelled".into(),
+            format!("{from} cancelled your order. Open the app for details."),
+        ),
+        OrderStatus::Refunded => (
+            "Your order was refunded".into(),
+            format!("{from} refunded your order. Open the app for details."),
+        ),
+        OrderStatus::Rejected => (
+            "Your order was not placed".into(),
+            format!("{from} could not place your order. Open the app for details."),
+        ),
+        _ => (
+            "Your order is placed".into(),
+            format!("{from} confirmed your order."),
+        ),
+    }
+}
+
+fn end_wording(event: &CheckoutFinished) -> (String, String) {
     let total = event.orders.len();
-    let confirmed = event
-        .orders
-        .iter()
-        .filter(|o| o.status == OrderStatus::Confirmed)
-        .count();
+    let confirmed = event.orders.iter().filter(|o| o.status.is_placed()).count();
     let unknown = event
         .orders
         .iter()
@@ -144,16 +188,22 @@ mod tests {
                     status: *s,
                     retailer_order_id: None,
                     reason: None,
+                    tracking: None,
+                    refunds: vec![],
                 })
                 .collect(),
             reason: None,
         }
     }
 
+    fn notice(status: CheckoutStatus, orders: &[OrderStatus]) -> Notice {
+        Notice::end(event(status, orders), chrono::Utc::now())
+    }
+
     #[test]
     fn android_and_ios_and_web() {
-        let e = event(CheckoutStatus::Completed, &[OrderStatus::Confirmed]);
-        let id = e.checkout_id.to_string();
+        let e = notice(CheckoutStatus::Completed, &[OrderStatus::Confirmed]);
+        let id = e.checkout.checkout_id.to_string();
         let a = build("tok", Platform::Android, &e);
         assert_eq!(a["message"]["android"]["priority"], "high");
         assert_eq!(a["message"]["android"]["collapse_key"], id.as_str());
@@ -173,7 +223,7 @@ mod tests {
 
     #[test]
     fn plain_words() {
-        let (t, b) = wording(&event(
+        let (t, b) = wording(&notice(
             CheckoutStatus::PartiallyCompleted,
             &[
                 OrderStatus::Confirmed,
@@ -183,10 +233,19 @@ mod tests {
         ));
         assert_eq!(t, "Part of your order is placed");
         assert!(b.starts_with("2 of 3 retailers"), "{b}");
-        let (t, _) = wording(&event(CheckoutStatus::Failed, &[OrderStatus::Unknown]));
+        let (t, _) = wording(&notice(CheckoutStatus::Failed, &[OrderStatus::Unknown]));
         assert_eq!(t, "We could not confirm your order");
-        let (t, _) = wording(&event(CheckoutStatus::Failed, &[OrderStatus::Rejected]));
+        let (t, _) = wording(&notice(CheckoutStatus::Failed, &[OrderStatus::Rejected]));
         assert_eq!(t, "Your order was not placed");
+        // A later event says what happened to the order.
+        let mut shipped = notice(CheckoutStatus::Completed, &[OrderStatus::Shipped]);
+        shipped.sequence = 2;
+        shipped.kind = "order.shipped".into();
+        shipped.order = Some(shipped.checkout.orders[0].clone());
+        assert_eq!(wording(&shipped).0, "Your order is on its way");
+        let m = build("tok", Platform::Android, &shipped);
+        assert_eq!(m["message"]["data"]["type"], "order.shipped");
+        assert_eq!(m["message"]["data"]["sequence"], "2");
     }
 
     #[test]

@@ -16,9 +16,9 @@ pub mod message;
 
 use super::{Attempting, Channel, Outcome};
 use crate::metrics;
+use crate::notice::Notice;
 use chrono::Utc;
 use credentials::{AccessToken, AccessTokens};
-use icon_contracts::CheckoutFinished;
 use icon_http::{HeaderName, HttpClient, SendError, Url};
 use icon_store::notifications::{Claimed, Notification};
 use icon_store::{devices, Pool};
@@ -65,7 +65,7 @@ impl PushChannel {
         self.tokens.project_id()
     }
 
-    async fn attempt(&self, n: &Notification, event: &CheckoutFinished) -> Outcome {
+    async fn attempt(&self, n: &Notification, notice: &Notice) -> Outcome {
         let started = Utc::now();
         let device = {
             let db = match self.pool.get().await {
@@ -85,7 +85,7 @@ impl PushChannel {
                     .into(),
             };
         };
-        let body = serde_json::to_vec(&message::build(&n.target, device.platform, event))
+        let body = serde_json::to_vec(&message::build(&n.target, device.platform, notice))
             .unwrap_or_default();
         let token = match self.tokens.get().await {
             Ok(t) => t,
@@ -190,8 +190,8 @@ impl Channel for PushChannel {
         &'a self,
         n: &'a Notification,
         _: &'a Claimed,
-        event: &'a CheckoutFinished,
+        notice: &'a Notice,
     ) -> Attempting<'a> {
-        Box::pin(self.attempt(n, event))
+        Box::pin(self.attempt(n, notice))
     }
 }
