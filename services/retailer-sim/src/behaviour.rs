@@ -20,6 +20,17 @@ pub enum Behaviour {
     Flaky,
     /// `busy-`: 429 with `Retry-After: 1` on the first request for a key, then confirms.
     Busy,
+    /// `async-reject-`: 202 accepted, then after the async delay reports `order.rejected`
+    /// (out of stock) by event.
+    AsyncReject,
+    /// `async-ship-`: 202 accepted, then reports `order.confirmed`, `order.shipped` (with
+    /// tracking) and `order.delivered`, each the async delay after the one before.
+    AsyncShip,
+    /// `async-silent-`: 202 accepted and never reports: the order stays accepted, so callers
+    /// can prove they do not wait for ever.
+    AsyncSilent,
+    /// `async-`: 202 accepted, then after the async delay reports `order.confirmed`.
+    Async,
     /// `ghost-`: places the order but answers 502, as if the answer was lost on the way back, so
     /// callers can prove they settle an unacknowledged order by lookup. Later requests for the
     /// key replay the order like any confirmed one.
@@ -36,20 +47,28 @@ pub enum Behaviour {
 impl Behaviour {
     /// Prefixes in priority order: an order mixing `down-` and `slow-` items is down. Refusals
     /// come before outcomes that place the order, so an order with any refusing item is refused,
-    /// and `nul-` (a plain confirmation with an odd id) comes last.
-    pub const PREFIXES: [(&'static str, Behaviour); 9] = [
+    /// and `nul-` (a plain confirmation with an odd id) comes last. `async-` comes after the
+    /// longer `async-…-` prefixes it is a prefix of, or it would shadow them.
+    pub const PREFIXES: [(&'static str, Behaviour); 13] = [
         ("down-", Behaviour::Down),
         ("hang-", Behaviour::Hang),
         ("reject-", Behaviour::Reject),
         ("conflict-", Behaviour::Conflict),
         ("flaky-", Behaviour::Flaky),
         ("busy-", Behaviour::Busy),
+        ("async-reject-", Behaviour::AsyncReject),
+        ("async-ship-", Behaviour::AsyncShip),
+        ("async-silent-", Behaviour::AsyncSilent),
+        ("async-", Behaviour::Async),
         ("ghost-", Behaviour::Ghost),
         ("slow-", Behaviour::Slow),
         ("nul-", Behaviour::Nul),
     ];
 
     /// The behaviour for these items, with the SKU that chose it (named in refusal reasons).
+    ///
+    /// Each prefix is tried against every SKU before the next prefix, so `async-ship-x` is
+    /// `async-ship-` even though it also starts with `async-`.
     pub fn of(items: &[OrderItem]) -> (Behaviour, Option<&str>) {
         Self::PREFIXES
             .iter()
@@ -70,6 +89,10 @@ impl Behaviour {
             Behaviour::Conflict => "conflict",
             Behaviour::Flaky => "flaky",
             Behaviour::Busy => "busy",
+            Behaviour::AsyncReject => "async-reject",
+            Behaviour::AsyncShip => "async-ship",
+            Behaviour::AsyncSilent => "async-silent",
+            Behaviour::Async => "async",
             Behaviour::Ghost => "ghost",
             Behaviour::Slow => "slow",
             Behaviour::Nul => "nul",
@@ -108,6 +131,28 @@ mod tests {
         assert_eq!(Behaviour::of(&[item("dress")]), (Behaviour::Confirm, None));
         // A prefix must lead the SKU.
         assert_eq!(Behaviour::of(&[item("x-down-1")]).0, Behaviour::Confirm);
+    }
+
+    #[test]
+    fn async_prefixes_do_not_shadow_each_other() {
+        for (sku, behaviour) in [
+            ("async-reject-hat", Behaviour::AsyncReject),
+            ("async-ship-hat", Behaviour::AsyncShip),
+            ("async-silent-hat", Behaviour::AsyncSilent),
+            ("async-hat", Behaviour::Async),
+            ("async-shipping", Behaviour::Async),
+        ] {
+            assert_eq!(Behaviour::of(&[item(sku)]), (behaviour, Some(sku)), "{sku}");
+        }
+        // After the refusals and the first-attempt failures, before the rest.
+        let items = [item("async-a"), item("reject-b")];
+        assert_eq!(Behaviour::of(&items).0, Behaviour::Reject);
+        let items = [item("async-a"), item("busy-b")];
+        assert_eq!(Behaviour::of(&items).0, Behaviour::Busy);
+        let items = [item("slow-a"), item("ghost-b"), item("async-ship-c")];
+        assert_eq!(Behaviour::of(&items).0, Behaviour::AsyncShip);
+        let items = [item("async-b"), item("async-silent-a")];
+        assert_eq!(Behaviour::of(&items).0, Behaviour::AsyncSilent);
     }
 
     #[test]

@@ -5,6 +5,13 @@
 //! claims its key in one step, so a test that sees a request unanswered in the log knows the key
 //! is held; and checking for an order and creating it cannot interleave with another request, so
 //! one key never gets two orders.
+//!
+//! An order placed by an `async-` SKU moves on after its 202 (`OrderState`) as
+//! [`crate::lifecycle`] reports its events, so lookups and replays follow it.
+
+mod state;
+
+pub(crate) use state::{OrderState, OrderView};
 
 use crate::orders::OrderItem;
 use crate::signing::SignatureHeaders;
@@ -76,14 +83,25 @@ struct PlacedOrder {
     order_id: String,
     checkout_id: String,
     items: Vec<OrderItem>,
+    state: OrderState,
+}
+
+impl PlacedOrder {
+    fn view(&self) -> OrderView {
+        OrderView {
+            order_id: self.order_id.clone(),
+            state: self.state.clone(),
+        }
+    }
 }
 
 /// What a request finds for its key on arrival.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Arrival {
-    /// An order was placed for this key and this request is the same order: replay it. A
-    /// retailer looks the key up before anything else, whatever the SKUs would do now.
-    Placed(String),
+    /// An order was placed for this key and this request is the same order: replay it, as it
+    /// stands now. A retailer looks the key up before anything else, whatever the SKUs would
+    /// do now.
+    Placed(OrderView),
     /// An order was placed for this key with a different body: the key was reused.
     KeyReused,
     /// Another request for this key is still being processed.
@@ -98,7 +116,7 @@ pub(crate) enum Arrival {
 pub(crate) enum Placement {
     Created(String),
     /// The same order already existed for the key.
-    Existing(String),
+    Existing(OrderView),
     KeyReused,
 }
 
@@ -142,7 +160,7 @@ impl OrderBook {
         let state = self.keys.entry(key.clone()).or_default();
         match &state.order {
             Some(o) if o.checkout_id == checkout_id && o.items == items => {
-                Arrival::Placed(o.order_id.clone())
+                Arrival::Placed(o.view())
             }
             Some(_) => Arrival::KeyReused,
             None if state.in_progress => Arrival::InProgress,
@@ -162,19 +180,21 @@ impl OrderBook {
         }
     }
 
-    /// Places the order for the key unless one exists. Only the request holding the key gets
-    /// here, but the check stays: never two orders for one key must not rest on claims alone.
+    /// Places the order for the key, in `initial` state, unless one exists. Only the request
+    /// holding the key gets here, but the check stays: never two orders for one key must not
+    /// rest on claims alone.
     pub(crate) fn place(
         &mut self,
         key: &KeyId,
         checkout_id: &str,
         items: &[OrderItem],
+        initial: OrderState,
         new_order_id: impl FnOnce() -> String,
     ) -> Placement {
         let state = self.keys.entry(key.clone()).or_default();
         match &state.order {
             Some(o) if o.checkout_id == checkout_id && o.items == items => {
-                Placement::Existing(o.order_id.clone())
+                Placement::Existing(o.view())
             }
             Some(_) => Placement::KeyReused,
             None => {
@@ -183,6 +203,7 @@ impl OrderBook {
                     order_id: order_id.clone(),
                     checkout_id: checkout_id.to_owned(),
                     items: items.to_vec(),
+                    state: initial,
                 });
                 Placement::Created(order_id)
             }
@@ -196,12 +217,19 @@ impl OrderBook {
             .is_some_and(|s| s.in_progress && s.order.is_none())
     }
 
-    /// The order placed for the key, if any.
-    pub(crate) fn order_id(&self, key: &KeyId) -> Option<String> {
+    /// The order placed for the key, if any, as it stands now.
+    pub(crate) fn order(&self, key: &KeyId) -> Option<OrderView> {
         self.keys
             .get(key)
             .and_then(|s| s.order.as_ref())
-            .map(|o| o.order_id.clone())
+            .map(PlacedOrder::view)
+    }
+
+    /// Moves the key's order on (an `async-` order reporting); nothing if it has none.
+    pub(crate) fn set_state(&mut self, key: &KeyId, state: OrderState) {
+        if let Some(order) = self.keys.get_mut(key).and_then(|s| s.order.as_mut()) {
+            order.state = state;
+        }
     }
 
     fn list(&self, filter: &LogFilter) -> Vec<OrderRecord> {
@@ -315,28 +343,55 @@ mod tests {
 
         book.release(&k);
         assert_eq!(book.arrive(&k, "c1", &[]), Arrival::Claimed { attempt: 2 });
-        let placed = book.place(&k, "c1", &[], || "sim-1".to_owned());
+        let placed = book.place(&k, "c1", &[], OrderState::Confirmed, || "sim-1".to_owned());
         assert_eq!(placed, Placement::Created("sim-1".to_owned()));
         // Placed: replays and reuse are answered from the order, held or not.
-        assert_eq!(
-            book.arrive(&k, "c1", &[]),
-            Arrival::Placed("sim-1".to_owned())
-        );
+        let view = OrderView {
+            order_id: "sim-1".to_owned(),
+            state: OrderState::Confirmed,
+        };
+        assert_eq!(book.arrive(&k, "c1", &[]), Arrival::Placed(view.clone()));
         assert_eq!(book.arrive(&k, "c2", &[]), Arrival::KeyReused);
         book.release(&k);
-        assert_eq!(book.order_id(&k).as_deref(), Some("sim-1"));
-        assert_eq!(book.order_id(&elsewhere), None);
+        assert_eq!(book.order(&k), Some(view));
+        assert_eq!(book.order(&elsewhere), None);
     }
 
     #[test]
     fn placing_twice_keeps_the_first_order() {
         let mut book = OrderBook::default();
         let k = key("c1:acme");
-        book.place(&k, "c1", &[], || "sim-1".to_owned());
-        let again = book.place(&k, "c1", &[], || unreachable!("a second order id"));
-        assert_eq!(again, Placement::Existing("sim-1".to_owned()));
-        let reused = book.place(&k, "c2", &[], || unreachable!("a second order id"));
+        book.place(&k, "c1", &[], OrderState::Accepted, || "sim-1".to_owned());
+        let confirmed = OrderState::Confirmed;
+        let again = book.place(&k, "c1", &[], confirmed.clone(), || {
+            unreachable!("a second order id")
+        });
+        let accepted = OrderView {
+            order_id: "sim-1".to_owned(),
+            state: OrderState::Accepted,
+        };
+        assert_eq!(again, Placement::Existing(accepted));
+        let reused = book.place(&k, "c2", &[], confirmed, || {
+            unreachable!("a second order id")
+        });
         assert_eq!(reused, Placement::KeyReused);
+    }
+
+    #[test]
+    fn an_order_moves_on_and_a_missing_one_stays_missing() {
+        let mut book = OrderBook::default();
+        let k = key("c1:acme");
+        book.set_state(&k, OrderState::Shipped);
+        assert_eq!(book.order(&k), None);
+        book.place(&k, "c1", &[], OrderState::Accepted, || "sim-1".to_owned());
+        book.set_state(&k, OrderState::Shipped);
+        let order = book.order(&k).expect("placed");
+        assert_eq!(order.state.as_str(), "shipped");
+        assert_eq!(
+            book.arrive(&k, "c1", &[]),
+            Arrival::Placed(order),
+            "a replay sees where the order stands"
+        );
     }
 
     #[test]

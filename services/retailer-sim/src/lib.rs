@@ -5,15 +5,24 @@
 //! a service account uses, and an SMTP server, each with outcomes chosen by device token or
 //! recipient prefix.
 //!
+//! Retailers come in two kinds. A synchronous one answers an order with its outcome. An
+//! asynchronous one (`async-` SKUs) answers 202 accepted and reports later, by signed events to
+//! ICON's `POST /retailers/{retailer_id}/events` (issue 17 §2): the simulator sends those on
+//! its own schedule, and on demand for tests of ICON's side.
+//!
 //! - [`settings`]: [`SimSettings`], read once from the environment.
 //! - [`orders`]: placing orders, `POST /orders` and `POST /{retailer}/orders`.
 //! - [`behaviour`]: which outcome a SKU prefix asks for.
 //! - [`book`]: what was done per idempotency key (one order at most, one request at work at a
-//!   time) and the log of order requests, `GET /requests`.
+//!   time, where an `async-` order stands) and the log of order requests, `GET /requests`.
 //! - [`lookup`]: the status lookup by key, `GET /orders?idempotency_key=K` and
 //!   `GET /{retailer}/orders?idempotency_key=K`, and its log, `GET /lookups`.
 //! - [`signing`]: verifying ICON's signatures on both, with the secrets told by
-//!   `PUT /_sim/retailers/{retailer}/secret`.
+//!   `PUT /_sim/retailers/{retailer}/secret` (which also sign the events).
+//! - [`lifecycle`]: what an `async-` order reports after its 202, and when.
+//! - [`events`]: sending events to ICON (signed, retried like a retailer would) and their log,
+//!   `GET /events`.
+//! - [`events_api`]: events on demand, `POST /_sim/retailers/{retailer}/events`.
 //! - [`sink`]: `POST /sink/{name}` and `GET /sink/{name}`.
 //! - [`fcm`]: `POST /oauth2/token`, `POST /v1/projects/{project_id}/messages:send`, and
 //!   `GET /fcm/grants`, `GET /fcm/messages`, `POST /fcm/revoke`.
@@ -23,16 +32,17 @@
 //!   sink beside it, and `GET /healthz`.
 //!
 //! Everything is kept in memory (bounded, see [`book::MAX_RECORDED_ORDERS`],
-//! [`lookup::MAX_RECORDED_LOOKUPS`], [`sink::MAX_RECORDED_PER_SINK`],
-//! [`fcm::MAX_RECORDED_GRANTS`], [`fcm::MAX_RECORDED_SENDS`] and [`smtp::MAX_RECORDED_MAILS`])
-//! and lost on restart: the simulator is a test double, not a store. Its own error bodies are
-//! `{"reason": ...}` because that is the retailer protocol, not ICON's own problem+json; the
-//! Google endpoints answer in Google's shapes instead, since those are what the notifier must
-//! handle.
+//! [`lookup::MAX_RECORDED_LOOKUPS`], [`events::MAX_RECORDED_EVENTS`],
+//! [`sink::MAX_RECORDED_PER_SINK`], [`fcm::MAX_RECORDED_GRANTS`], [`fcm::MAX_RECORDED_SENDS`]
+//! and [`smtp::MAX_RECORDED_MAILS`]) and lost on restart: the simulator is a test double, not a
+//! store. Its own error bodies are `{"reason": ...}` because that is the retailer protocol, not
+//! ICON's own problem+json; the Google endpoints answer in Google's shapes instead, since those
+//! are what the notifier must handle; its own test API, `POST /_sim/retailers/{retailer}/events`,
+//! answers problem+json.
 //!
-//! The logs are served at single-segment paths (`/requests`, `/lookups`, `/mail`) so they can
-//! never be taken for a retailer's `/{retailer}/orders`, nor hide one: a retailer may be called
-//! `requests`. The FCM paths (`/oauth2/token`, `/fcm/grants`, `/fcm/messages`, `/fcm/revoke`,
+//! The logs are served at single-segment paths (`/requests`, `/lookups`, `/events`, `/mail`) so
+//! they can never be taken for a retailer's `/{retailer}/orders`, nor hide one: a retailer may
+//! be called `requests`. The FCM paths (`/oauth2/token`, `/fcm/grants`, `/fcm/messages`, `/fcm/revoke`,
 //! `/v1/projects/{project_id}/messages:send`) never end in `/orders`, so `oauth2`, `fcm` and `v1`
 //! remain usable retailer names too. `/sink/orders` is the sink named `orders`, though, so `sink`
 //! is the one name that cannot be used as a retailer.
@@ -40,7 +50,10 @@
 pub mod base64;
 pub mod behaviour;
 pub mod book;
+pub mod events;
+pub mod events_api;
 pub mod fcm;
+pub mod lifecycle;
 pub mod lookup;
 pub mod orders;
 pub(crate) mod recent;
@@ -69,8 +82,10 @@ pub(crate) struct Sim {
     /// Per-key state and the request log, under one lock (see [`book`]).
     orders: Mutex<book::OrderBook>,
     lookups: Mutex<lookup::LookupLog>,
-    /// The retailers' secrets it verifies requests with.
+    /// The retailers' secrets it verifies requests and signs events with.
     secrets: signing::Secrets,
+    /// Sending events to ICON, and their log.
+    events: events::Events,
     sinks: Mutex<sink::Sinks>,
     fcm: fcm::Fcm,
     /// Shared with the SMTP sink's sessions, which run outside actix.
@@ -120,6 +135,8 @@ pub fn serve(
         orders: Mutex::default(),
         lookups: Mutex::default(),
         secrets: signing::Secrets::default(),
+        events: events::Events::new(settings.icon_url, settings.async_delay)
+            .map_err(std::io::Error::other)?,
         sinks: Mutex::default(),
         fcm: fcm::Fcm::new(settings.fcm_public_key, settings.fcm_token_ttl),
         mailbox: Arc::clone(&mailbox),
@@ -174,12 +191,16 @@ fn routes(cfg: &mut web::ServiceConfig) {
         )
         .service(resource("/requests").route(web::get().to(book::list)))
         .service(resource("/lookups").route(web::get().to(lookup::list)))
+        .service(resource("/events").route(web::get().to(events::list)))
         .service(resource("/mail").route(web::get().to(smtp::list)))
-        // Never ends in `/orders`, so `_sim` stays a usable retailer name too.
+        // Neither ends in `/orders`, so `_sim` stays a usable retailer name too.
         .service(
             resource("/_sim/retailers/{retailer}/secret")
                 .route(web::put().to(signing::put))
                 .route(web::delete().to(signing::delete)),
+        )
+        .service(
+            resource("/_sim/retailers/{retailer}/events").route(web::post().to(events_api::send)),
         )
         // Google's paths, and the fake FCM's logs: none ends in `/orders` (see the crate docs).
         .service(resource("/oauth2/token").route(web::post().to(fcm::oauth::token)))

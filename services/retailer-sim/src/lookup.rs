@@ -5,11 +5,16 @@
 //! order was placed, instead of guessing: 200 with the order if it was, 409 while a request
 //! with the key is still being processed, 404 if there is no order and nothing in progress.
 //!
+//! The 200 shows where the order stands: `{"order_id", "status": "confirmed"}` for every
+//! synchronous behaviour; for an `async-` one `accepted` until its confirmation was sent (see
+//! [`crate::lifecycle`]), then `confirmed`, `shipped`, `delivered`, or `rejected` with its
+//! `reason`.
+//!
 //! A retailer path starting with `legacy-` (`GET /legacy-acme/orders?...`) answers 404 for a
 //! key still in progress, as retailers that predate that rule do, so callers can prove they
 //! do not take such a 404 for "not placed".
 
-use crate::book::{KeyId, LogFilter};
+use crate::book::{KeyId, LogFilter, OrderState};
 use crate::signing::{self, SignatureHeaders};
 use crate::{lock, reason, Sim};
 use actix_web::http::StatusCode;
@@ -115,9 +120,17 @@ fn find(
                 .as_deref()
                 .is_some_and(|r| r.starts_with("legacy-"));
             let book = lock(&sim.orders);
-            match book.order_id(&id) {
-                Some(order_id) => HttpResponse::Ok()
-                    .json(serde_json::json!({"order_id": order_id, "status": "confirmed"})),
+            match book.order(&id) {
+                Some(order) => {
+                    let mut body = serde_json::json!({
+                        "order_id": order.order_id,
+                        "status": order.state.as_str(),
+                    });
+                    if let OrderState::Rejected { reason } = order.state {
+                        body["reason"] = reason.into();
+                    }
+                    HttpResponse::Ok().json(body)
+                }
                 None if book.in_progress(&id) && !legacy => reason(
                     StatusCode::CONFLICT,
                     format!("a request with Idempotency-Key {key} is still being processed"),

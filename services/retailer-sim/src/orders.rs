@@ -6,15 +6,21 @@
 //! answers failures with `{"reason": ...}`. What it does with a valid request is chosen by SKU
 //! prefix ([`Behaviour`]), so a test or a demo picks an outcome just by naming its items. The
 //! state it keeps per key and the request log are in [`crate::book`]; looking an order up by
-//! key is in [`crate::lookup`].
+//! key is in [`crate::lookup`]; what an `async-` order reports after its 202 is in
+//! [`crate::lifecycle`].
+//!
+//! - `answer`: the answer to a request, and how it becomes a response.
+
+mod answer;
 
 use crate::behaviour::Behaviour;
-use crate::book::{Arrival, Claim, KeyId, OrderRecord, Placement};
+use crate::book::{Arrival, Claim, KeyId, OrderRecord, OrderState, Placement};
 use crate::signing::{self, SignatureHeaders};
-use crate::{lock, Sim};
-use actix_web::http::header::{self, HeaderValue};
+use crate::{lifecycle, lock, Sim};
+use actix_web::http::header;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
+use answer::Answer;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
@@ -59,74 +65,6 @@ struct OrderRequest {
     items: Vec<OrderItem>,
 }
 
-/// The answer to one order request, before it becomes an HTTP response.
-#[derive(Debug)]
-struct Answer {
-    status: StatusCode,
-    /// The order placed or replayed; only a 2xx answer shows it (a `ghost-` 502 has one too).
-    order_id: Option<String>,
-    reason: Option<String>,
-    retry_after_secs: Option<u32>,
-}
-
-impl Answer {
-    fn confirmed(status: StatusCode, order_id: String) -> Self {
-        Self {
-            status,
-            order_id: Some(order_id),
-            reason: None,
-            retry_after_secs: None,
-        }
-    }
-
-    fn refused(status: StatusCode, reason: impl Into<String>) -> Self {
-        Self {
-            status,
-            order_id: None,
-            reason: Some(reason.into()),
-            retry_after_secs: None,
-        }
-    }
-
-    /// 422, as the IETF `Idempotency-Key` header draft prescribes for a key reused with a
-    /// different payload: it catches a caller that rebuilds the order differently on a retry.
-    fn key_reused(key: &str) -> Self {
-        Self::refused(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("Idempotency-Key {key} was already used for a different order"),
-        )
-    }
-
-    /// 409, as the IETF draft prescribes while a request with the same key is being processed:
-    /// not a refusal, the caller is to retry.
-    fn in_progress() -> Self {
-        Self::refused(StatusCode::CONFLICT, IN_PROGRESS_REASON)
-    }
-
-    fn shutting_down() -> Self {
-        Self::refused(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "simulator is shutting down",
-        )
-    }
-
-    fn into_response(self) -> HttpResponse {
-        match self.order_id.filter(|_| self.status.is_success()) {
-            Some(order_id) => HttpResponse::build(self.status)
-                .json(serde_json::json!({"order_id": order_id, "status": "confirmed"})),
-            None => {
-                let mut response = crate::reason(self.status, self.reason.unwrap_or_default());
-                if let Some(secs) = self.retry_after_secs {
-                    response
-                        .headers_mut()
-                        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-                }
-                response
-            }
-        }
-    }
-}
-
 /// `POST /orders`.
 pub(crate) async fn create(
     sim: web::Data<Sim>,
@@ -148,7 +86,7 @@ pub(crate) async fn create_for(
 
 #[tracing::instrument(name = "order", skip_all, fields(retailer = retailer.as_deref()))]
 async fn place(
-    sim: &Sim,
+    sim: &web::Data<Sim>,
     retailer: Option<String>,
     req: &HttpRequest,
     body: &[u8],
@@ -232,7 +170,7 @@ async fn place(
     };
 
     let answer = match arrival {
-        Arrival::Placed(order_id) => Answer::confirmed(StatusCode::OK, order_id),
+        Arrival::Placed(order) => Answer::replay(order),
         Arrival::KeyReused => Answer::key_reused(&order.key.key),
         Arrival::InProgress => Answer::in_progress(),
         Arrival::Claimed { attempt } => {
@@ -261,7 +199,7 @@ async fn place(
 
 /// Carries out `behaviour` for an order that has no confirmation yet, while holding its key.
 async fn act(
-    sim: &Sim,
+    sim: &web::Data<Sim>,
     order: &OrderRequest,
     behaviour: Behaviour,
     chosen_by: Option<&str>,
@@ -291,6 +229,10 @@ async fn act(
             retry_after_secs: Some(1),
             ..Answer::refused(StatusCode::TOO_MANY_REQUESTS, "simulated rate limit")
         },
+        Behaviour::Async
+        | Behaviour::AsyncReject
+        | Behaviour::AsyncShip
+        | Behaviour::AsyncSilent => accept(sim, order, behaviour, sku),
         Behaviour::Ghost => {
             let placed = confirm(sim, order, behaviour);
             if placed.status.is_success() {
@@ -318,20 +260,59 @@ async fn act(
     }
 }
 
-/// Places the order: 201 with a new id, or 200 with the one already placed for the key.
+/// Places the order: 201 with a new id, or the one already placed for the key replayed.
 fn confirm(sim: &Sim, order: &OrderRequest, behaviour: Behaviour) -> Answer {
-    let placed = lock(&sim.orders).place(&order.key, &order.checkout_id, &order.items, || {
-        let order_id = format!("sim-{}", uuid::Uuid::new_v4());
-        match behaviour {
-            Behaviour::Nul => order_id + NUL_ORDER_ID_TAIL,
-            _ => order_id,
-        }
-    });
+    let placed = lock(&sim.orders).place(
+        &order.key,
+        &order.checkout_id,
+        &order.items,
+        OrderState::Confirmed,
+        || {
+            let order_id = new_order_id();
+            match behaviour {
+                Behaviour::Nul => order_id + NUL_ORDER_ID_TAIL,
+                _ => order_id,
+            }
+        },
+    );
     match placed {
         Placement::Created(order_id) => Answer::confirmed(StatusCode::CREATED, order_id),
-        Placement::Existing(order_id) => Answer::confirmed(StatusCode::OK, order_id),
+        Placement::Existing(order) => Answer::replay(order),
         Placement::KeyReused => Answer::key_reused(&order.key.key),
     }
+}
+
+/// Takes the order for an `async-` SKU: 202 accepted, and its events start on their own
+/// (those of the order's first request only: a replay finds the order and starts nothing).
+fn accept(sim: &web::Data<Sim>, order: &OrderRequest, behaviour: Behaviour, sku: &str) -> Answer {
+    let placed = lock(&sim.orders).place(
+        &order.key,
+        &order.checkout_id,
+        &order.items,
+        OrderState::Accepted,
+        new_order_id,
+    );
+    match placed {
+        Placement::Created(order_id) => {
+            lifecycle::start(
+                sim,
+                lifecycle::Order {
+                    key: order.key.clone(),
+                    checkout_id: order.checkout_id.clone(),
+                    order_id: order_id.clone(),
+                },
+                behaviour,
+                sku,
+            );
+            Answer::accepted(order_id)
+        }
+        Placement::Existing(order) => Answer::replay(order),
+        Placement::KeyReused => Answer::key_reused(&order.key.key),
+    }
+}
+
+fn new_order_id() -> String {
+    format!("sim-{}", uuid::Uuid::new_v4())
 }
 
 /// Sleeps for `delay`; `false` if shutdown started first, so a held request does not keep the

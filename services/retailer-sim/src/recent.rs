@@ -1,30 +1,52 @@
-//! Bounded memory for the fake FCM and the SMTP sink: [`Recent`], the last `MAX` records of a
-//! log, and [`Firsts`], which tells the first time a key is seen from the later ones (what
-//! `busy-` and `down-` need). Both forget the oldest entries once full, so a long demo or a
-//! benchmark cannot grow the simulator without bound.
+//! Bounded memory for the fake FCM, the SMTP sink and the event log: [`Recent`], the last `MAX`
+//! records of a log, and [`Firsts`], which tells the first time a key is seen from the later
+//! ones (what `busy-` and `down-` need). Both forget the oldest entries once full, so a long demo
+//! or a benchmark cannot grow the simulator without bound.
 
 use std::collections::{HashSet, VecDeque};
 
 /// The last `MAX` records, oldest first.
 #[derive(Debug)]
-pub(crate) struct Recent<T, const MAX: usize>(VecDeque<T>);
+pub(crate) struct Recent<T, const MAX: usize> {
+    records: VecDeque<T>,
+    /// The sequence number of `records[0]`. A record is addressed by sequence number, so one
+    /// updated after it was dropped from a full log updates nothing (the event log fills in
+    /// each try of a send as it happens).
+    first_seq: u64,
+}
 
 impl<T, const MAX: usize> Default for Recent<T, MAX> {
     fn default() -> Self {
-        Self(VecDeque::new())
+        Self {
+            records: VecDeque::new(),
+            first_seq: 0,
+        }
     }
 }
 
 impl<T: Clone, const MAX: usize> Recent<T, MAX> {
-    pub(crate) fn push(&mut self, record: T) {
-        if self.0.len() >= MAX {
-            self.0.pop_front();
+    /// Appends `record` and returns its sequence number, for [`Self::get_mut`].
+    pub(crate) fn push(&mut self, record: T) -> u64 {
+        if self.records.len() >= MAX {
+            self.records.pop_front();
+            self.first_seq += 1;
         }
-        self.0.push_back(record);
+        self.records.push_back(record);
+        self.first_seq + self.records.len() as u64 - 1
+    }
+
+    /// The record pushed as `seq`, unless it has been dropped since.
+    pub(crate) fn get_mut(&mut self, seq: u64) -> Option<&mut T> {
+        let index = usize::try_from(seq.checked_sub(self.first_seq)?).ok()?;
+        self.records.get_mut(index)
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
+        self.records.iter()
     }
 
     pub(crate) fn list(&self) -> Vec<T> {
-        self.0.iter().cloned().collect()
+        self.records.iter().cloned().collect()
     }
 }
 
@@ -73,6 +95,18 @@ mod tests {
             log.push(n);
         }
         assert_eq!(log.list(), [2, 3, 4]);
+    }
+
+    #[test]
+    fn recent_addresses_records_by_sequence_number() {
+        let mut log = Recent::<u32, 2>::default();
+        let first = log.push(10);
+        let second = log.push(20);
+        let third = log.push(30);
+        assert_eq!(log.get_mut(first), None, "dropped to make room");
+        *log.get_mut(second).expect("kept") += 1;
+        assert_eq!(log.get_mut(third + 1), None, "not pushed yet");
+        assert_eq!(log.list(), [21, 30]);
     }
 
     #[test]

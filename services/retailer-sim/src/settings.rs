@@ -1,6 +1,7 @@
 //! The simulator's settings, read once from the environment.
 
 use crate::fcm::FcmPublicKey;
+use icon_http::Url;
 use icon_runtime::{Env, SettingsError};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -29,6 +30,14 @@ pub struct SimSettings {
     /// Short values let a demo show a client renewing its token; at least one second, since the
     /// token response counts in whole seconds.
     pub fcm_token_ttl: Duration,
+    /// `ICON_SIM_ICON_URL`: ICON's base URL (the gateway), where events about `async-` orders go
+    /// (`{ICON_SIM_ICON_URL}/retailers/{retailer}/events`). Default `http://127.0.0.1:8080`, the
+    /// gateway of a local run. The only place the simulator sends events to.
+    pub icon_url: Url,
+    /// `ICON_SIM_ASYNC_DELAY`: how long an `async-` order waits before each event it reports
+    /// (default 2s: long enough for ICON to have recorded the 202 first, short enough for a
+    /// demo).
+    pub async_delay: Duration,
     /// `ICON_LOG`, `ICON_LOG_FORMAT`, `ICON_OTLP_ENDPOINT`: log filter and format, span export.
     pub log: icon_runtime::telemetry::TelemetrySettings,
 }
@@ -38,6 +47,8 @@ impl SimSettings {
     pub const DEFAULT_SLOW_DELAY: Duration = Duration::from_secs(2);
     pub const DEFAULT_SMTP_ADDR: &'static str = "127.0.0.1:2525";
     pub const DEFAULT_FCM_TOKEN_TTL: Duration = Duration::from_secs(3600);
+    pub const DEFAULT_ICON_URL: &'static str = "http://127.0.0.1:8080";
+    pub const DEFAULT_ASYNC_DELAY: Duration = Duration::from_secs(2);
 
     /// Reads and checks every setting, so a typo stops the start with a line naming the variable
     /// rather than surfacing later as a confusing bind error.
@@ -67,12 +78,16 @@ impl SimSettings {
                 reason: "must be at least 1s: expires_in counts whole seconds".to_owned(),
             });
         }
+        let default_icon_url = base_url(Self::DEFAULT_ICON_URL).expect("the default is valid");
+        let icon_url = env.parse_with("ICON_SIM_ICON_URL", default_icon_url, base_url)?;
         Ok(Self {
             addr,
             slow_delay: env.duration("ICON_SIM_SLOW_DELAY", Self::DEFAULT_SLOW_DELAY)?,
             smtp_addr,
             fcm_public_key,
             fcm_token_ttl,
+            icon_url,
+            async_delay: env.duration("ICON_SIM_ASYNC_DELAY", Self::DEFAULT_ASYNC_DELAY)?,
             log: icon_runtime::telemetry::TelemetrySettings::from_env(env)?,
         })
     }
@@ -92,6 +107,20 @@ fn listen_addr(v: &str, port: u16) -> Result<String, String> {
         })
 }
 
+/// An http(s) URL with a host, that paths can be appended to: a query or a fragment would end
+/// up in the middle of every event URL, so they are refused rather than guessed around.
+fn base_url(v: &str) -> Result<Url, String> {
+    const HINT: &str = "expected an http(s) URL such as http://127.0.0.1:8080";
+    let url = Url::parse(v.trim()).map_err(|e| format!("{e}: {HINT}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(HINT.to_owned());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("{HINT}, without a query or fragment"));
+    }
+    Ok(url)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,6 +133,8 @@ mod tests {
         assert_eq!(s.smtp_addr.as_deref(), Some("127.0.0.1:2525"));
         assert!(format!("{:?}", s.fcm_public_key).contains("embedded demo key"));
         assert_eq!(s.fcm_token_ttl, Duration::from_secs(3600));
+        assert_eq!(s.icon_url.as_str(), "http://127.0.0.1:8080/");
+        assert_eq!(s.async_delay, Duration::from_secs(2));
         assert_eq!(s.log.filter, "info");
     }
 
@@ -117,6 +148,8 @@ mod tests {
             ("ICON_SIM_SMTP_ADDR", "0.0.0.0:25"),
             ("ICON_SIM_FCM_PUBLIC_KEY", key.to_str().expect("UTF-8 path")),
             ("ICON_SIM_FCM_TOKEN_TTL", "90s"),
+            ("ICON_SIM_ICON_URL", "https://icon.example/api/"),
+            ("ICON_SIM_ASYNC_DELAY", "200ms"),
             ("ICON_LOG", "debug"),
         ]);
         let s = SimSettings::from_env(&env).expect("valid");
@@ -125,6 +158,8 @@ mod tests {
         assert_eq!(s.smtp_addr.as_deref(), Some("0.0.0.0:25"));
         assert!(format!("{:?}", s.fcm_public_key).contains("fcm-demo-public.pem"));
         assert_eq!(s.fcm_token_ttl, Duration::from_secs(90));
+        assert_eq!(s.icon_url.as_str(), "https://icon.example/api/");
+        assert_eq!(s.async_delay, Duration::from_millis(200));
         assert_eq!(s.log.filter, "debug");
 
         let off = Env::from_pairs([("ICON_SIM_SMTP_ADDR", "off")]);
@@ -152,6 +187,10 @@ mod tests {
                 concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"),
             ),
             ("ICON_SIM_FCM_TOKEN_TTL", "500ms"),
+            ("ICON_SIM_ICON_URL", "127.0.0.1:8080"),
+            ("ICON_SIM_ICON_URL", "ftp://127.0.0.1/"),
+            ("ICON_SIM_ICON_URL", "http://127.0.0.1:8080/?x=1"),
+            ("ICON_SIM_ASYNC_DELAY", "soon"),
         ] {
             let err = SimSettings::from_env(&Env::from_pairs([(var, value)]))
                 .expect_err(&format!("{var}={value} accepted"));

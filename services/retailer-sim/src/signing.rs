@@ -9,6 +9,9 @@
 //! body and has no effect. A retailer whose secret it does not know (and `/orders`, which names
 //! no retailer) is served without checking, so runs that never hand it a secret work as before.
 //! Either way the three headers are recorded in the request and lookup logs.
+//!
+//! The same secret signs the events the simulator sends ICON as that retailer
+//! ([`crate::events`]), as ICON verifies a retailer's events with the retailer's secret.
 
 use crate::{lock, Sim};
 use actix_web::http::StatusCode;
@@ -21,6 +24,13 @@ use std::sync::Mutex;
 /// The retailers' secrets the simulator was told, by `{retailer}` path segment.
 #[derive(Default)]
 pub(crate) struct Secrets(Mutex<HashMap<String, WebhookSecret>>);
+
+impl Secrets {
+    /// The secret the simulator was told for `retailer`, if any.
+    pub(crate) fn of(&self, retailer: &str) -> Option<WebhookSecret> {
+        lock(&self.0).get(retailer).cloned()
+    }
+}
 
 /// A request's signature headers as received (`None` where absent), for the logs.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -58,7 +68,7 @@ pub(crate) fn check(
     headers: &mut SignatureHeaders,
     body: &[u8],
 ) -> Result<(), Unverified> {
-    let Some(secret) = retailer.and_then(|r| lock(&sim.secrets.0).get(r).cloned()) else {
+    let Some(secret) = retailer.and_then(|r| sim.secrets.of(r)) else {
         return Ok(());
     };
     let verdict = icon_webhooks::verify(

@@ -9,6 +9,7 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use icon_retailer_sim::{serve, Listeners, SimSettings};
 use icon_runtime::Env;
+use icon_webhooks::WebhookSecret;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use std::future::Future;
@@ -20,6 +21,9 @@ use tokio_util::sync::CancellationToken;
 /// Upper bound on any single exchange or awaited condition, so a broken simulator fails a test
 /// instead of hanging it.
 pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// `ICON_SIM_ASYNC_DELAY` in tests: short, so a three-event order takes well under a second.
+pub const ASYNC_DELAY: Duration = Duration::from_millis(200);
 
 pub struct TestSim {
     pub addr: SocketAddr,
@@ -43,11 +47,28 @@ impl TestSim {
     }
 
     pub async fn start_with(slow_delay: Duration) -> Self {
+        Self::start_configured(slow_delay, |_| {}).await
+    }
+
+    /// A simulator whose `async-` orders report to `icon` (a receiver standing in for ICON's
+    /// gateway) every [`ASYNC_DELAY`].
+    pub async fn start_reporting_to(icon: SocketAddr) -> Self {
+        Self::start_configured(Duration::from_millis(300), |s| {
+            s.icon_url = icon_http::Url::parse(&format!("http://{icon}")).expect("a URL");
+            s.async_delay = ASYNC_DELAY;
+        })
+        .await
+    }
+
+    async fn start_configured(
+        slow_delay: Duration,
+        configure: impl FnOnce(&mut SimSettings),
+    ) -> Self {
         let bind = || std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let (http, smtp) = (bind(), bind());
         let addr = http.local_addr().expect("bound address");
         let smtp_addr = smtp.local_addr().expect("bound address");
-        let settings = SimSettings {
+        let mut settings = SimSettings {
             addr: addr.to_string(),
             slow_delay,
             smtp_addr: Some(smtp_addr.to_string()),
@@ -58,6 +79,7 @@ impl TestSim {
             // The defaults (the demo key, a 1h token lifetime) for the rest.
             ..SimSettings::from_env(&Env::default()).expect("default settings")
         };
+        configure(&mut settings);
         let shutdown = CancellationToken::new();
         let listeners = Listeners {
             http,
@@ -149,6 +171,13 @@ impl TestSim {
         self.call(Method::GET, path, &[], vec![]).await
     }
 
+    /// A JSON request (`PUT` a secret, `POST` an event on demand...).
+    pub async fn send_json(&self, method: Method, path: &str, body: &Value) -> Reply {
+        let headers = [("content-type", "application/json")];
+        self.call(method, path, &headers, body.to_string().into_bytes())
+            .await
+    }
+
     /// The order request log, `GET /requests{query}`.
     pub async fn requests(&self, query: &str) -> Vec<Value> {
         self.log(&format!("/requests{query}")).await
@@ -180,7 +209,7 @@ impl TestSim {
 }
 
 /// Polls `probe` until it yields, failing the test after [`DEADLINE`].
-async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -193,6 +222,38 @@ where
         assert!(Instant::now() < deadline, "{what}: not within {DEADLINE:?}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Tells the simulator `retailer`'s secret, a new one, and returns it.
+pub async fn put_secret(sim: &TestSim, retailer: &str) -> WebhookSecret {
+    let secret = WebhookSecret::generate();
+    let path = format!("/_sim/retailers/{retailer}/secret");
+    let body = json!({"secret": secret.expose_whsec()});
+    let put = sim.send_json(Method::PUT, &path, &body).await;
+    assert_eq!(put.status, StatusCode::NO_CONTENT, "{put:?}");
+    secret
+}
+
+/// The event log for `key`, `GET /events?idempotency_key={key}`.
+pub async fn events_log(sim: &TestSim, key: &str) -> Vec<Value> {
+    sim.log(&format!("/events?idempotency_key={key}")).await
+}
+
+/// Waits until the log's one event for `key` is settled (delivered or failed), and returns it.
+pub async fn settled_event(sim: &TestSim, key: &str) -> Value {
+    eventually(&format!("the event for {key} settled"), || async {
+        let log = events_log(sim, key).await;
+        log.first()
+            .filter(|r| r["delivered"] == true || !r["error"].is_null())
+            .cloned()
+    })
+    .await
+}
+
+/// The statuses of an event's tries, as logged.
+pub fn statuses(record: &Value) -> Vec<Value> {
+    let tries = record["tries"].as_array().expect("tries");
+    tries.iter().map(|t| t["status"].clone()).collect()
 }
 
 pub fn order_body(checkout_id: &str, skus: &[&str]) -> Value {
