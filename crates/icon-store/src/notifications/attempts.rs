@@ -355,6 +355,8 @@ fn attempt_from_row(r: &tokio_postgres::Row) -> Attempt {
 pub struct CheckoutAttempt {
     pub channel: String,
     pub target: String,
+    /// The checkout event the notification announces (1: the checkout's end).
+    pub sequence: i32,
     pub attempt: Attempt,
 }
 
@@ -366,7 +368,7 @@ pub async fn attempts_for_checkout(
 ) -> Result<Vec<CheckoutAttempt>, StoreError> {
     let stmt = db
         .prepare_cached(
-            "SELECT n.channel, n.target, a.attempt, a.started_at, a.duration_ms,
+            "SELECT n.channel, n.target, n.sequence, a.attempt, a.started_at, a.duration_ms,
                     a.response_status, a.error
              FROM notification_attempts a JOIN notifications n ON n.id = a.notification_id
              WHERE n.checkout_id = $1 ORDER BY a.started_at, a.id",
@@ -379,6 +381,7 @@ pub async fn attempts_for_checkout(
         .map(|r| CheckoutAttempt {
             channel: r.get("channel"),
             target: r.get("target"),
+            sequence: r.get("sequence"),
             attempt: attempt_from_row(r),
         })
         .collect())

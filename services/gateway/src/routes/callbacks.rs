@@ -41,6 +41,7 @@ impl From<Notification> for CallbackBody {
 #[schema(example = json!({
     "channel": "push",
     "device": "fcm-token:APA91bHun4MxP5egoKMwt2KZFBaFUH-1RYqx",
+    "sequence": 1,
     "attempt": 1,
     "started_at": "2026-11-27T10:00:05Z",
     "duration_ms": 84,
@@ -53,6 +54,9 @@ pub struct AttemptBody {
     /// The device's registration token, for `push`; absent for the other channels.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
+    /// The checkout event the notification announces: 1 is the checkout's end, 2 and on the
+    /// changes of its orders (`order_updates`; see `/cart/checkout/{checkout_id}/events`).
+    pub sequence: i32,
     pub attempt: i32,
     pub started_at: DateTime<Utc>,
     pub duration_ms: i32,
@@ -67,6 +71,7 @@ pub struct AttemptBody {
     "checkout_id": "0193a0c4-7d2e-7cde-8f00-5a1b2c3d4e5f",
     "attempts": [{
         "channel": "callback",
+        "sequence": 1,
         "attempt": 1,
         "started_at": "2026-11-28T10:00:01Z",
         "duration_ms": 35,
@@ -108,6 +113,7 @@ pub async fn list_attempts(
         .map(|a| AttemptBody {
             device: (a.channel == Channel::Push.as_str()).then_some(a.target),
             channel: a.channel,
+            sequence: a.sequence,
             attempt: a.attempt.attempt,
             started_at: a.attempt.started_at,
             duration_ms: a.attempt.duration_ms,
