@@ -17,6 +17,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 mod delivery_limit;
+mod order_events;
 mod push;
 mod quorum;
 mod scale_out;
