@@ -26,6 +26,25 @@ impl Sim {
 
     /// A simulator whose `slow-` SKUs wait `slow_delay` before answering.
     pub async fn start_with_slow_delay(slow_delay: Duration) -> Self {
+        Self::start_on(slow_delay, icon_runtime::Env::default()).await
+    }
+
+    /// A simulator whose `async-` orders report their events to ICON at `icon_url`
+    /// (`ICON_SIM_ICON_URL`: a test gateway's `public_url`), each `async_delay` after the one
+    /// before (`ICON_SIM_ASYNC_DELAY`), signed with the secret [`Sim::set_secret`] gave it.
+    pub async fn start_reporting_to(icon_url: &str, async_delay: Duration) -> Self {
+        let env = icon_runtime::Env::from_pairs([
+            ("ICON_SIM_ICON_URL", icon_url.to_owned()),
+            (
+                "ICON_SIM_ASYNC_DELAY",
+                format!("{}ms", async_delay.as_millis()),
+            ),
+        ]);
+        Self::start_on(Duration::from_millis(300), env).await
+    }
+
+    /// A simulator with `env` for the settings a test does not set itself.
+    async fn start_on(slow_delay: Duration, env: icon_runtime::Env) -> Self {
         let bind = || std::net::TcpListener::bind("127.0.0.1:0").expect("bind sim");
         let (http, smtp) = (bind(), bind());
         let base_url = format!("http://{}", http.local_addr().expect("addr"));
@@ -39,9 +58,8 @@ impl Sim {
                 filter: "warn".into(),
                 ..Default::default()
             },
-            // The demo public key and Google's one-hour token lifetime.
-            ..icon_retailer_sim::SimSettings::from_env(&icon_runtime::Env::default())
-                .expect("default sim settings")
+            // The demo public key and Google's one-hour token lifetime, unless `env` says.
+            ..icon_retailer_sim::SimSettings::from_env(&env).expect("sim settings")
         };
         let listeners = icon_retailer_sim::Listeners {
             http,
@@ -84,6 +102,13 @@ impl Sim {
     /// `GET /lookups`).
     pub async fn lookups(&self) -> Vec<Value> {
         self.log("/lookups").await
+    }
+
+    /// Every event the simulator sent ICON or tried to, oldest first (its `GET /events`):
+    /// `source`, `retailer`, `webhook_id`, `type`, `idempotency_key`, `body`, `tries` (each
+    /// with ICON's `status` and `answer`), `delivered`, `error`.
+    pub async fn events(&self) -> Vec<Value> {
+        self.log("/events").await
     }
 
     /// The SMTP sink, for `ICON_SMTP_URL` (plain SMTP: the sink offers no TLS).

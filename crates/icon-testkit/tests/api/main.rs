@@ -21,6 +21,7 @@ mod notifier_metrics;
 mod probes;
 mod push;
 mod recording;
+mod retailer_events;
 mod retailer_guard;
 mod retailer_signatures;
 mod retry_timing;
