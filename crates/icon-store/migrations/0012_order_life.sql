@@ -21,6 +21,11 @@ CREATE INDEX checkout_orders_by_key ON checkout_orders (idempotency_key);
 -- (the checkout's own end is event 1). Neither is indexed: updating them stays HOT.
 ALTER TABLE checkouts ADD COLUMN order_updates boolean NOT NULL DEFAULT false;
 ALTER TABLE checkouts ADD COLUMN events integer NOT NULL DEFAULT 0;
+-- `order_changes`: how many of its orders retailers' events changed while the checkout was open.
+-- A pass reads it with its claim and records its end only if it is unchanged: a pass that
+-- decided on orders an event changed meanwhile must not finish the checkout on what it saw.
+-- Checked on the checkout's own row (under its lock), so no interleaving slips past.
+ALTER TABLE checkouts ADD COLUMN order_changes integer NOT NULL DEFAULT 0;
 
 -- Every event a retailer sent that ICON accepted, in the order it was recorded: the history,
 -- and the de-duplication of a repeated `webhook-id` (per retailer: ids are the sender's).

@@ -61,27 +61,44 @@ pub async fn record(
     if let Some(done) = recorded_before(&tx, retailer, webhook_id).await? {
         return Ok(done);
     }
+    // The order is found by the key (the latest checkout holding it), then the checkout and the
+    // order are locked in that order, the order a pass's record takes them in, so the two never
+    // deadlock, and both are read as they are now.
     let find = tx
         .prepare_cached(
-            "SELECT o.checkout_id, o.status, o.state_at, c.status AS checkout_status, c.pass,
-                    c.order_updates
-             FROM checkout_orders o JOIN checkouts c ON c.id = o.checkout_id
+            "SELECT o.checkout_id FROM checkout_orders o JOIN checkouts c ON c.id = o.checkout_id
              WHERE o.retailer_id = $1 AND o.idempotency_key = $2
-             ORDER BY c.created_at DESC LIMIT 1
-             FOR UPDATE OF o",
+             ORDER BY c.created_at DESC LIMIT 1",
         )
         .await?;
-    let Some(order) = tx
+    let Some(found) = tx
         .query_opt(&find, &[&retailer.as_str(), &event.idempotency_key])
         .await?
     else {
         return Ok(Recorded::UnknownOrder);
     };
-    let checkout_id = CheckoutId::from_uuid(order.get("checkout_id"));
+    let checkout_id = CheckoutId::from_uuid(found.get(0));
     tracing::Span::current().record("checkout_id", tracing::field::display(checkout_id));
+    let lock_checkout = tx
+        .prepare_cached(
+            "SELECT status, pass, order_updates FROM checkouts WHERE id = $1 FOR NO KEY UPDATE",
+        )
+        .await?;
+    let checkout = tx
+        .query_one(&lock_checkout, &[&checkout_id.as_uuid()])
+        .await?;
+    let lock_order = tx
+        .prepare_cached(
+            "SELECT status, state_at FROM checkout_orders
+             WHERE checkout_id = $1 AND retailer_id = $2 FOR UPDATE",
+        )
+        .await?;
+    let order = tx
+        .query_one(&lock_order, &[&checkout_id.as_uuid(), &retailer.as_str()])
+        .await?;
     let status = OrderStatus::parse(order.get("status")).map_err(corrupt)?;
     let state_at: Option<DateTime<Utc>> = order.get("state_at");
-    let checkout_status = CheckoutStatus::parse(order.get("checkout_status")).map_err(corrupt)?;
+    let checkout_status = CheckoutStatus::parse(checkout.get("status")).map_err(corrupt)?;
 
     let moved_to = match transition(status, state_at, event.kind, event.occurred_at) {
         Transition::Contradicts(why) => return Ok(Recorded::Contradicts { status, why }),
@@ -138,15 +155,21 @@ pub async fn record(
     apply(&tx, checkout_id, retailer, event, to).await?;
     let mut sequence = None;
     if !checkout_status.is_final() {
-        // The checkout may have been waiting for this order: its worker looks again now.
+        // A pass in flight decided on what it saw: counting the change makes its record refuse
+        // to finish on it. And the checkout may have been waiting for this order: its worker
+        // looks again now.
+        let changed = tx
+            .prepare_cached("UPDATE checkouts SET order_changes = order_changes + 1 WHERE id = $1")
+            .await?;
+        tx.execute(&changed, &[&checkout_id.as_uuid()]).await?;
         let wake = Envelope::new(CheckoutDue {
             checkout_id,
-            after_pass: order.get("pass"),
+            after_pass: checkout.get("pass"),
             not_before: Utc::now(),
             wake: true,
         });
         outbox::enqueue(&tx, "", topology::CHECKOUT_REQUESTED, &wake).await?;
-    } else if order.get::<_, bool>("order_updates") {
+    } else if checkout.get::<_, bool>("order_updates") {
         let n = announce(&tx, checkout_id, retailer, event).await?;
         let stmt = tx
             .prepare_cached("UPDATE order_events SET sequence = $2 WHERE id = $1")

@@ -193,6 +193,10 @@ impl CheckoutHandler {
                 self.outbox.publish(message);
                 tracing::info!(next = %at, "orders still open; next pass scheduled")
             }
+            Completed::Overtaken { message } => {
+                self.outbox.publish(message);
+                tracing::info!("a retailer's event changed an order during this pass; its results are dropped and the next pass is due now")
+            }
             Completed::Lost => {
                 tracing::warn!("this pass's lease ran out and another copy took it over; its results are dropped")
             }

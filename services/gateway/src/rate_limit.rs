@@ -139,6 +139,26 @@ impl Limiters {
             })
     }
 
+    /// Counts one verified event from `retailer` (`POST /retailers/{id}/events`), in the same
+    /// keyed limiter as token subjects under a key no subject can have (a NUL first).
+    pub fn check_retailer(&self, retailer: &str) -> Result<(), ApiError> {
+        let Some((_, by_subject)) = &self.limiters else {
+            return Ok(());
+        };
+        by_subject
+            .check_key(&format!("\0retailer:{retailer}"))
+            .map_err(|not_until| {
+                let wait = not_until.wait_time_from(by_subject.clock().now());
+                ApiError::rate_limited(
+                    wait,
+                    format!(
+                        "too many events from retailer {retailer}; wait Retry-After seconds \
+                         and send the event again (the same webhook-id is safe)"
+                    ),
+                )
+            })
+    }
+
     fn prune_now_and_then(&self) {
         if self.checks.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
             if let Some((by_ip, by_subject)) = &self.limiters {

@@ -50,6 +50,9 @@ pub struct Pass {
     pub last_error: Option<String>,
     /// The checkout's `resource_url`: the `source_url` of `checkout.finished`.
     pub resource_url: String,
+    /// Orders changed by retailers' events so far: the pass is recorded only if no event
+    /// changed one since the claim (see [`Completed::Overtaken`]).
+    pub order_changes: i32,
     pub orders: Vec<OrderWork>,
 }
 
@@ -97,6 +100,7 @@ pub async fn claim(
         deliveries: first.get("deliveries"),
         last_error: first.get("last_error"),
         resource_url: first.get("resource_url"),
+        order_changes: first.get("order_changes"),
         orders: orders::work_from_rows(&rows)?,
     })))
 }
@@ -115,9 +119,10 @@ static CLAIM_STATEMENT: LazyLock<String> = LazyLock::new(|| {
                  WHERE id = $1 AND status IN ('queued', 'processing')
                    AND ((pass = $2 AND (claimed_until IS NULL OR claimed_until < now()))
                         OR (pass = $2 + 1 AND claimed_until < now()))
-                 RETURNING id AS checkout_id, cart_id, pass, deliveries, last_error, resource_url
+                 RETURNING id AS checkout_id, cart_id, pass, deliveries, last_error, resource_url,
+                           order_changes
              )
-             SELECT c.cart_id, c.pass, c.deliveries, c.last_error, c.resource_url,
+             SELECT c.cart_id, c.pass, c.deliveries, c.last_error, c.resource_url, c.order_changes,
                     o.retailer_id, o.order_url, o.status, o.idempotency_key, o.key_checkout_id,
                     o.attempts, o.lookups, o.retailer_order_id, o.reason, o.next_attempt_at,
                     o.settle_until, o.in_doubt_at,

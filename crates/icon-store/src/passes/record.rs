@@ -27,6 +27,10 @@ pub enum Completed {
     },
     /// The lease ran out and another copy took the pass over: nothing was written.
     Lost,
+    /// A retailer's event changed an order while the pass ran, so what the pass decided may be
+    /// wrong (finishing on an order that is no longer what it saw): nothing was written, the
+    /// claim was released and a pass is due now, which sees the orders as they are.
+    Overtaken { message: OutboxRow },
 }
 
 /// Records a pass in one statement (its own transaction): the orders' new states, then either
@@ -85,7 +89,7 @@ pub async fn complete(
                      deliveries = CASE WHEN $3 IS NULL THEN 0 ELSE deliveries END,
                      last_error = CASE WHEN $3 IS NULL THEN NULL ELSE last_error END,
                      next_due_at = $4, updated_at = now()
-                 WHERE id = $1 AND claim = $2
+                 WHERE id = $1 AND claim = $2 AND order_changes = $22
                  RETURNING id
              ), applied AS (
                  UPDATE checkout_orders o
@@ -124,9 +128,10 @@ pub async fn complete(
         &message.body,
         &grace,
         &message.traceparent,
+        &pass.order_changes,
     ]);
     let Some(row) = db.query_opt(&stmt, &params).await? else {
-        return Ok(Completed::Lost);
+        return overtaken(db, pass, &route).await;
     };
     let message = OutboxRow {
         id: row.get(0),
@@ -139,6 +144,61 @@ pub async fn complete(
         },
         (None, Some(at)) => Completed::Next { at, message },
         (None, None) => unreachable!("a pass either finishes or schedules the next"),
+    })
+}
+
+/// Why a pass's record wrote nothing: the claim is gone ([`Completed::Lost`]), or still ours but
+/// an event changed an order meanwhile: then the claim is released (this pass does not count as
+/// a failed delivery) and the next pass is due now, in one statement.
+async fn overtaken(
+    db: &impl GenericClient,
+    pass: &Pass,
+    route: &impl Fn(DateTime<Utc>) -> String,
+) -> Result<Completed, StoreError> {
+    let now = Utc::now();
+    let message = due_message(pass.checkout_id, pass.pass, now, &route(now));
+    let stmt = db
+        .prepare_cached(
+            "WITH released AS (
+                 UPDATE checkouts
+                 SET claim = NULL, claimed_until = NULL, deliveries = greatest(deliveries - 1, 0),
+                     next_due_at = now(), updated_at = now()
+                 WHERE id = $1 AND claim = $2
+                 RETURNING id
+             )
+             INSERT INTO outbox
+               (exchange, routing_key, message_id, message_type, checkout_id, body,
+                publish_after, traceparent)
+             SELECT $3, $4, $5, $6, id, $7, now() + make_interval(secs => $8), $9
+             FROM released
+             RETURNING id",
+        )
+        .await?;
+    let grace = outbox::PUBLISH_GRACE.as_secs_f64();
+    let row = db
+        .query_opt(
+            &stmt,
+            &[
+                &pass.checkout_id.as_uuid(),
+                &pass.claim,
+                &message.exchange,
+                &message.routing_key,
+                &message.message_id,
+                &message.message_type,
+                &message.body,
+                &grace,
+                &message.traceparent,
+            ],
+        )
+        .await?;
+    Ok(match row {
+        Some(row) => Completed::Overtaken {
+            message: OutboxRow {
+                id: row.get(0),
+                ..message
+            },
+        },
+        None => Completed::Lost,
     })
 }
 

@@ -13,10 +13,10 @@
 //! Every answer is checked where a client sees it: the event endpoint's answer, the checkout
 //! resource, the simulator's request and lookup logs, the callback receiver.
 //!
-//! Two tests are ignored: each states what ICON should do and fails on a product bug named in
-//! its `ignore` reason (run them with `--ignored`). One of them needs a retailer that holds a
-//! lookup mid-flight, which the simulator cannot do: [`HoldingRetailer`], a barrier rather than
-//! a sleep.
+//! Two tests pin bugs found writing them (forged events spent a retailer's allowance; a pass
+//! finishing the checkout ignored an event recorded while it ran). The second needs a retailer
+//! that holds a lookup mid-flight, which the simulator cannot do: [`HoldingRetailer`], a barrier
+//! rather than a sleep.
 
 use http::Method;
 use icon_testkit::{Api, ApiReply, Options, Receiver, Sim, TestApp};
@@ -990,8 +990,6 @@ async fn a_retailer_over_its_allowance_is_answered_429() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "product bug: the events endpoint counts a request against the retailer's \
-            allowance before verifying its signature, so anyone can spend it"]
 async fn forged_events_do_not_spend_the_retailers_allowance() {
     // As a forged token cannot spend a shopper's allowance (`rate_limit` module docs), an
     // unsigned or forged event must not spend the retailer's: else anyone can keep a
@@ -1083,8 +1081,6 @@ impl Drop for HoldingRetailer {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "product bug: a pass that finishes the checkout ignores an event recorded while it \
-            ran: the checkout ends failed, its callback says unknown, the order is confirmed"]
 async fn an_event_during_the_last_lookup_is_not_lost_when_the_checkout_finishes() {
     // One lookup after a second, and it is the last (SETTLE_WITHIN=0s): unless something else
     // settles the order while it is in flight, the order ends `unknown`. The retailer's

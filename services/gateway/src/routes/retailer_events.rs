@@ -6,9 +6,11 @@
 //! grace), so no token is involved. Checks, cheapest first, each answered with problem+json and
 //! none changing anything:
 //! - over 64 KiB: 413, judged before the body is read when it declares its length;
-//! - over the retailer's request allowance: 429 (the per-subject rate limit, keyed by retailer);
 //! - no retailer of that id, or no secret for it, or a missing, forged or stale (more than five
 //!   minutes from ICON's clock) signature: 401 `invalid_signature`;
+//! - over the retailer's request allowance: 429 (`ICON_RATE_LIMIT`, per retailer, counted only
+//!   for events that verified, so a forger cannot spend it; forgeries count against their
+//!   address's allowance like any request);
 //! - not a JSON object: 400; a field ICON cannot use (an unknown `type`, an `occurred_at` that
 //!   is not RFC 3339, a tracking or refund where it does not apply, ...): 422 naming it;
 //! - no order with that `idempotency_key` at this retailer: 404 `unknown_order`;
@@ -102,7 +104,6 @@ pub async fn post_event(
     let retailer = RetailerId::parse(path.into_inner()).map_err(|_| {
         unverified("no such retailer: an event must be signed by a registered retailer")
     })?;
-    limiters.check_subject(&format!("\0retailer:{retailer}"))?;
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| ApiError::bad_request("unreadable_body", e.to_string()))?;
@@ -145,6 +146,9 @@ pub async fn post_event(
              describes, with a webhook-timestamp within 5 minutes of now"
         ))
     })?;
+    // Counted only once the signature verified: a forger cannot spend the retailer's allowance
+    // and so get its real events refused.
+    limiters.check_retailer(retailer.as_str())?;
     let webhook_id = webhook_id.unwrap_or_default();
     if webhook_id.len() > MAX_WEBHOOK_ID {
         return Err(ApiError::bad_request(
