@@ -107,9 +107,10 @@ fn rank(s: OrderStatus) -> Option<u8> {
 /// - An order not yet settled (`pending`, `accepted`, `unknown`) takes any event: a later state
 ///   implies the earlier ones (`order.shipped` implies confirmed).
 /// - On the main line (confirmed, shipped, delivered) an order only moves forward; an event
-///   behind its state is stale. It may be cancelled until delivered, and refunded any time.
+///   behind its state is stale. It may be cancelled until delivered. A refund is added to it
+///   and leaves it where it is (a partial refund, a return): the order is still placed.
 /// - A rejected order (or one ICON found was never placed) takes nothing else.
-/// - A cancelled or refunded order takes refunds; an event of the main line that happened
+/// - A cancelled order takes refunds and becomes `refunded`; a refunded one takes more; an event of the main line that happened
 ///   before the cancellation or refund arrived late (stale), one after it contradicts it.
 pub fn transition(
     current: OrderStatus,
@@ -138,6 +139,9 @@ pub fn transition(
             (None, S::Cancelled) if current == S::Delivered => {
                 contradicts("a delivered order is refunded, not cancelled")
             }
+            // A refund of a placed order (part of it, or a return) leaves it placed: the
+            // refund is added and the order keeps its state, so it may still ship.
+            (None, S::Refunded) => Transition::Moves(current),
             (None, _) => Transition::Moves(to),
         },
         S::Cancelled | S::Refunded => match to {
@@ -267,6 +271,10 @@ mod tests {
         );
         assert_eq!(
             transition(S::Delivered, Some(t), E::Refunded, after),
+            Transition::Moves(S::Delivered)
+        );
+        assert_eq!(
+            transition(S::Cancelled, Some(t), E::Refunded, after),
             Transition::Moves(S::Refunded)
         );
         assert_eq!(

@@ -51,14 +51,19 @@ pub fn build(token: &str, platform: Platform, notice: &Notice) -> Value {
 /// Title and body in plain words: what happened to the order, or how the checkout ended.
 pub fn wording(notice: &Notice) -> (String, String) {
     match &notice.order {
-        Some(order) if notice.is_order_event() => order_wording(order),
+        Some(order) if notice.is_order_event() => order_wording(&notice.kind, order),
         _ => end_wording(&notice.checkout),
     }
 }
 
-fn order_wording(o: &icon_contracts::OrderOutcome) -> (String, String) {
+/// What the event `kind` (`order.shipped`, ...) says happened to `o`. By the event, not the
+/// order's state: a refund leaves a delivered order delivered.
+fn order_wording(kind: &str, o: &icon_contracts::OrderOutcome) -> (String, String) {
     let from = o.retailer_id.as_str();
-    match o.status {
+    let happened = icon_contracts::retailer::RetailerEventType::parse(kind)
+        .map(|t| t.status())
+        .unwrap_or(o.status);
+    match happened {
         OrderStatus::Shipped => (
             "Your order is on its way".into(),
             match &o.tracking {
