@@ -86,6 +86,7 @@ pub struct EventRecorded {
         (status = 429, description = "Too many requests from this retailer", body = crate::problem::Problem, content_type = "application/problem+json"),
     )
 )]
+#[tracing::instrument(name = "POST /retailers/{id}/events", skip_all, fields(retailer = %path, checkout_id = tracing::field::Empty))]
 pub async fn post_event(
     req: HttpRequest,
     path: web::Path<String>,
