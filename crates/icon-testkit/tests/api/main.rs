@@ -18,6 +18,7 @@ mod isolation;
 mod limits;
 mod metrics;
 mod notifier_metrics;
+mod order_updates;
 mod probes;
 mod push;
 mod recording;
