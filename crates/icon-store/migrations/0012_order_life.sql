@@ -69,7 +69,9 @@ CREATE UNIQUE INDEX notifications_one_per_target ON notifications
 
 -- The submission with `order_updates`: 0009's function with one more parameter, a new overload
 -- so gateways of the previous release keep calling the 20-argument form during a rolling
--- upgrade.
+-- upgrade. One more change: an earlier order the retailer cancelled (or cancelled and refunded)
+-- is done with, like a rejected one, so a new checkout of the cart sends that retailer a new key
+-- (the old key with a changed cart would reach the retailer with a different body).
 CREATE FUNCTION icon_create_checkout(
     p_id uuid, p_cart bigint, p_owner text, p_resource_url text, p_push boolean,
     p_callback_id uuid, p_callback_url text, p_email_id uuid, p_email text,
@@ -139,14 +141,14 @@ BEGIN
       (checkout_id, retailer_id, order_url, status, idempotency_key, key_checkout_id,
        in_doubt_at)
     SELECT p_id, t.r,
-           CASE WHEN prev.status IN ('rejected', 'failed') OR prev.status IS NULL
+           CASE WHEN prev.status IN ('rejected', 'failed', 'cancelled', 'refunded') OR prev.status IS NULL
                 THEN t.u ELSE prev.order_url END,
            'pending',
-           CASE WHEN prev.status IN ('rejected', 'failed') OR prev.status IS NULL
+           CASE WHEN prev.status IN ('rejected', 'failed', 'cancelled', 'refunded') OR prev.status IS NULL
                 THEN p_id::text || ':' || t.r ELSE prev.idempotency_key END,
-           CASE WHEN prev.status IN ('rejected', 'failed') OR prev.status IS NULL
+           CASE WHEN prev.status IN ('rejected', 'failed', 'cancelled', 'refunded') OR prev.status IS NULL
                 THEN p_id ELSE prev.key_checkout_id END,
-           CASE WHEN prev.status IN ('rejected', 'failed') OR prev.status IS NULL
+           CASE WHEN prev.status IN ('rejected', 'failed', 'cancelled', 'refunded') OR prev.status IS NULL
                 THEN NULL ELSE prev.in_doubt_at END
     FROM (SELECT DISTINCT i.retailer_id AS r, r.order_url AS u
           FROM cart_items i JOIN retailers r ON r.id = i.retailer_id

@@ -220,8 +220,7 @@ async fn apply(
             "UPDATE checkout_orders
              SET status = $3, state_at = $4,
                  retailer_order_id = coalesce(retailer_order_id, $5),
-                 reason = CASE WHEN $3 IN ('rejected', 'cancelled', 'refunded')
-                               THEN coalesce($6, reason) END,
+                 reason = CASE WHEN $9 THEN coalesce($6, reason) END,
                  tracking = coalesce($7, tracking),
                  refunds = CASE WHEN $8::jsonb IS NULL THEN refunds
                                 ELSE coalesce(refunds, '[]'::jsonb) || jsonb_build_array($8::jsonb)
@@ -233,6 +232,12 @@ async fn apply(
     let reason = event.reason.clone().or_else(|| {
         (event.kind == RetailerEventType::Rejected).then(|| "rejected by the retailer".to_owned())
     });
+    // Why it was rejected, cancelled or refunded (a refund may leave the order's state as it
+    // is); any other move clears a reason left by an earlier state (a lookup's, say).
+    let keeps_reason = matches!(
+        event.kind,
+        RetailerEventType::Rejected | RetailerEventType::Cancelled | RetailerEventType::Refunded
+    );
     let tracking = event
         .tracking
         .as_ref()
@@ -256,6 +261,7 @@ async fn apply(
             &reason,
             &tracking,
             &refund,
+            &keeps_reason,
         ],
     )
     .await?;

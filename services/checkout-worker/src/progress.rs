@@ -137,19 +137,32 @@ pub fn after_lookup(
         return after_accepted_lookup(order, answer, now, s, settled);
     }
     match answer {
-        LookupAnswer::Placed { order_id, status } => match status.as_str() {
-            "rejected" | "cancelled" | "canceled" | "failed" => OrderUpdate {
+        LookupAnswer::Placed { order_id, status } => match looked_up(&status) {
+            Some(OrderStatus::Rejected) => OrderUpdate {
                 status: OrderStatus::Rejected,
                 retailer_order_id: order_id,
                 reason: Some(format!("the retailer reports this order as {status}")),
                 ..settled
             },
-            _ => OrderUpdate {
-                status: OrderStatus::Confirmed,
+            Some(placed) => OrderUpdate {
+                status: placed,
                 retailer_order_id: order_id,
                 reason: None,
                 ..settled
             },
+            // The retailer has it and has not decided (its 202 never reached ICON): the order
+            // is `accepted`, waiting for the retailer's event as if the 202 had arrived now.
+            None => {
+                let ask_at = later(now, s.confirm_within);
+                OrderUpdate {
+                    status: OrderStatus::Accepted,
+                    retailer_order_id: order_id,
+                    reason: Some(format!("the retailer reports this order as {status}")),
+                    next_attempt_at: Some(ask_at),
+                    settle_until: Some(later(ask_at, s.settle_within)),
+                    ..settled
+                }
+            }
         },
         LookupAnswer::NotPlaced => {
             match order.in_doubt_at.map(|at| later(at, s.not_placed_after)) {
@@ -374,6 +387,14 @@ mod tests {
         let u = after_lookup(&settling, LookupAnswer::NotPlaced, now, &s);
         assert_eq!(u.status, OrderStatus::Failed);
         assert!(u.status.not_placed());
+        // An asynchronous retailer whose 202 was lost: the order waits for its event.
+        let still = LookupAnswer::Placed {
+            order_id: None,
+            status: "accepted".into(),
+        };
+        let u = after_lookup(&settling, still, now, &s);
+        assert_eq!(u.status, OrderStatus::Accepted);
+        assert_eq!(u.next_attempt_at, Some(later(now, s.confirm_within)));
     }
 
     #[test]

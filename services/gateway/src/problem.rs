@@ -282,6 +282,10 @@ database while rotating the retailer's signing secret, so it may have been rotat
 Retry-After seconds, GET /retailers/{retailer_id}/webhook-secret shows the secret requests are \
 signed with now; rotate again only if it is still the old one.";
 
+    pub const RETAILER_EVENT: &str = "ICON lost its connection to the database while \
+recording the event, so it may have been recorded. Send it again with the same webhook-id after \
+Retry-After seconds: a recorded event is answered duplicate and takes effect once.";
+
     pub const CART: &str = "ICON lost its connection to the database while creating \
 the cart, so it may have been created. Retry after Retry-After seconds; an extra empty cart is \
 harmless.";

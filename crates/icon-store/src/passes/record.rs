@@ -70,7 +70,7 @@ pub async fn complete(
             let message = OutboxRow::new(
                 topology::EVENTS_EXCHANGE,
                 topology::CHECKOUT_FINISHED,
-                &Envelope::new(event.clone()),
+                &finished_envelope(event.clone()),
             );
             (Some(event.status), Some(event), None, message)
         }
@@ -88,7 +88,7 @@ pub async fn complete(
                  SET status = coalesce($3, status), claim = NULL, claimed_until = NULL,
                      deliveries = CASE WHEN $3 IS NULL THEN 0 ELSE deliveries END,
                      last_error = CASE WHEN $3 IS NULL THEN NULL ELSE last_error END,
-                     next_due_at = $4, updated_at = now()
+                     next_due_at = $4, updated_at = coalesce($23, now())
                  WHERE id = $1 AND claim = $2 AND order_changes = $22
                  RETURNING id
              ), applied AS (
@@ -114,6 +114,8 @@ pub async fn complete(
              RETURNING id",
         )
         .await?;
+    // The end's time, the same in the message and the row (the time of event 1 everywhere).
+    let ended_at: Option<DateTime<Utc>> = event.as_ref().map(|_| message_time(&message));
     let columns = UpdateColumns::new(updates);
     let status = status.map(|s| s.as_str());
     let grace = outbox::PUBLISH_GRACE.as_secs_f64();
@@ -129,6 +131,7 @@ pub async fn complete(
         &grace,
         &message.traceparent,
         &pass.order_changes,
+        &ended_at,
     ]);
     let Some(row) = db.query_opt(&stmt, &params).await? else {
         return overtaken(db, pass, &route).await;
@@ -200,6 +203,27 @@ async fn overtaken(
         },
         None => Completed::Lost,
     })
+}
+
+/// `checkout.finished` with its `occurred_at` to the microsecond, as PostgreSQL keeps times, so
+/// the checkout's row can hold exactly the instant the message announces: the first attempt of
+/// event 1 (from the message) and its retries and listing (from the row) tell the same time.
+fn finished_envelope(event: CheckoutFinished) -> Envelope<CheckoutFinished> {
+    use chrono::SubsecRound;
+    let mut envelope = Envelope::new(event);
+    envelope.occurred_at = envelope.occurred_at.trunc_subsecs(6);
+    envelope
+}
+
+/// The `occurred_at` of the envelope in `message`'s body (written by [`finished_envelope`]).
+fn message_time(message: &OutboxRow) -> DateTime<Utc> {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        occurred_at: DateTime<Utc>,
+    }
+    serde_json::from_slice::<Head>(&message.body)
+        .map(|h| h.occurred_at)
+        .unwrap_or_else(|_| Utc::now())
 }
 
 fn finished_event(pass: &Pass, orders: Vec<OrderView>, reason: Option<String>) -> CheckoutFinished {
@@ -295,10 +319,11 @@ async fn finish(
     reason: Option<String>,
 ) -> Result<Option<CheckoutFinished>, StoreError> {
     let finished = finished_event(pass, orders, reason);
+    let envelope = finished_envelope(finished.clone());
     let stmt = tx
         .prepare_cached(
             "UPDATE checkouts SET status = $2, reason = $3, claim = NULL, claimed_until = NULL,
-                    next_due_at = NULL, updated_at = now()
+                    next_due_at = NULL, updated_at = $5
              WHERE id = $1 AND claim = $4",
         )
         .await?;
@@ -311,6 +336,7 @@ async fn finish(
                 &status,
                 &finished.reason,
                 &pass.claim,
+                &envelope.occurred_at,
             ],
         )
         .await?;
@@ -321,7 +347,7 @@ async fn finish(
         tx,
         topology::EVENTS_EXCHANGE,
         topology::CHECKOUT_FINISHED,
-        &Envelope::new(finished.clone()),
+        &envelope,
     )
     .await?;
     Ok(Some(finished))

@@ -19,7 +19,7 @@
 //! rather than a sleep.
 
 use http::Method;
-use icon_testkit::{Api, ApiReply, Options, Receiver, Sim, TestApp};
+use icon_testkit::{eventually, Api, ApiReply, Options, Receiver, Sim, TestApp};
 use serde_json::{json, Value};
 use standardwebhooks::Webhook;
 use std::time::Duration;
@@ -257,6 +257,7 @@ fn is_final(view: &Value) -> bool {
 
 /// A checkout the retailer has accepted (202) and not reported on.
 struct Accepted {
+    cart: i64,
     checkout_id: String,
     /// The `Idempotency-Key` ICON sent `acme`, as the simulator logged it.
     key: String,
@@ -300,10 +301,50 @@ async fn accepted_checkout(
         .expect("idempotency_key")
         .to_owned();
     Accepted {
+        cart,
         checkout_id,
         key,
         view,
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cart_whose_order_the_retailer_cancelled_gets_a_new_key_next_time() {
+    let (app, sim) = shop(vec![]).await;
+    let a = accepted_checkout(&app, &sim, "alice", &[(ACME, "async-silent-dress")], None).await;
+    let acme = Reporter::new(&app, ACME).await;
+    let mut cancelled = event("order.cancelled", &a.key);
+    cancelled["reason"] = "out of stock after all".into();
+    let r = acme.send(&cancelled).await;
+    assert_recorded(&r, "applied", "cancelled", &a.checkout_id);
+    app.wait_for_checkout("alice", &a.checkout_id, "the checkout failed", |c| {
+        c["status"] == "failed"
+    })
+    .await;
+    // The cancelled order is done with, as a rejected one is: the next checkout of the cart is a
+    // new order at the retailer, with a new key (so its items may change without the old key
+    // arriving with another body).
+    let r = app.checkout("alice", a.cart, None).await;
+    assert_eq!(r.status, 202, "{r:?}");
+    let second = r.json["checkout_id"].as_str().unwrap().to_owned();
+    let keys = eventually(
+        "the second checkout's order request",
+        Duration::from_secs(20),
+        || async {
+            let keys: Vec<String> = sim
+                .orders()
+                .await
+                .into_iter()
+                .filter(|o| o["retailer"] == ACME)
+                .filter_map(|o| o["idempotency_key"].as_str().map(str::to_owned))
+                .collect();
+            (keys.len() >= 2).then_some(keys)
+        },
+    )
+    .await;
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert_ne!(keys[0], keys[1], "a new key: {keys:?}");
+    assert!(keys[1].starts_with(&second), "{keys:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -543,6 +584,22 @@ async fn bad_events_are_refused_with_a_problem_and_change_nothing() {
     let confirmed = event("order.confirmed", &a.key).to_string();
     let unchanged = || assert_unchanged(&app, "alice", &a);
 
+    // A NUL anywhere, in a field ICON ignores too, is a 422 naming where (not a 500).
+    for (body, field) in [
+        (
+            json!({"type": "order.confirmed", "idempotency_key": a.key, "occurred_at": "2026-12-03T10:00:00Z", "note": "a\u{0}b"}),
+            "note",
+        ),
+        (
+            json!({"type": "order.confirmed", "idempotency_key": a.key, "occurred_at": "2026-12-03T10:00:00Z", "extra": {"x": ["ok", "\u{0}"]}}),
+            "extra.x[1]",
+        ),
+    ] {
+        let r = acme.send_raw(id, body.to_string()).await;
+        assert_problem(&r, 422, "validation_failed");
+        assert_eq!(r.json["errors"][0]["field"], field, "{r:?}");
+    }
+    unchanged().await;
     // No signature at all.
     let r = post_event(&app, ACME, &[], confirmed.clone()).await;
     assert_problem(&r, 401, "invalid_signature");

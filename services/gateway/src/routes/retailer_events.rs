@@ -21,7 +21,7 @@
 //! retailer sent before, answered again with what the first did.
 
 use super::{State, Validation};
-use crate::problem::ApiError;
+use crate::problem::{lost_write, ApiError, WriteOutcome};
 use crate::rate_limit::Limiters;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -167,11 +167,19 @@ pub async fn post_event(
             "the body must be a JSON object",
         ));
     }
+    if let Some(path) = nul_in(&json, String::new()) {
+        return Err(invalid(
+            &path,
+            "must not contain a NUL character (U+0000)".to_owned(),
+        ));
+    }
     let event = validate(&json)?;
     tracing::info!(%retailer, webhook_id, kind = event.kind.as_str(), "retailer event");
 
     let mut conn = state.pool.get().await.map_err(StoreError::from)?;
-    let recorded = order_events::record(&mut conn, &retailer, webhook_id, &event, &json).await?;
+    let recorded = order_events::record(&mut conn, &retailer, webhook_id, &event, &json)
+        .await
+        .or_outcome_unknown(lost_write::RETAILER_EVENT)?;
     let answer = |result, checkout_id: icon_domain::CheckoutId, status: String, sequence| {
         tracing::Span::current().record("checkout_id", tracing::field::display(checkout_id));
         tracing::info!(%checkout_id, result, %status, ?sequence, "retailer event recorded");
@@ -289,6 +297,34 @@ fn validate(json: &serde_json::Value) -> Result<RetailerEvent, ApiError> {
     }
     v.finish()?;
     Ok(event)
+}
+
+/// The first place in `json` (a field path such as `tracking.carrier`) holding a NUL, which the
+/// history (a `jsonb` column) cannot store: anywhere, known field or not, so the retailer learns
+/// which field rather than getting a 500.
+fn nul_in(json: &serde_json::Value, at: String) -> Option<String> {
+    let join = |key: &str| {
+        if at.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{at}.{key}")
+        }
+    };
+    match json {
+        serde_json::Value::String(s) if s.contains('\0') => Some(at),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| nul_in(v, format!("{at}[{i}]"))),
+        serde_json::Value::Object(fields) => fields.iter().find_map(|(k, v)| {
+            if k.contains('\0') {
+                Some(join("(a field name)"))
+            } else {
+                nul_in(v, join(k))
+            }
+        }),
+        _ => None,
+    }
 }
 
 /// A 422 for one field.
