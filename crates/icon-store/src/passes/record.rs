@@ -63,21 +63,31 @@ pub async fn complete(
         .filter(|o| o.is_open())
         .map(|o| o.next_attempt_at.unwrap_or_else(Utc::now))
         .min();
-    let (status, event, next_due_at, message) = match next {
+    // `ended_at`: the end's time, the same in the message and the row (event 1's time
+    // everywhere).
+    let (status, event, next_due_at, ended_at, message) = match next {
         None => {
             let orders: Vec<OrderView> = now_orders.iter().map(OrderWork::view).collect();
             let event = finished_event(pass, orders, None);
+            let envelope = finished_envelope(event.clone());
             let message = OutboxRow::new(
                 topology::EVENTS_EXCHANGE,
                 topology::CHECKOUT_FINISHED,
-                &finished_envelope(event.clone()),
+                &envelope,
             );
-            (Some(event.status), Some(event), None, message)
+            (
+                Some(event.status),
+                Some(event),
+                None,
+                Some(envelope.occurred_at),
+                message,
+            )
         }
         Some(at) => (
             None,
             None,
             Some(at),
+            None,
             due_message(id, pass.pass, at, &route(at)),
         ),
     };
@@ -114,8 +124,6 @@ pub async fn complete(
              RETURNING id",
         )
         .await?;
-    // The end's time, the same in the message and the row (the time of event 1 everywhere).
-    let ended_at: Option<DateTime<Utc>> = event.as_ref().map(|_| message_time(&message));
     let columns = UpdateColumns::new(updates);
     let status = status.map(|s| s.as_str());
     let grace = outbox::PUBLISH_GRACE.as_secs_f64();
@@ -213,17 +221,6 @@ fn finished_envelope(event: CheckoutFinished) -> Envelope<CheckoutFinished> {
     let mut envelope = Envelope::new(event);
     envelope.occurred_at = envelope.occurred_at.trunc_subsecs(6);
     envelope
-}
-
-/// The `occurred_at` of the envelope in `message`'s body (written by [`finished_envelope`]).
-fn message_time(message: &OutboxRow) -> DateTime<Utc> {
-    #[derive(serde::Deserialize)]
-    struct Head {
-        occurred_at: DateTime<Utc>,
-    }
-    serde_json::from_slice::<Head>(&message.body)
-        .map(|h| h.occurred_at)
-        .unwrap_or_else(|_| Utc::now())
 }
 
 fn finished_event(pass: &Pass, orders: Vec<OrderView>, reason: Option<String>) -> CheckoutFinished {
