@@ -148,7 +148,7 @@ pub struct CallbackEvent {
     /// When it happened: the checkout's end, or when the retailer says the order changed.
     occurred_at: String,
     /// The order an `order.*` event is about, as it is now; absent for the checkout's end.
-    order: Option<crate::routes::checkouts::OrderBody>,
+    order: Option<crate::routes::orders::OrderBody>,
     /// The checkout's final status.
     #[schema(value_type = icon_domain::CheckoutStatus)]
     status: String,
@@ -157,7 +157,7 @@ pub struct CallbackEvent {
     source_url: String,
     checkout_id: String,
     /// One per retailer.
-    orders: Vec<crate::routes::checkouts::OrderBody>,
+    orders: Vec<crate::routes::orders::OrderBody>,
     /// Why a `failed` checkout failed when its orders do not say; absent otherwise.
     reason: Option<String>,
 }

@@ -3,13 +3,14 @@
 
 use super::callbacks::CallbackBody;
 use super::channels::{push_summary, EmailBody, PushBody};
+use super::orders::OrderBody;
 use super::{carts::cart_not_found, State, Validation};
 use crate::auth::User;
 use crate::extract::Json;
 use crate::problem::{lost_write, ApiError, WriteOutcome};
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
-use icon_domain::{CallbackUrl, CartId, CheckoutId, CheckoutStatus, OrderStatus};
+use icon_domain::{CallbackUrl, CartId, CheckoutId, CheckoutStatus};
 use icon_store::checkouts::{self, CheckoutView, CreateCheckout, NewCheckout};
 use icon_store::idempotency::IdempotentRequest;
 use icon_store::StoreError;
@@ -63,63 +64,6 @@ pub struct Accepted {
     pub status: CheckoutStatus,
     /// Poll this; also in `Location`.
     pub resource_url: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct OrderBody {
-    pub retailer_id: String,
-    /// `pending`, `accepted` (the retailer answered 202 and reports later), `confirmed`,
-    /// `rejected`, `failed`, `unknown`; after confirmation, as the retailer reports:
-    /// `shipped`, `delivered`, `cancelled`, `refunded`.
-    pub status: OrderStatus,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub retailer_order_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// Once shipped: the parcel's tracking as the retailer gave it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tracking: Option<TrackingBody>,
-    /// The refunds the retailer reported, oldest first; absent when none.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub refunds: Vec<RefundBody>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct TrackingBody {
-    pub carrier: String,
-    pub number: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub url: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct RefundBody {
-    pub amount_minor: i64,
-    pub currency: String,
-}
-
-impl From<icon_store::orders::OrderView> for OrderBody {
-    fn from(o: icon_store::orders::OrderView) -> Self {
-        Self {
-            retailer_id: o.retailer_id.to_string(),
-            status: o.status,
-            retailer_order_id: o.retailer_order_id,
-            reason: o.reason,
-            tracking: o.tracking.map(|t| TrackingBody {
-                carrier: t.carrier,
-                number: t.number,
-                url: t.url,
-            }),
-            refunds: o
-                .refunds
-                .into_iter()
-                .map(|r| RefundBody {
-                    amount_minor: r.amount_minor,
-                    currency: r.currency,
-                })
-                .collect(),
-        }
-    }
 }
 
 #[derive(Serialize, ToSchema)]

@@ -9,6 +9,7 @@ pub mod checkouts;
 pub mod devices;
 pub mod docs;
 pub mod health;
+pub mod orders;
 pub mod retailer_events;
 pub mod retailers;
 pub mod webhook_secret;
