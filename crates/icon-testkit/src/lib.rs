@@ -21,6 +21,7 @@ pub mod fleet;
 pub mod metrics;
 pub mod process;
 mod receiver;
+pub mod retailer_events;
 mod sim;
 pub mod tls_proxy;
 

@@ -1,17 +1,19 @@
 //! The order's whole life reaches the partner and the shopper (issue 17 §3), from outside.
 //!
 //! A plain SKU on the simulator confirms at once, so the checkout completes and its end is
-//! event 1. The test then plays the retailer: it signs `order.shipped`, `order.delivered`,
-//! `order.refunded` with the `standardwebhooks` crate (written independently of ICON's
-//! verifying) and the secret `GET /retailers/{id}/webhook-secret` answers, naming the order by
-//! the `Idempotency-Key` the simulator logged ICON sending. For a checkout submitted with
-//! `order_updates: true` each change becomes the next numbered event, a notification of its own
-//! on every channel, in order per receiver; without it the order changes and nothing is sent.
+//! event 1. The test then plays the retailer ([`icon_testkit::retailer_events`]): it signs
+//! `order.shipped`, `order.delivered`, `order.refunded` with the `standardwebhooks` crate
+//! (written independently of ICON's verifying) and the secret
+//! `GET /retailers/{id}/webhook-secret` answers, naming the order by the `Idempotency-Key` the
+//! simulator logged ICON sending. For a checkout submitted with `order_updates: true` each
+//! change becomes the next numbered event, a notification of its own on every channel, in order
+//! per receiver; without it the order changes and nothing is sent.
 //!
 //! Everything is checked where a client sees it: the callback receiver (bodies, `webhook-id`,
 //! signatures), the simulator's FCM log, `GET /cart/checkout/{id}/events` and the resource.
 
 use http::{HeaderMap, HeaderValue, Method};
+use icon_testkit::retailer_events::{at, RetailerReporter};
 use icon_testkit::{eventually, ApiReply, Options, Receiver, Recorded, Scripted, Sim, TestApp};
 use serde_json::{json, Value};
 use standardwebhooks::Webhook;
@@ -125,70 +127,11 @@ async fn all_delivered(app: &TestApp, checkout_id: &str, n: usize) -> Value {
     .await
 }
 
-/// RFC 3339, `offset_secs` from now.
-fn at(offset_secs: i64) -> String {
-    (chrono::Utc::now() + chrono::Duration::seconds(offset_secs))
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
 fn same_instant(a: &Value, b: &str) -> bool {
     let parse = |s: &str| chrono::DateTime::parse_from_rfc3339(s).ok();
     a.as_str()
         .and_then(parse)
         .is_some_and(|a| Some(a) == parse(b))
-}
-
-/// A retailer reporting on its orders as a careful one would: each event signed with its
-/// secret by the `standardwebhooks` crate, timestamped now.
-struct Retailer<'a> {
-    app: &'a TestApp,
-    secret: String,
-}
-
-impl<'a> Retailer<'a> {
-    async fn acme(app: &'a TestApp) -> Self {
-        let r = app
-            .api
-            .get(
-                &format!("/retailers/{ACME}/webhook-secret"),
-                Some(&app.admin_token()),
-            )
-            .await;
-        assert_eq!(r.status, 200, "{r:?}");
-        let secret = r.json["secret"].as_str().expect("secret").to_owned();
-        Self { app, secret }
-    }
-
-    /// Sends `event` with a fresh `webhook-id`.
-    async fn send(&self, event: &Value) -> ApiReply {
-        self.send_as(&format!("evt_{}", uuid::Uuid::new_v4().simple()), event)
-            .await
-    }
-
-    /// Sends `event` as `webhook_id`, signed now (as a retailer's retry would be).
-    async fn send_as(&self, webhook_id: &str, event: &Value) -> ApiReply {
-        let body = event.to_string();
-        let timestamp = chrono::Utc::now().timestamp();
-        let signature = Webhook::new(&self.secret)
-            .expect("a whsec_ secret")
-            .sign(webhook_id, timestamp, body.as_bytes())
-            .expect("sign");
-        let timestamp = timestamp.to_string();
-        self.app
-            .api
-            .send_with(
-                Method::POST,
-                &format!("/retailers/{ACME}/events"),
-                None,
-                &[
-                    ("webhook-id", webhook_id),
-                    ("webhook-timestamp", &timestamp),
-                    ("webhook-signature", &signature),
-                ],
-                Some(body),
-            )
-            .await
-    }
 }
 
 fn shipped(key: &str, occurred_at: &str) -> Value {
@@ -293,7 +236,7 @@ async fn shipped_and_delivered_reach_the_callback_as_events_two_and_three() {
     );
     assert_eq!(view(&app, &c.checkout_id).await["order_updates"], true);
 
-    let acme = Retailer::acme(&app).await;
+    let acme = RetailerReporter::new(&app, ACME).await;
     let (shipped_at, delivered_at) = (at(-60), at(-30));
     let r = acme.send(&shipped(&c.key, &shipped_at)).await;
     assert_recorded(&r, "applied", "shipped", Some(2));
@@ -413,7 +356,7 @@ async fn a_slow_failing_receiver_gets_each_event_only_after_the_one_before() {
     .await;
     all_delivered(&app, &c.checkout_id, 1).await;
 
-    let acme = Retailer::acme(&app).await;
+    let acme = RetailerReporter::new(&app, ACME).await;
     let (r2, r3) = (
         acme.send(&shipped(&c.key, &at(-60))).await,
         acme.send(&delivered(&c.key, &at(-30))).await,
@@ -500,7 +443,7 @@ async fn without_order_updates_the_order_changes_and_nothing_more_is_sent() {
     receiver.wait_for(2, PATIENCE).await;
     assert_eq!(view(&app, &quiet.checkout_id).await["order_updates"], false);
 
-    let acme = Retailer::acme(&app).await;
+    let acme = RetailerReporter::new(&app, ACME).await;
     let r = acme.send(&shipped(&quiet.key, &at(-60))).await;
     assert_recorded(&r, "applied", "shipped", None);
     let r = acme.send(&shipped(&marker.key, &at(-60))).await;
@@ -568,7 +511,7 @@ async fn a_shipped_order_reaches_the_phone_as_event_two() {
     .await;
     all_delivered(&app, &c.checkout_id, 1).await;
 
-    let r = Retailer::acme(&app)
+    let r = RetailerReporter::new(&app, ACME)
         .await
         .send(&shipped(&c.key, &at(-60)))
         .await;
@@ -630,7 +573,7 @@ async fn a_repeated_event_is_notified_once_and_a_stale_one_not_at_all() {
     )
     .await;
     all_delivered(&app, &c.checkout_id, 1).await;
-    let acme = Retailer::acme(&app).await;
+    let acme = RetailerReporter::new(&app, ACME).await;
 
     // The retailer sends an event twice at once (a retry racing its original), then retries
     // it again later: the same webhook-id each time, re-signed.
@@ -732,7 +675,7 @@ async fn an_event_given_up_does_not_hold_back_the_next_and_can_be_redelivered() 
     )
     .await;
     all_delivered(&app, &c.checkout_id, 1).await;
-    let acme = Retailer::acme(&app).await;
+    let acme = RetailerReporter::new(&app, ACME).await;
     let r = acme.send(&shipped(&c.key, &at(-60))).await;
     assert_recorded(&r, "applied", "shipped", Some(2));
     eventually("event 2 given up", PATIENCE, || async {

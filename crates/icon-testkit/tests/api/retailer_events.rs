@@ -3,8 +3,9 @@
 //! `POST /retailers/{retailer_id}/events`.
 //!
 //! The retailer is the simulator: `async-silent-` SKUs answer 202 and never report (lookups
-//! answer `accepted`), so the test itself plays the retailer's side, signing each event with the
-//! `standardwebhooks` crate (written independently of ICON's verifying) and the secret
+//! answer `accepted`), so the test itself plays the retailer's side
+//! ([`icon_testkit::retailer_events`]), signing each event with the `standardwebhooks` crate
+//! (written independently of ICON's verifying) and the secret
 //! `GET /retailers/{id}/webhook-secret` answers. The idempotency key an event names is the one
 //! the simulator logged ICON sending. One test lets the simulator report on its own
 //! (`async-ship-`, `ICON_SIM_ICON_URL` pointed at the test gateway), one lets its event overtake
@@ -19,9 +20,11 @@
 //! rather than a sleep.
 
 use http::Method;
+use icon_testkit::retailer_events::{
+    at, new_webhook_id, post_event, secret_of, signed, unix_now, RetailerReporter,
+};
 use icon_testkit::{eventually, Api, ApiReply, Options, Receiver, Sim, TestApp};
 use serde_json::{json, Value};
-use standardwebhooks::Webhook;
 use std::time::Duration;
 
 /// The retailer every test checks out at, registered at the simulator.
@@ -42,18 +45,6 @@ async fn shop(extra: Vec<(&'static str, String)>) -> (TestApp, Sim) {
     (app, sim)
 }
 
-async fn secret_of(app: &TestApp, retailer: &str) -> String {
-    let r = app
-        .api
-        .get(
-            &format!("/retailers/{retailer}/webhook-secret"),
-            Some(&app.admin_token()),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{r:?}");
-    r.json["secret"].as_str().expect("secret").to_owned()
-}
-
 /// A well-formed `whsec_` secret nobody registered.
 fn random_secret() -> String {
     use base64::Engine;
@@ -65,67 +56,9 @@ fn random_secret() -> String {
     )
 }
 
-fn now() -> i64 {
-    chrono::Utc::now().timestamp()
-}
-
-/// RFC 3339, `offset_secs` from now.
-fn at(offset_secs: i64) -> String {
-    (chrono::Utc::now() + chrono::Duration::seconds(offset_secs))
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
 /// An event of `kind` about the order ICON sent with `key`, happening now.
 fn event(kind: &str, key: &str) -> Value {
     json!({"type": kind, "idempotency_key": key, "order_id": "acme-77", "occurred_at": at(0)})
-}
-
-fn new_webhook_id() -> String {
-    format!("evt_{}", uuid::Uuid::new_v4().simple())
-}
-
-/// The Standard Webhooks headers for `body`, signed with `secret` (the crate's own signing).
-fn signed(secret: &str, webhook_id: &str, timestamp: i64, body: &str) -> Vec<(String, String)> {
-    let signature = Webhook::new(secret)
-        .expect("a whsec_ secret")
-        .sign(webhook_id, timestamp, body.as_bytes())
-        .expect("sign");
-    vec![
-        ("webhook-id".into(), webhook_id.into()),
-        ("webhook-timestamp".into(), timestamp.to_string()),
-        ("webhook-signature".into(), signature),
-    ]
-}
-
-/// `POST /retailers/{retailer}/events` with exactly these headers and body.
-async fn post_event(
-    app: &TestApp,
-    retailer: &str,
-    headers: &[(String, String)],
-    body: String,
-) -> ApiReply {
-    post_event_with(&app.api, retailer, headers, body).await
-}
-
-/// [`post_event`] through `api` (a client on another loopback address, say).
-async fn post_event_with(
-    api: &Api,
-    retailer: &str,
-    headers: &[(String, String)],
-    body: String,
-) -> ApiReply {
-    let headers: Vec<(&str, &str)> = headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    api.send_with(
-        Method::POST,
-        &format!("/retailers/{retailer}/events"),
-        None,
-        &headers,
-        Some(body),
-    )
-    .await
 }
 
 /// `POST /retailers/{retailer}/events` with a chunked body (no `Content-Length`), written by
@@ -165,38 +98,6 @@ async fn post_chunked(
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no HTTP answer: {answer:?}"))
-}
-
-/// A retailer sending events as a careful one would: signed with its secret, timestamped now.
-struct Reporter<'a> {
-    app: &'a TestApp,
-    retailer: &'a str,
-    secret: String,
-}
-
-impl<'a> Reporter<'a> {
-    async fn new(app: &'a TestApp, retailer: &'a str) -> Self {
-        Self {
-            app,
-            retailer,
-            secret: secret_of(app, retailer).await,
-        }
-    }
-
-    /// Sends `event` with a fresh `webhook-id`.
-    async fn send(&self, event: &Value) -> ApiReply {
-        self.send_as(&new_webhook_id(), event).await
-    }
-
-    /// Sends `event` as `webhook_id` (re-signed now, as a retailer's retry would be).
-    async fn send_as(&self, webhook_id: &str, event: &Value) -> ApiReply {
-        self.send_raw(webhook_id, event.to_string()).await
-    }
-
-    async fn send_raw(&self, webhook_id: &str, body: String) -> ApiReply {
-        let headers = signed(&self.secret, webhook_id, now(), &body);
-        post_event(self.app, self.retailer, &headers, body).await
-    }
 }
 
 /// A 200 with `result` and the order's state after the event.
@@ -312,7 +213,7 @@ async fn accepted_checkout(
 async fn a_cart_whose_order_the_retailer_cancelled_gets_a_new_key_next_time() {
     let (app, sim) = shop(vec![]).await;
     let a = accepted_checkout(&app, &sim, "alice", &[(ACME, "async-silent-dress")], None).await;
-    let acme = Reporter::new(&app, ACME).await;
+    let acme = RetailerReporter::new(&app, ACME).await;
     let mut cancelled = event("order.cancelled", &a.key);
     cancelled["reason"] = "out of stock after all".into();
     let r = acme.send(&cancelled).await;
@@ -371,7 +272,7 @@ async fn an_accepted_order_confirmed_by_event_completes_the_checkout() {
     );
     assert!(receiver.seen().is_empty(), "no callback before the outcome");
 
-    let acme = Reporter::new(&app, ACME).await;
+    let acme = RetailerReporter::new(&app, ACME).await;
     let r = acme.send(&event("order.confirmed", &a.key)).await;
     assert_recorded(&r, "applied", "confirmed", &a.checkout_id);
     assert!(
@@ -408,7 +309,7 @@ async fn an_accepted_order_rejected_by_event_fails_the_checkout_with_the_reason(
         Some(&receiver.url),
     )
     .await;
-    let acme = Reporter::new(&app, ACME).await;
+    let acme = RetailerReporter::new(&app, ACME).await;
     let mut rejected = event("order.rejected", &a.key);
     rejected["reason"] = "out of stock: async-silent-dress".into();
     let r = acme.send(&rejected).await;
@@ -477,7 +378,7 @@ async fn an_accepted_order_never_reported_is_looked_up_then_ends_unknown() {
 
     // The retailer's word comes at last: the order is confirmed. The checkout stays as it
     // ended (a final state is final; `order_updates` would have announced the change).
-    let acme = Reporter::new(&app, ACME).await;
+    let acme = RetailerReporter::new(&app, ACME).await;
     let r = acme.send(&event("order.confirmed", &a.key)).await;
     assert_recorded(&r, "applied", "confirmed", &a.checkout_id);
     assert!(r.json["sequence"].is_null(), "{r:?}");
@@ -553,7 +454,7 @@ async fn a_cart_with_a_synchronous_and_an_asynchronous_retailer_waits_for_the_ev
     assert_eq!(again["status"], "processing", "{again}");
     assert!(receiver.seen().is_empty());
 
-    let acme = Reporter::new(&app, ACME).await;
+    let acme = RetailerReporter::new(&app, ACME).await;
     let r = acme.send(&event("order.confirmed", &a.key)).await;
     assert_recorded(&r, "applied", "confirmed", &a.checkout_id);
     let seen = receiver.wait_for(1, Duration::from_secs(20)).await;
@@ -577,7 +478,7 @@ async fn a_cart_with_a_synchronous_and_an_asynchronous_retailer_waits_for_the_ev
 async fn bad_events_are_refused_with_a_problem_and_change_nothing() {
     let (app, sim) = shop(vec![]).await;
     let a = accepted_checkout(&app, &sim, "alice", &[(ACME, "async-silent-dress")], None).await;
-    let acme = Reporter::new(&app, ACME).await;
+    let acme = RetailerReporter::new(&app, ACME).await;
     // Every refused event uses this webhook-id, and the valid one at the end too: had any
     // refusal been recorded, the last would be answered `duplicate`.
     let id = "evt_refused_then_valid";
@@ -601,42 +502,42 @@ async fn bad_events_are_refused_with_a_problem_and_change_nothing() {
     }
     unchanged().await;
     // No signature at all.
-    let r = post_event(&app, ACME, &[], confirmed.clone()).await;
+    let r = post_event(&app.api, ACME, &[], confirmed.clone()).await;
     assert_problem(&r, 401, "invalid_signature");
     unchanged().await;
     // Signed with a secret that is not acme's.
-    let forged = signed(&random_secret(), id, now(), &confirmed);
-    let r = post_event(&app, ACME, &forged, confirmed.clone()).await;
+    let forged = signed(&random_secret(), id, unix_now(), &confirmed);
+    let r = post_event(&app.api, ACME, &forged, confirmed.clone()).await;
     assert_problem(&r, 401, "invalid_signature");
     unchanged().await;
     // Signed over other bytes than those sent.
     let other = event("order.rejected", &a.key).to_string();
-    let headers = signed(&acme.secret, id, now(), &other);
-    let r = post_event(&app, ACME, &headers, confirmed.clone()).await;
+    let headers = signed(acme.secret(), id, unix_now(), &other);
+    let r = post_event(&app.api, ACME, &headers, confirmed.clone()).await;
     assert_problem(&r, 401, "invalid_signature");
     unchanged().await;
     // A replay from ten minutes ago, and a timestamp ten minutes ahead: well signed, too far.
     for skew in [-600, 600] {
-        let headers = signed(&acme.secret, id, now() + skew, &confirmed);
-        let r = post_event(&app, ACME, &headers, confirmed.clone()).await;
+        let headers = signed(acme.secret(), id, unix_now() + skew, &confirmed);
+        let r = post_event(&app.api, ACME, &headers, confirmed.clone()).await;
         assert_problem(&r, 401, "invalid_signature");
     }
     unchanged().await;
     // A retailer ICON does not know (signed with acme's secret for good measure).
-    let headers = signed(&acme.secret, id, now(), &confirmed);
-    let r = post_event(&app, "nobody", &headers, confirmed.clone()).await;
+    let headers = signed(acme.secret(), id, unix_now(), &confirmed);
+    let r = post_event(&app.api, "nobody", &headers, confirmed.clone()).await;
     assert_problem(&r, 401, "invalid_signature");
     // Acme's signature does not make it an event of another registered retailer.
-    let r = post_event(&app, "globex", &headers, confirmed.clone()).await;
+    let r = post_event(&app.api, "globex", &headers, confirmed.clone()).await;
     assert_problem(&r, 401, "invalid_signature");
     unchanged().await;
 
     // Signed, but without the webhook-id the signature covers; and one too long to keep.
-    let headers: Vec<(String, String)> = signed(&acme.secret, id, now(), &confirmed)
+    let headers: Vec<(String, String)> = signed(acme.secret(), id, unix_now(), &confirmed)
         .into_iter()
         .filter(|(name, _)| name != "webhook-id")
         .collect();
-    let r = post_event(&app, ACME, &headers, confirmed.clone()).await;
+    let r = post_event(&app.api, ACME, &headers, confirmed.clone()).await;
     assert_problem(&r, 401, "invalid_signature");
     let r = acme.send_raw(&"e".repeat(300), confirmed.clone()).await;
     assert_problem(&r, 400, "webhook_id_too_long");
@@ -647,7 +548,7 @@ async fn bad_events_are_refused_with_a_problem_and_change_nothing() {
         .send_as(id, &event("order.confirmed", "no-such-key:acme"))
         .await;
     assert_problem(&r, 404, "unknown_order");
-    let globex = Reporter::new(&app, "globex").await;
+    let globex = RetailerReporter::new(&app, "globex").await;
     let r = globex.send_as(id, &event("order.confirmed", &a.key)).await;
     assert_problem(&r, 404, "unknown_order");
     unchanged().await;
@@ -681,7 +582,7 @@ async fn bad_events_are_refused_with_a_problem_and_change_nothing() {
     assert_problem(&r, 413, "payload_too_large");
     // The same without a Content-Length: judged as it is read.
     let huge = huge.to_string();
-    let headers = signed(&acme.secret, id, now(), &huge);
+    let headers = signed(acme.secret(), id, unix_now(), &huge);
     let status = post_chunked(&app, ACME, &headers, huge.as_bytes()).await;
     assert_eq!(status, 413);
     unchanged().await;
@@ -699,7 +600,7 @@ async fn bad_events_are_refused_with_a_problem_and_change_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_the_orders_state_contradicts_are_409_and_change_nothing() {
     let (app, sim) = shop(vec![]).await;
-    let acme = Reporter::new(&app, ACME).await;
+    let acme = RetailerReporter::new(&app, ACME).await;
 
     // Shipped, for an order the retailer rejected.
     let a = accepted_checkout(&app, &sim, "alice", &[(ACME, "async-silent-dress")], None).await;
@@ -764,7 +665,7 @@ async fn events_the_orders_state_contradicts_are_409_and_change_nothing() {
 async fn a_repeated_webhook_id_is_answered_duplicate_and_applied_once() {
     let (app, sim) = shop(vec![]).await;
     let a = accepted_checkout(&app, &sim, "alice", &[(ACME, "async-silent-dress")], None).await;
-    let acme = Reporter::new(&app, ACME).await;
+    let acme = RetailerReporter::new(&app, ACME).await;
     // The same confirmation delivered twice at once: one applies, the other is its duplicate.
     let confirmed = event("order.confirmed", &a.key);
     let (first, second) = tokio::join!(
@@ -841,8 +742,8 @@ async fn events_out_of_order_never_move_an_order_back() {
         .and_then(|r| r["idempotency_key"].as_str())
         .unwrap_or_else(|| panic!("ICON's key for globex: {requests:?}"))
         .to_owned();
-    let acme = Reporter::new(&app, ACME).await;
-    let globex = Reporter::new(&app, "globex").await;
+    let acme = RetailerReporter::new(&app, ACME).await;
+    let globex = RetailerReporter::new(&app, "globex").await;
 
     // Acme: delivered arrives first (a later state implies the earlier ones), then the
     // shipment that happened an hour before it.
@@ -915,8 +816,8 @@ async fn during_a_rotation_events_verify_with_either_secret_and_no_other() {
         let app = &app;
         async move {
             let body = body.to_string();
-            let headers = signed(&secret, &new_webhook_id(), now(), &body);
-            post_event(app, ACME, &headers, body).await
+            let headers = signed(&secret, &new_webhook_id(), unix_now(), &body);
+            post_event(&app.api, ACME, &headers, body).await
         }
     };
     // A random secret: refused, and nothing changes.
@@ -1031,12 +932,12 @@ async fn a_retailer_over_its_allowance_is_answered_429() {
     let (app, _sim, secret, client) = rate_limited_shop().await;
     let body = event("order.confirmed", "no-such-key:acme").to_string();
     for n in 2..7 {
-        let headers = signed(&secret, &new_webhook_id(), now(), &body);
-        let r = post_event_with(&client(n), ACME, &headers, body.clone()).await;
+        let headers = signed(&secret, &new_webhook_id(), unix_now(), &body);
+        let r = post_event(&client(n), ACME, &headers, body.clone()).await;
         assert_problem(&r, 404, "unknown_order");
     }
-    let headers = signed(&secret, &new_webhook_id(), now(), &body);
-    let r = post_event_with(&client(7), ACME, &headers, body.clone()).await;
+    let headers = signed(&secret, &new_webhook_id(), unix_now(), &body);
+    let r = post_event(&client(7), ACME, &headers, body.clone()).await;
     assert_problem(&r, 429, "rate_limited");
     assert!(
         r.header("retry-after")
@@ -1055,12 +956,12 @@ async fn forged_events_do_not_spend_the_retailers_allowance() {
     let (app, _sim, secret, client) = rate_limited_shop().await;
     let body = event("order.confirmed", "no-such-key:acme").to_string();
     for n in 2..7 {
-        let forged = signed(&random_secret(), &new_webhook_id(), now(), &body);
-        let r = post_event_with(&client(n), ACME, &forged, body.clone()).await;
+        let forged = signed(&random_secret(), &new_webhook_id(), unix_now(), &body);
+        let r = post_event(&client(n), ACME, &forged, body.clone()).await;
         assert_problem(&r, 401, "invalid_signature");
     }
-    let headers = signed(&secret, &new_webhook_id(), now(), &body);
-    let r = post_event_with(&client(7), ACME, &headers, body.clone()).await;
+    let headers = signed(&secret, &new_webhook_id(), unix_now(), &body);
+    let r = post_event(&client(7), ACME, &headers, body.clone()).await;
     assert_problem(&r, 404, "unknown_order");
     app.stop().await;
 }
@@ -1170,7 +1071,7 @@ async fn an_event_during_the_last_lookup_is_not_lost_when_the_checkout_finishes(
     )
     .await
     .expect("the worker's lookup");
-    let acme = Reporter::new(&app, ACME).await;
+    let acme = RetailerReporter::new(&app, ACME).await;
     let r = acme.send(&event("order.confirmed", &key)).await;
     assert_recorded(&r, "applied", "confirmed", &id);
     assert!(r.json["sequence"].is_null(), "the checkout was open: {r:?}");

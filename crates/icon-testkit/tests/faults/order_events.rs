@@ -2,12 +2,13 @@
 //! by signed events while the notifier, the worker and the gateway are SIGKILLed and started
 //! again, and ICON turns each into the checkout's next numbered event with a callback.
 //!
-//! The test plays the retailers as a real one would: every event signed with the retailer's
-//! secret (the `standardwebhooks` crate, written independently of ICON's verifying), each
-//! retried under its own `webhook-id` until a 2xx (through connection errors and 5xx), some sent
-//! twice on purpose (again after the 2xx, or two at once). Everything is judged from outside:
-//! the event endpoint's answers, `GET /cart/checkout/{id}/events`, the checkout resource and the
-//! callback receiver. The promise:
+//! The test plays the retailers as a real one would ([`icon_testkit::retailer_events`]): every
+//! event signed with the retailer's secret (the `standardwebhooks` crate, written independently
+//! of ICON's verifying), each retried under its own `webhook-id` until a 2xx (through
+//! connection errors and 5xx), some sent twice on purpose (again after the 2xx, or two at once).
+//! Everything is judged from outside: the event endpoint's answers,
+//! `GET /cart/checkout/{id}/events`, the checkout resource and the callback receiver. The
+//! promise:
 //! - every event answered 2xx is one event of its checkout (nothing lost), and none is applied
 //!   twice (as many refunds on an order as refund `webhook-id`s, no extra event);
 //! - each checkout's events are numbered 1..k, without gaps or repeats;
@@ -18,9 +19,9 @@ use crate::wait_count;
 use futures_util::{stream, StreamExt};
 use icon_gateway::auth::JwtKeys;
 use icon_testkit::fleet::{record, Fleet, Tally, GATEWAY, NOTIFIER, WORKER};
+use icon_testkit::retailer_events::{new_webhook_id, rfc3339, RetailerReporter};
 use icon_testkit::{eventually, ApiReply, Receiver, Recorded, Sim, TestEnv, JWT_SECRET};
 use serde_json::{json, Value};
-use standardwebhooks::Webhook;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -65,10 +66,7 @@ struct Planned {
 /// Shipped, delivered, a refund, and for every third order a second refund.
 fn plan(order: &Order) -> Vec<Planned> {
     let base = chrono::Utc::now() - chrono::Duration::hours(1);
-    let at = |minutes: i64| {
-        (base + chrono::Duration::minutes(minutes))
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-    };
+    let at = |minutes: i64| rfc3339(base + chrono::Duration::minutes(minutes));
     let key = order.key.as_str();
     let mut events = vec![
         (
@@ -97,7 +95,7 @@ fn plan(order: &Order) -> Vec<Planned> {
         .into_iter()
         .enumerate()
         .map(|(step, (kind, body))| Planned {
-            webhook_id: format!("evt_{}", uuid::Uuid::new_v4().simple()),
+            webhook_id: new_webhook_id(),
             kind,
             body: body.to_string(),
             repeat: match (order.n + step) % 7 {
@@ -140,45 +138,25 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     }
 }
 
-/// A retailer's side: its secret, and every answer it got.
-struct Retailers<'a> {
-    fleet: &'a Fleet,
-    secrets: HashMap<&'static str, String>,
+/// The retailers' side: each signing with its secret, and every answer they got.
+struct Retailers {
+    reporters: HashMap<&'static str, RetailerReporter>,
     posted: Mutex<Posted>,
     /// Events answered 2xx at least once, for the faults' timing.
     recorded: AtomicUsize,
 }
 
-impl Retailers<'_> {
+impl Retailers {
     /// Sends `event` about `order` until a 2xx (re-signed each time, as a retailer's retry
     /// would be), or a 4xx. Returns the 2xx's body.
     async fn post(&self, order: &Order, event: &Planned) -> Option<Value> {
-        let path = format!("/retailers/{}/events", order.retailer);
-        let webhook = Webhook::new(&self.secrets[order.retailer]).expect("a whsec_ secret");
+        let reporter = &self.reporters[order.retailer];
         let until = tokio::time::Instant::now() + RETRY_FOR;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let timestamp = chrono::Utc::now().timestamp();
-            let signature = webhook
-                .sign(&event.webhook_id, timestamp, event.body.as_bytes())
-                .expect("sign");
-            let timestamp = timestamp.to_string();
-            let headers = [
-                ("webhook-id", event.webhook_id.as_str()),
-                ("webhook-timestamp", timestamp.as_str()),
-                ("webhook-signature", signature.as_str()),
-            ];
-            let reply = self
-                .fleet
-                .api
-                .try_send(
-                    http::Method::POST,
-                    &path,
-                    None,
-                    &headers,
-                    Some(event.body.clone()),
-                )
+            let reply = reporter
+                .try_send_raw(&event.webhook_id, event.body.clone())
                 .await;
             if let Some(done) = self.note(order, event, attempt, reply) {
                 return done;
@@ -322,20 +300,12 @@ async fn order_events_through_notifier_worker_and_gateway_sigkills() {
     let shopper = keys
         .mint("shopper", false, Duration::from_secs(3600))
         .expect("token");
-    let mut secrets = HashMap::new();
+    let mut reporters = HashMap::new();
     for (retailer, _) in RETAILERS {
         fleet.register(&sim, retailer).await;
-        let r = fleet
-            .api
-            .get(
-                &format!("/retailers/{retailer}/webhook-secret"),
-                Some(&admin),
-            )
-            .await;
-        assert_eq!(r.status, 200, "{r:?}");
-        secrets.insert(
+        reporters.insert(
             retailer,
-            r.json["secret"].as_str().expect("secret").to_owned(),
+            RetailerReporter::with_api(&fleet.api, &admin, retailer).await,
         );
     }
 
@@ -388,8 +358,7 @@ async fn order_events_through_notifier_worker_and_gateway_sigkills() {
 
     // The retailers report while each service in turn is killed and started again.
     let retailers = Retailers {
-        fleet: &fleet,
-        secrets,
+        reporters,
         posted: Mutex::new(Posted::default()),
         recorded: AtomicUsize::new(0),
     };
