@@ -56,34 +56,24 @@ fn from_row(r: &tokio_postgres::Row) -> Result<CheckoutEvent, StoreError> {
     })
 }
 
-/// A checkout's events in sequence, each with its notifications (`owner` given: only if the
-/// checkout is theirs). `None` if there is no such checkout (for that owner); an unfinished
-/// checkout has no events yet.
+/// A checkout's events in sequence, each with its notifications, given the checkout's `status`
+/// and its last change (`updated_at`: for a final checkout, its end). An unfinished checkout
+/// has no events yet.
 pub async fn list(
     db: &impl GenericClient,
     id: CheckoutId,
-    owner: Option<&str>,
-) -> Result<Option<Vec<(CheckoutEvent, Vec<Notification>)>>, StoreError> {
-    let stmt = db
-        .prepare_cached("SELECT status, owner, updated_at FROM checkouts WHERE id = $1")
-        .await?;
-    let Some(row) = db.query_opt(&stmt, &[&id.as_uuid()]).await? else {
-        return Ok(None);
-    };
-    if owner.is_some_and(|o| o != row.get::<_, &str>(1)) {
-        return Ok(None);
-    }
-    let status = CheckoutStatus::parse(row.get(0)).map_err(corrupt)?;
+    status: CheckoutStatus,
+    updated_at: DateTime<Utc>,
+) -> Result<Vec<(CheckoutEvent, Vec<Notification>)>, StoreError> {
     if !status.is_final() {
-        return Ok(Some(Vec::new()));
+        return Ok(Vec::new());
     }
-    let ended: DateTime<Utc> = row.get(2);
     let mut events = vec![CheckoutEvent {
         sequence: 1,
         kind: end_type(status),
         retailer_id: None,
-        occurred_at: ended,
-        recorded_at: ended,
+        occurred_at: updated_at,
+        recorded_at: updated_at,
     }];
     let stmt = db
         .prepare_cached(
@@ -94,19 +84,16 @@ pub async fn list(
     for r in db.query(&stmt, &[&id.as_uuid()]).await? {
         events.push(from_row(&r)?);
     }
-    let mut all = notifications::all_for_checkout(db, id).await?;
-    all.sort_by_key(|n| n.sequence);
-    Ok(Some(
-        events
-            .into_iter()
-            .map(|e| {
-                let mine = all
-                    .iter()
-                    .filter(|n| n.sequence == e.sequence)
-                    .cloned()
-                    .collect();
-                (e, mine)
-            })
-            .collect(),
-    ))
+    let all = notifications::all_for_checkout(db, id).await?;
+    Ok(events
+        .into_iter()
+        .map(|e| {
+            let mine = all
+                .iter()
+                .filter(|n| n.sequence == e.sequence)
+                .cloned()
+                .collect();
+            (e, mine)
+        })
+        .collect())
 }

@@ -93,9 +93,8 @@ pub async fn list_events(
     let id = parse_checkout_id(&path)?;
     let db = state.pool.get().await.map_err(StoreError::from)?;
     let checkout = owned(&db, id, &user).await?;
-    let events = checkout_events::list(&db, id, Some(user.id.as_str()))
+    let events = checkout_events::list(&db, id, checkout.status, checkout.updated_at)
         .await?
-        .unwrap_or_default()
         .into_iter()
         .map(|(e, notifications)| EventBody {
             sequence: e.sequence,
