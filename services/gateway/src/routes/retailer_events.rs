@@ -114,16 +114,16 @@ pub async fn post_event(
         body.extend_from_slice(&chunk);
     }
 
-    let db = state.pool.get().await.map_err(StoreError::from)?;
+    // One connection for the secrets and the recording.
+    let mut conn = state.pool.get().await.map_err(StoreError::from)?;
     let Some(secrets) =
-        webhook_secrets::retailer_verifying(&db, &state.secrets_key, &retailer).await?
+        webhook_secrets::retailer_verifying(&conn, &state.secrets_key, &retailer).await?
     else {
         return Err(unverified(format!(
             "retailer {retailer} has no signing secret yet, so no event can verify; an admin \
              reads it with GET /retailers/{retailer}/webhook-secret"
         )));
     };
-    drop(db);
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
     let webhook_id = header(WEBHOOK_ID);
     let now = chrono::Utc::now().timestamp();
@@ -176,7 +176,6 @@ pub async fn post_event(
     let event = validate(&json)?;
     tracing::info!(%retailer, webhook_id, kind = event.kind.as_str(), "retailer event");
 
-    let mut conn = state.pool.get().await.map_err(StoreError::from)?;
     let recorded = order_events::record(&mut conn, &retailer, webhook_id, &event, &json)
         .await
         .or_outcome_unknown(lost_write::RETAILER_EVENT)?;
