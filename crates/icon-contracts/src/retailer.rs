@@ -1,5 +1,7 @@
 //! The retailer protocol's wire types for what a retailer sends ICON: the events it reports an
-//! order's life with (`POST /retailers/{retailer_id}/events`, issue 17 §2).
+//! order's life with (`POST /retailers/{retailer_id}/events`, issue 17 §2), and the
+//! cancellation ICON asks of a retailer (`POST <order_url>/cancellations`, issue 18) with the
+//! answer it expects.
 //!
 //! One place for both directions of the protocol: ICON's gateway parses these, the retailer
 //! simulator builds them, and `docs/retailer-integration.md` documents them. Signing and
@@ -37,16 +39,21 @@ pub enum RetailerEventType {
     Cancelled,
     #[serde(rename = "order.refunded")]
     Refunded,
+    /// The retailer will not cancel the order ICON asked it to cancel (it answered the
+    /// cancellation 202, then decided): the order remains placed. `reason` says why.
+    #[serde(rename = "order.cancel_refused")]
+    CancelRefused,
 }
 
 impl RetailerEventType {
-    pub const ALL: [RetailerEventType; 6] = [
+    pub const ALL: [RetailerEventType; 7] = [
         Self::Confirmed,
         Self::Rejected,
         Self::Shipped,
         Self::Delivered,
         Self::Cancelled,
         Self::Refunded,
+        Self::CancelRefused,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -57,6 +64,7 @@ impl RetailerEventType {
             Self::Delivered => "order.delivered",
             Self::Cancelled => "order.cancelled",
             Self::Refunded => "order.refunded",
+            Self::CancelRefused => "order.cancel_refused",
         }
     }
 
@@ -73,6 +81,7 @@ impl RetailerEventType {
             Self::Delivered => OrderStatus::Delivered,
             Self::Cancelled => OrderStatus::Cancelled,
             Self::Refunded => OrderStatus::Refunded,
+            Self::CancelRefused => OrderStatus::CancelRefused,
         }
     }
 }
@@ -93,7 +102,7 @@ pub enum Transition {
 /// Where a state sits on the placed order's main line: confirmed, shipped, delivered.
 fn rank(s: OrderStatus) -> Option<u8> {
     match s {
-        OrderStatus::Confirmed => Some(1),
+        OrderStatus::Confirmed | OrderStatus::CancelRefused => Some(1),
         OrderStatus::Shipped => Some(2),
         OrderStatus::Delivered => Some(3),
         _ => None,
@@ -112,6 +121,10 @@ fn rank(s: OrderStatus) -> Option<u8> {
 /// - A rejected order (or one ICON found was never placed) takes nothing else.
 /// - A cancelled order takes refunds and becomes `refunded`; a refunded one takes more; an event of the main line that happened
 ///   before the cancellation or refund arrived late (stale), one after it contradicts it.
+/// - `order.cancel_refused` answers a cancellation ICON asked for: it moves only a `cancelling`
+///   order (to `cancel_refused`, which stays placed and takes the main line's events, and a
+///   later `order.cancelled`). A `cancelling` order takes `order.cancelled` and the events of a
+///   placed order; it was placed, so `order.rejected` contradicts it.
 pub fn transition(
     current: OrderStatus,
     current_at: Option<DateTime<Utc>>,
@@ -128,11 +141,21 @@ pub fn transition(
     };
     // Happened before the state the order is in: a late event, not a contradiction.
     let older = current_at.is_some_and(|at| occurred_at <= at);
+    match (current, to) {
+        (S::CancelRefused, S::CancelRefused) => return Transition::Stale,
+        (S::Cancelling, S::CancelRefused) => return Transition::Moves(to),
+        (S::Cancelling, S::Confirmed) => return Transition::Stale,
+        (S::Cancelling, S::Rejected) => return contradicts("the order was already placed"),
+        (S::Cancelling, _) => return Transition::Moves(to),
+        (S::Cancelled | S::Refunded, S::CancelRefused) if older => return Transition::Stale,
+        (_, S::CancelRefused) => return contradicts("no cancellation of it is under way"),
+        _ => {}
+    }
     match current {
         S::Pending | S::Accepted | S::Unknown => Transition::Moves(to),
         S::Rejected | S::Failed if to == S::Rejected => Transition::Stale,
         S::Rejected | S::Failed => contradicts("the order was not placed"),
-        S::Confirmed | S::Shipped | S::Delivered => match (rank(to), to) {
+        S::Confirmed | S::Shipped | S::Delivered | S::CancelRefused => match (rank(to), to) {
             (Some(r), _) if Some(r) > rank(current) => Transition::Moves(to),
             (Some(_), _) => Transition::Stale,
             (None, S::Rejected) => contradicts("the order was already placed"),
@@ -144,6 +167,7 @@ pub fn transition(
             (None, S::Refunded) => Transition::Moves(current),
             (None, _) => Transition::Moves(to),
         },
+        S::Cancelling => unreachable!("handled above"),
         S::Cancelled | S::Refunded => match to {
             S::Refunded => Transition::Moves(S::Refunded),
             S::Cancelled if current == S::Cancelled => Transition::Stale,
@@ -186,6 +210,36 @@ pub struct RetailerEvent {
     pub tracking: Option<Tracking>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refund: Option<Refund>,
+}
+
+/// The suffix of a cancellation's `Idempotency-Key`: the order's key and this, so the retailer
+/// can tell a repeated cancellation from a repeated order.
+pub const CANCEL_KEY_SUFFIX: &str = ":cancel";
+
+/// The `Idempotency-Key` header of the cancellation of the order sent with `order_key`.
+pub fn cancel_key(order_key: &str) -> String {
+    format!("{order_key}{CANCEL_KEY_SUFFIX}")
+}
+
+/// The path a cancellation is sent to, under the order's `order_url`.
+pub const CANCELLATIONS_PATH: &str = "/cancellations";
+
+/// The body of `POST <order_url>/cancellations`: which order (by the key ICON placed it with,
+/// and the retailer's id when ICON has one) and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CancellationRequest {
+    /// The order's `Idempotency-Key` (without the `:cancel` suffix).
+    pub idempotency_key: String,
+    /// The retailer's order id, `null` when ICON never learnt it (the placement's answer was
+    /// lost).
+    pub order_id: Option<String>,
+    pub reason: String,
+}
+
+/// What a retailer's 200 to a cancellation says: `{"status": "cancelled"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CancellationAnswer {
+    pub status: String,
 }
 
 #[cfg(test)]
@@ -281,6 +335,51 @@ mod tests {
             transition(S::Refunded, Some(t), E::Refunded, after),
             Transition::Moves(S::Refunded)
         );
+    }
+
+    #[test]
+    fn cancellations_in_the_state_machine() {
+        let t = Utc::now();
+        let before = t - Duration::minutes(1);
+        assert_eq!(
+            transition(S::Cancelling, None, E::Cancelled, t),
+            Transition::Moves(S::Cancelled)
+        );
+        assert_eq!(
+            transition(S::Cancelling, None, E::CancelRefused, t),
+            Transition::Moves(S::CancelRefused)
+        );
+        assert_eq!(
+            transition(S::Cancelling, None, E::Confirmed, t),
+            Transition::Stale
+        );
+        assert!(matches!(
+            transition(S::Cancelling, None, E::Rejected, t),
+            Transition::Contradicts(_)
+        ));
+        // Refused only where a cancellation was asked.
+        assert!(matches!(
+            transition(S::Confirmed, None, E::CancelRefused, t),
+            Transition::Contradicts(_)
+        ));
+        assert_eq!(
+            transition(S::CancelRefused, Some(t), E::CancelRefused, t),
+            Transition::Stale
+        );
+        assert_eq!(
+            transition(S::Cancelled, Some(t), E::CancelRefused, before),
+            Transition::Stale
+        );
+        // A refused cancellation leaves the order placed: it ships, and may still be cancelled.
+        assert_eq!(
+            transition(S::CancelRefused, Some(t), E::Shipped, t),
+            Transition::Moves(S::Shipped)
+        );
+        assert_eq!(
+            transition(S::CancelRefused, Some(t), E::Cancelled, t),
+            Transition::Moves(S::Cancelled)
+        );
+        assert_eq!(cancel_key("c:r"), "c:r:cancel");
     }
 
     #[test]

@@ -21,4 +21,4 @@ pub use callback::{CallbackUrl, CallbackUrlError, NetworkPolicy};
 pub use device::{DeviceError, DeviceToken, EmailAddress, Platform};
 pub use ids::{CartId, CheckoutId, IdError, NotificationId, RetailerId, UserId};
 pub use money::{Currency, Money, MoneyError, Quantity};
-pub use status::{CheckoutStatus, NotificationState, OrderStatus, UnknownStatus};
+pub use status::{CheckoutPolicy, CheckoutStatus, NotificationState, OrderStatus, UnknownStatus};

@@ -40,22 +40,31 @@ macro_rules! text_enum {
 
 text_enum!(
     /// A checkout: `queued` until a worker takes it, `processing` while orders are placed, then
-    /// exactly one of the three final states.
+    /// one of the final states. `cancelling` while a cancellation (`DELETE`, or an
+    /// `all_or_nothing` checkout undoing its orders) is under way; it ends `cancelled` (nothing
+    /// remains placed), `partially_cancelled` (something does: a retailer refused, or only some
+    /// orders were cancelled) or, for an `all_or_nothing` checkout, `failed`.
     CheckoutStatus, "checkout status" {
         Queued => "queued",
         Processing => "processing",
         Completed => "completed",
         PartiallyCompleted => "partially_completed",
         Failed => "failed",
+        Cancelling => "cancelling",
+        Cancelled => "cancelled",
+        PartiallyCancelled => "partially_cancelled",
     }
 );
 
 impl CheckoutStatus {
     pub fn is_final(&self) -> bool {
-        matches!(
-            self,
-            Self::Completed | Self::PartiallyCompleted | Self::Failed
-        )
+        !matches!(self, Self::Queued | Self::Processing | Self::Cancelling)
+    }
+
+    /// A final checkout that no longer holds its cart: another checkout of the cart may start.
+    /// Nothing remains placed by it (`partially_cancelled` keeps the cart: orders remain).
+    pub fn frees_cart(&self) -> bool {
+        matches!(self, Self::Failed | Self::Cancelled)
     }
 
     /// The final state of a checkout given its orders' outcomes: an order counts if it was
@@ -83,8 +92,26 @@ text_enum!(
         Delivered => "delivered",
         Cancelled => "cancelled",
         Refunded => "refunded",
+        Cancelling => "cancelling",
+        CancelRefused => "cancel_refused",
     }
 );
+
+text_enum!(
+    /// What a checkout does when one of its orders is not placed: `best_effort` keeps the
+    /// others (a partial outcome); `all_or_nothing` stops placing and cancels every order
+    /// already placed, so the shopper gets everything or nothing.
+    CheckoutPolicy, "checkout policy" {
+        BestEffort => "best_effort",
+        AllOrNothing => "all_or_nothing",
+    }
+);
+
+impl Default for CheckoutPolicy {
+    fn default() -> Self {
+        Self::BestEffort
+    }
+}
 
 /// `pending` until the retailer answers; `accepted` when it answered 202 (it has the order and
 /// reports the outcome later by event); `confirmed` (placed); `rejected` (the retailer said
@@ -94,17 +121,27 @@ text_enum!(
 /// never reported on). An `unknown` order is settled by status lookup and stays `unknown` only
 /// if the retailer never answers one. After confirmation the retailer's events move an order
 /// on: `shipped`, `delivered`, `cancelled`, `refunded` (`icon_contracts::retailer` has the
-/// rules).
+/// rules). A cancellation ICON asked for makes it `cancelling` until the retailer answers:
+/// `cancelled`, or `cancel_refused` (the order remains placed).
 impl OrderStatus {
     /// The retailer has answered for good (a checkout waits for none but `pending` and
     /// `accepted` orders; the states after confirmation come by event, after the checkout).
     pub fn is_final(&self) -> bool {
-        !matches!(self, Self::Pending | Self::Accepted)
+        !matches!(self, Self::Pending | Self::Accepted | Self::Cancelling)
+    }
+
+    /// Placed or possibly placed, and not undone: what a cancellation that ended leaves the
+    /// shopper with (a callback says exactly which these are).
+    pub fn may_remain_placed(&self) -> bool {
+        self.is_placed() || matches!(self, Self::Unknown)
     }
 
     /// Placed and not (yet) undone: what makes a checkout `completed`.
     pub fn is_placed(&self) -> bool {
-        matches!(self, Self::Confirmed | Self::Shipped | Self::Delivered)
+        matches!(
+            self,
+            Self::Confirmed | Self::Shipped | Self::Delivered | Self::CancelRefused
+        )
     }
 
     /// The retailer said this order was not placed, so a later checkout of the same cart may
@@ -188,6 +225,9 @@ mod tests {
             "completed",
             "partially_completed",
             "failed",
+            "cancelling",
+            "cancelled",
+            "partially_cancelled",
         ] {
             assert_eq!(CheckoutStatus::parse(s).unwrap().as_str(), s);
         }
