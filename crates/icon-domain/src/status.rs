@@ -79,6 +79,23 @@ impl CheckoutStatus {
     }
 }
 
+impl CheckoutStatus {
+    /// The final state of a checkout given its orders' final states. With no cancellation
+    /// asked and the policy kept, as [`Self::from_orders`]. Otherwise: `partially_cancelled`
+    /// if any order may remain placed (a retailer refused, an order stayed `unknown`, or only
+    /// some orders were cancelled); else `failed` when the `all_or_nothing` policy failed
+    /// (`policy_failed`), `cancelled` when a cancellation was asked.
+    pub fn at_end(orders: &[OrderStatus], cancelled_some: bool, policy_failed: bool) -> Self {
+        let remains = orders.iter().any(|o| o.may_remain_placed());
+        match (cancelled_some || policy_failed, remains) {
+            (false, _) => Self::from_orders(orders),
+            (true, true) => Self::PartiallyCancelled,
+            (true, false) if policy_failed => Self::Failed,
+            (true, false) => Self::Cancelled,
+        }
+    }
+}
+
 text_enum!(
     /// One retailer's order within a checkout.
     OrderStatus, "order status" {
@@ -215,6 +232,50 @@ mod tests {
             CheckoutStatus::PartiallyCompleted
         );
         assert!(!Accepted.is_final() && !Pending.is_final() && Shipped.is_final());
+    }
+
+    #[test]
+    fn end_after_cancellation() {
+        use OrderStatus::*;
+        let at_end = CheckoutStatus::at_end;
+        assert_eq!(
+            at_end(&[Confirmed], false, false),
+            CheckoutStatus::Completed
+        );
+        assert_eq!(
+            at_end(&[Cancelled, Rejected], true, false),
+            CheckoutStatus::Cancelled
+        );
+        assert_eq!(
+            at_end(&[Cancelled, CancelRefused], true, false),
+            CheckoutStatus::PartiallyCancelled
+        );
+        // One order cancelled, the other never asked: it remains placed.
+        assert_eq!(
+            at_end(&[Cancelled, Confirmed], true, false),
+            CheckoutStatus::PartiallyCancelled
+        );
+        assert_eq!(
+            at_end(&[Rejected, Cancelled], true, true),
+            CheckoutStatus::Failed
+        );
+        assert_eq!(
+            at_end(&[Rejected, Rejected], false, true),
+            CheckoutStatus::Failed
+        );
+        assert_eq!(
+            at_end(&[Rejected, CancelRefused], true, true),
+            CheckoutStatus::PartiallyCancelled
+        );
+        assert_eq!(
+            at_end(&[Failed, Unknown], true, true),
+            CheckoutStatus::PartiallyCancelled
+        );
+        assert!(
+            CheckoutStatus::Cancelled.frees_cart()
+                && !CheckoutStatus::PartiallyCancelled.frees_cart()
+        );
+        assert!(!CheckoutStatus::Cancelling.is_final() && !OrderStatus::Cancelling.is_final());
     }
 
     #[test]

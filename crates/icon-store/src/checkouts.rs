@@ -7,7 +7,8 @@ use crate::{error::corrupt, notifications, orders, GenericClient, StoreError};
 use chrono::{DateTime, Utc};
 use icon_contracts::{topology, CheckoutRequested, Envelope};
 use icon_domain::{
-    CallbackUrl, CartId, CheckoutId, CheckoutStatus, EmailAddress, NotificationId, UserId,
+    CallbackUrl, CartId, CheckoutId, CheckoutPolicy, CheckoutStatus, EmailAddress, NotificationId,
+    UserId,
 };
 
 #[derive(Debug, Clone)]
@@ -19,6 +20,8 @@ pub struct NewCheckout {
     pub push_notification: bool,
     /// Notify every change of an order after the checkout finished (issue 17 §3).
     pub order_updates: bool,
+    /// What happens when an order is not placed (issue 18).
+    pub policy: CheckoutPolicy,
     /// The `email` claim of the shopper's token: the outcome is e-mailed there too.
     pub email: Option<EmailAddress>,
     pub resource_url: String,
@@ -65,6 +68,11 @@ pub struct CheckoutView {
     pub reason: Option<String>,
     /// Submitted with `order_updates` (issue 17 §3).
     pub order_updates: bool,
+    pub policy: CheckoutPolicy,
+    /// The checkout's first end, event 1: its status and time. For a checkout a cancellation
+    /// reopened, the end it had before; else its status now, if final. `None` while it never
+    /// ended.
+    pub first_end: Option<(CheckoutStatus, DateTime<Utc>)>,
 }
 
 /// Creates the checkout, its pending orders (one per retailer in the cart), its notifications
@@ -95,7 +103,7 @@ pub async fn create(
             "SELECT outcome, checkout_id, checkout_status, response_status, response_body,
                     outbox_id
              FROM icon_create_checkout($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
-                                       $14, $15, $16, $17, $18, $19, $20, $21)",
+                                       $14, $15, $16, $17, $18, $19, $20, $21, $22)",
         )
         .await?;
     let idem = new.idempotency.as_ref();
@@ -124,6 +132,7 @@ pub async fn create(
                 &outbox::PUBLISH_GRACE.as_secs_f64(),
                 &row.traceparent,
                 &new.order_updates,
+                &new.policy.as_str(),
             ],
         )
         .await?;
@@ -164,7 +173,7 @@ pub async fn get(
     let stmt = db
         .prepare_cached(
             "SELECT cart_id, owner, status, resource_url, push_notification, created_at, updated_at,
-                    reason, order_updates
+                    reason, order_updates, policy, ended_status, ended_at
              FROM checkouts WHERE id = $1",
         )
         .await?;
@@ -190,19 +199,30 @@ pub async fn get(
             _ => push.push(n),
         }
     }
+    let status = CheckoutStatus::parse(row.get("status")).map_err(corrupt)?;
+    let updated_at: DateTime<Utc> = row.get("updated_at");
+    let first_end = match (
+        row.get::<_, Option<&str>>("ended_status"),
+        row.get("ended_at"),
+    ) {
+        (Some(ended), Some(at)) => Some((CheckoutStatus::parse(ended).map_err(corrupt)?, at)),
+        _ => status.is_final().then_some((status, updated_at)),
+    };
     Ok(Some(CheckoutView {
         id,
         cart_id: CartId::new(row.get("cart_id")),
-        status: CheckoutStatus::parse(row.get("status")).map_err(corrupt)?,
+        status,
         resource_url: row.get("resource_url"),
         push_notification: row.get("push_notification"),
         created_at: row.get("created_at"),
-        updated_at: row.get("updated_at"),
+        updated_at,
         orders: orders::list(db, id).await?,
         callback,
         push,
         email,
         reason: row.get("reason"),
         order_updates: row.get("order_updates"),
+        policy: CheckoutPolicy::parse(row.get("policy")).map_err(corrupt)?,
+        first_end,
     }))
 }

@@ -9,6 +9,7 @@
 //! - [`orders`]: one retailer order of a checkout, as shown and as the worker works on it;
 //!   [`order_events`]: the retailers' events about them, and what they set in motion.
 //! - [`passes`]: the worker's processing passes: claim, record, finish, give up.
+//! - [`cancellations`]: recording a request to cancel a checkout's orders.
 //! - [`devices`]: the shoppers' push devices.
 //! - [`notifications`]: the notifier's attempts and schedule; [`checkout_events`]: the numbered
 //!   events they announce (the checkout's end, then its orders' changes).
@@ -19,6 +20,7 @@
 //! - [`outbox`]: messages written in the same transaction as the state they announce.
 //! - [`gauges`]: counts for `/metrics`, read when scraped.
 
+pub mod cancellations;
 pub mod carts;
 pub mod checkout_events;
 pub mod checkouts;

@@ -57,6 +57,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "order_life",
         include_str!("../migrations/0012_order_life.sql"),
     ),
+    (
+        13,
+        "cancellation",
+        include_str!("../migrations/0013_cancellation.sql"),
+    ),
 ];
 
 /// Arbitrary but fixed: the advisory lock every ICON process takes while migrating.

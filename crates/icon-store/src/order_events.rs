@@ -16,8 +16,8 @@
 use crate::{error::corrupt, outbox, Conn, GenericClient, StoreError};
 use chrono::{DateTime, Utc};
 use icon_contracts::retailer::{transition, RetailerEvent, RetailerEventType, Transition};
-use icon_contracts::{topology, CheckoutDue, Envelope, NotificationDue};
-use icon_domain::{CheckoutId, CheckoutStatus, NotificationId, OrderStatus, RetailerId};
+use icon_contracts::{topology, CheckoutDue, Envelope};
+use icon_domain::{CheckoutId, CheckoutStatus, OrderStatus, RetailerId};
 
 /// What recording an event did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,7 +170,14 @@ pub async fn record(
         });
         outbox::enqueue(&tx, "", topology::CHECKOUT_REQUESTED, &wake).await?;
     } else if checkout.get::<_, bool>("order_updates") {
-        let n = announce(&tx, checkout_id, retailer, event).await?;
+        let n = crate::checkout_events::announce(
+            &tx,
+            checkout_id,
+            event.kind.as_str(),
+            Some(retailer),
+            event.occurred_at,
+        )
+        .await?;
         let stmt = tx
             .prepare_cached("UPDATE order_events SET sequence = $2 WHERE id = $1")
             .await?;
@@ -266,59 +273,4 @@ async fn apply(
     )
     .await?;
     Ok(())
-}
-
-/// The checkout's next event: numbered, with a notification for each channel and target of the
-/// checkout's end (event 1), each queued for the notifier now. Returns its number.
-async fn announce(
-    tx: &impl GenericClient,
-    checkout_id: CheckoutId,
-    retailer: &RetailerId,
-    event: &RetailerEvent,
-) -> Result<i32, StoreError> {
-    let stmt = tx
-        .prepare_cached(
-            "WITH numbered AS (
-                 UPDATE checkouts SET events = events + 1 WHERE id = $1
-                 RETURNING events + 1 AS sequence
-             ), added AS (
-                 INSERT INTO checkout_events (checkout_id, sequence, type, retailer_id, occurred_at)
-                 SELECT $1, sequence, $2, $3, $4 FROM numbered
-             )
-             SELECT sequence FROM numbered",
-        )
-        .await?;
-    let row = tx
-        .query_one(
-            &stmt,
-            &[
-                &checkout_id.as_uuid(),
-                &event.kind.as_str(),
-                &retailer.as_str(),
-                &event.occurred_at,
-            ],
-        )
-        .await?;
-    let sequence: i32 = row.get(0);
-    let stmt = tx
-        .prepare_cached(
-            "INSERT INTO notifications (id, checkout_id, channel, target, state, sequence)
-             SELECT gen_random_uuid(), checkout_id, channel, target, 'pending', $2
-             FROM notifications WHERE checkout_id = $1 AND sequence = 1
-             RETURNING id",
-        )
-        .await?;
-    for row in tx
-        .query(&stmt, &[&checkout_id.as_uuid(), &sequence])
-        .await?
-    {
-        let due = Envelope::new(NotificationDue {
-            checkout_id,
-            notification_id: NotificationId::from_uuid(row.get(0)),
-            after_attempt: 0,
-            not_before: Utc::now(),
-        });
-        outbox::enqueue(tx, "", topology::CHECKOUT_FINISHED, &due).await?;
-    }
-    Ok(sequence)
 }

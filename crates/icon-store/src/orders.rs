@@ -58,6 +58,12 @@ pub struct OrderWork {
     /// `ICON_RETAILER_NOT_PLACED_AFTER` has passed since, a lookup's 404 proves nothing.
     pub in_doubt_at: Option<DateTime<Utc>>,
     pub items: Vec<CartItem>,
+    /// When the order was asked to be cancelled (a `DELETE`, or the checkout's
+    /// `all_or_nothing` policy), and why: the reason sent to the retailer.
+    pub cancel_requested_at: Option<DateTime<Utc>>,
+    pub cancel_reason: Option<String>,
+    /// Cancellation requests sent without a definite answer so far.
+    pub cancel_attempts: i32,
     /// The retailer's secrets, sealed, read with the claim: what every request for this order
     /// is signed with (see `webhook_secrets`).
     pub signing: SealedSecrets,
@@ -68,8 +74,12 @@ pub struct OrderWork {
 pub enum Step {
     /// Send (or re-send, with the same key) the order.
     Place,
-    /// Ask the retailer what became of the key.
+    /// Ask the retailer what became of the key (of the order, or of its cancellation).
     Lookup,
+    /// Ask the retailer to cancel the order (or ask again, with the same key).
+    Cancel,
+    /// Cancelled without a word to the retailer: it was never sent (see [`OrderWork::due`]).
+    Withdraw,
 }
 
 impl OrderWork {
@@ -77,10 +87,19 @@ impl OrderWork {
     /// `unknown` and being settled. The checkout finishes once no order is open.
     pub fn is_open(&self) -> bool {
         match self.status {
-            OrderStatus::Pending | OrderStatus::Accepted => true,
-            OrderStatus::Unknown => self.settle_until.is_some(),
+            OrderStatus::Pending | OrderStatus::Accepted | OrderStatus::Cancelling => true,
+            OrderStatus::Unknown => self.settle_until.is_some() || self.cancel_asked(),
+            // Placed, and asked to be cancelled: the cancellation is still to be sent.
+            OrderStatus::Confirmed | OrderStatus::Shipped | OrderStatus::Delivered => {
+                self.cancel_asked()
+            }
             _ => false,
         }
+    }
+
+    /// Asked to be cancelled.
+    pub fn cancel_asked(&self) -> bool {
+        self.cancel_requested_at.is_some()
     }
 
     /// The order once `update` is applied (what [`apply`] writes), so a pass can decide what
@@ -95,6 +114,9 @@ impl OrderWork {
             next_attempt_at: update.next_attempt_at,
             settle_until: update.settle_until,
             in_doubt_at: update.in_doubt_at,
+            cancel_requested_at: update.cancel_requested_at,
+            cancel_reason: update.cancel_reason.clone(),
+            cancel_attempts: self.cancel_attempts + update.cancel_attempts_add,
             ..self.clone()
         }
     }
@@ -112,10 +134,30 @@ impl OrderWork {
         }
     }
 
-    /// What is due for this order at `now`, if anything.
-    pub fn due(&self, now: DateTime<Utc>) -> Option<Step> {
+    /// What is due for this order at `now`, if anything. `first_pass`: the checkout's first
+    /// pass, with no pass before it that may have sent anything (see `passes::Pass`).
+    ///
+    /// An order asked to be cancelled is withdrawn if it was certainly never sent (no attempt
+    /// recorded, nothing in doubt, and no earlier pass that may have sent it unrecorded); an
+    /// `unknown` one is settled by lookup first; a cancellation already sent is looked up once
+    /// it waits for the retailer's word (`settle_until`), else sent again with the same key;
+    /// every other one is sent its cancellation.
+    pub fn due(&self, now: DateTime<Utc>, first_pass: bool) -> Option<Step> {
         if !self.is_open() || self.next_attempt_at.is_some_and(|at| at > now) {
             return None;
+        }
+        if self.cancel_asked() {
+            return Some(match self.status {
+                OrderStatus::Pending
+                    if first_pass && self.attempts == 0 && self.in_doubt_at.is_none() =>
+                {
+                    Step::Withdraw
+                }
+                OrderStatus::Unknown | OrderStatus::Cancelling if self.settle_until.is_some() => {
+                    Step::Lookup
+                }
+                _ => Step::Cancel,
+            });
         }
         Some(match self.status {
             OrderStatus::Pending => Step::Place,
@@ -179,6 +221,9 @@ pub(crate) fn work_from_rows(rows: &[tokio_postgres::Row]) -> Result<Vec<OrderWo
                 settle_until: r.get("settle_until"),
                 in_doubt_at: r.get("in_doubt_at"),
                 items: Vec::new(),
+                cancel_requested_at: r.get("cancel_requested_at"),
+                cancel_reason: r.get("cancel_reason"),
+                cancel_attempts: r.get("cancel_attempts"),
                 signing: SealedSecrets::retailer_from_claim_row(&retailer_id, r),
                 retailer_id,
             });
@@ -208,14 +253,21 @@ pub struct OrderUpdate {
     pub settle_until: Option<DateTime<Utc>>,
     /// See [`OrderWork::in_doubt_at`].
     pub in_doubt_at: Option<DateTime<Utc>>,
+    /// See [`OrderWork::cancel_requested_at`]: set by the pass that applies the checkout's
+    /// `all_or_nothing` policy, else as read.
+    pub cancel_requested_at: Option<DateTime<Utc>>,
+    pub cancel_reason: Option<String>,
+    /// Cancellation requests made this pass without a definite answer (0 or 1).
+    pub cancel_attempts_add: i32,
     /// The status the pass saw. The update is written only if the order still has it: a
     /// retailer's event may have settled the order while the pass ran, and the event wins.
     pub was: OrderStatus,
 }
 
 /// A pass's order updates as the arrays one statement unnests (`passes::complete`), in the
-/// order `$n..$n+9`: retailer, status, retailer order id, reason, attempts and lookups to add,
-/// next attempt, settle until, in doubt since, the status the pass saw.
+/// order `$n..$n+12`: retailer, status, retailer order id, reason, attempts and lookups to add,
+/// next attempt, settle until, in doubt since, the status the pass saw, cancellation asked at,
+/// its reason, cancellation attempts to add.
 pub(crate) struct UpdateColumns<'a> {
     retailer: Vec<&'a str>,
     status: Vec<&'a str>,
@@ -227,6 +279,9 @@ pub(crate) struct UpdateColumns<'a> {
     settle: Vec<Option<DateTime<Utc>>>,
     in_doubt: Vec<Option<DateTime<Utc>>>,
     was: Vec<&'a str>,
+    cancel_at: Vec<Option<DateTime<Utc>>>,
+    cancel_reason: Vec<Option<&'a str>>,
+    cancel_attempts: Vec<i32>,
 }
 
 impl<'a> UpdateColumns<'a> {
@@ -245,10 +300,13 @@ impl<'a> UpdateColumns<'a> {
             settle: updates.iter().map(|u| u.settle_until).collect(),
             in_doubt: updates.iter().map(|u| u.in_doubt_at).collect(),
             was: updates.iter().map(|u| u.was.as_str()).collect(),
+            cancel_at: updates.iter().map(|u| u.cancel_requested_at).collect(),
+            cancel_reason: updates.iter().map(|u| u.cancel_reason.as_deref()).collect(),
+            cancel_attempts: updates.iter().map(|u| u.cancel_attempts_add).collect(),
         }
     }
 
-    pub(crate) fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 10] {
+    pub(crate) fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 13] {
         [
             &self.retailer,
             &self.status,
@@ -260,6 +318,9 @@ impl<'a> UpdateColumns<'a> {
             &self.settle,
             &self.in_doubt,
             &self.was,
+            &self.cancel_at,
+            &self.cancel_reason,
+            &self.cancel_attempts,
         ]
     }
 }

@@ -126,7 +126,22 @@ impl CheckoutHandler {
             passes::current(&db, id).await?
         };
         match current {
-            passes::Current::Missing | passes::Current::Final => Ok(Disposition::Ack),
+            passes::Current::Missing => Ok(Disposition::Ack),
+            // Ended, perhaps by a pass that claimed before a cancellation was asked and did
+            // not see it: reopened if a cancellation is still to be carried out.
+            passes::Current::Final => {
+                let reopened = {
+                    let db = self.pool.get().await?;
+                    passes::reopen(&db, id).await?
+                };
+                match reopened {
+                    Some(pass) => {
+                        tracing::info!("a cancellation was asked of this ended checkout; reopened");
+                        self.process(id, pass).await
+                    }
+                    None => Ok(Disposition::Ack),
+                }
+            }
             passes::Current::Pass {
                 pass,
                 claimed_until: Some(until),
@@ -148,14 +163,24 @@ impl CheckoutHandler {
         let due_by = now + chrono::Duration::from_std(EARLY_TOLERANCE).unwrap_or_default();
         let busy_until = now
             + chrono::Duration::from_std(self.settings.busy_retailer_wait()).unwrap_or_default();
+        let first = pass.is_first();
         // Before any call: a request is never sent unsigned, so without its secrets the pass
         // fails as a whole and is tried again.
-        let due = pass.orders.iter().filter(|o| o.due(due_by).is_some());
+        let due = pass
+            .orders
+            .iter()
+            .filter(|o| o.due(due_by, first).is_some_and(|s| s != Step::Withdraw));
         let secrets = self.signer.for_orders(due).await?;
         let calls = pass.orders.iter().filter_map(|order| {
-            let step = order.due(due_by)?;
+            let step = order.due(due_by, first)?;
+            if step == Step::Withdraw {
+                tracing::info!(retailer = %order.retailer_id, "cancelled before it was sent");
+                return Some(futures_util::future::Either::Left(std::future::ready(
+                    progress::cancel::withdrawn(order),
+                )));
+            }
             let secrets = secrets.get(&order.retailer_id)?;
-            Some(async move {
+            Some(futures_util::future::Either::Right(async move {
                 let Some(_slot) = self.gate.enter(&order.retailer_id, SLOT_WAIT).await else {
                     tracing::info!(retailer = %order.retailer_id, "retailer has its maximum of calls in flight; postponed");
                     return progress::postponed(order, busy_until);
@@ -174,18 +199,36 @@ impl CheckoutHandler {
                         metrics::retailer_call(&order.retailer_id, "lookup", outcome, started.elapsed());
                         progress::after_lookup(order, answer, Utc::now(), &self.settings)
                     }
+                    Step::Cancel => {
+                        let reason = progress::cancel::reason(order);
+                        let answer = self.retailers.cancel(order, secrets, reason).await;
+                        metrics::retailer_call(&order.retailer_id, "cancel", answer.outcome(), started.elapsed());
+                        progress::cancel::after_cancel(order, answer, Utc::now(), &self.settings)
+                    }
+                    Step::Withdraw => progress::cancel::withdrawn(order),
                 };
                 tracing::info!(retailer = %order.retailer_id, ?step, status = %update.status, reason = update.reason.as_deref(), "order step");
                 update
-            })
+            }))
         });
-        let updates = join_all(calls).await;
-        let db = self.pool.get().await?;
-        let completed = passes::complete(&db, pass, &updates, |at| self.route(at)).await?;
+        let mut updates = join_all(calls).await;
+        // The `all_or_nothing` policy: an order not placed asks the others to be cancelled.
+        let failure = progress::cancel::apply_policy(pass, &mut updates, Utc::now());
+        if let Some(why) = &failure {
+            tracing::warn!(%why, "the checkout's all_or_nothing policy failed; cancelling its other orders");
+        }
+        let mut db = self.pool.get().await?;
+        let completed = passes::complete(&mut db, pass, &updates, failure.as_deref(), |at| {
+            self.route(at)
+        })
+        .await?;
         drop(db);
         match completed {
             Completed::Finished { event, message } => {
-                self.outbox.publish(message);
+                // A reopened checkout's end is a numbered event, published on commit.
+                if let Some(message) = message {
+                    self.outbox.publish(message);
+                }
                 metrics::finished(event.checkout_id, event.status);
                 tracing::info!(status = %event.status, "checkout finished")
             }

@@ -11,8 +11,8 @@ mod responses;
 mod webhooks;
 
 use crate::routes::{
-    callbacks, carts, checkout_events, checkouts, devices, health, retailer_events, retailers,
-    webhook_secret,
+    callbacks, cancellations, carts, checkout_events, checkouts, devices, health, retailer_events,
+    retailers, webhook_secret,
 };
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -37,6 +37,8 @@ use serde_json::Value;
     paths(
         checkouts::create_checkout,
         checkouts::get_checkout,
+        cancellations::cancel_checkout,
+        cancellations::cancel_order,
         callbacks::list_attempts,
         checkout_events::list_events,
         callbacks::redeliver_callback,

@@ -286,6 +286,10 @@ signed with now; rotate again only if it is still the old one.";
 recording the event, so it may have been recorded. Send it again with the same webhook-id after \
 Retry-After seconds: a recorded event is answered duplicate and takes effect once.";
 
+    pub const CANCELLATION: &str = "ICON lost its connection to the database while \
+recording this cancellation, so it may have been recorded. Retry after Retry-After seconds: a \
+cancellation is asked at most once per order, so a repeated DELETE (with or without the same \
+Idempotency-Key) is safe.";
     pub const CART: &str = "ICON lost its connection to the database while creating \
 the cart, so it may have been created. Retry after Retry-After seconds; an extra empty cart is \
 harmless.";
@@ -435,6 +439,13 @@ pub const CODES: &[(&str, u16, &str)] = &[
         "checkout_not_found",
         404,
         "No checkout with that id belongs to you.",
+    ),
+    (
+        "order_not_found",
+        404,
+        "The checkout has no order at that retailer (`DELETE \
+         /cart/checkout/{checkout_id}/orders/{retailer_id}`): its orders are listed on the \
+         checkout.",
     ),
     (
         "callback_not_found",

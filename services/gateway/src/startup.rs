@@ -201,8 +201,8 @@ fn get_or_head() -> actix_web::Route {
 
 fn routes_config(cfg: &mut web::ServiceConfig) {
     use routes::{
-        callbacks, carts, checkout_events, checkouts, devices, docs, health, retailer_events,
-        retailers, webhook_secret,
+        callbacks, cancellations, carts, checkout_events, checkouts, devices, docs, health,
+        retailer_events, retailers, webhook_secret,
     };
     cfg.service(
         web::resource("/healthz")
@@ -242,7 +242,13 @@ fn routes_config(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/cart/checkout/{checkout_id}")
             .route(get_or_head().to(checkouts::get_checkout))
-            .default_service(allow("GET, HEAD")),
+            .route(web::delete().to(cancellations::cancel_checkout))
+            .default_service(allow("GET, HEAD, DELETE")),
+    )
+    .service(
+        web::resource("/cart/checkout/{checkout_id}/orders/{retailer_id}")
+            .route(web::delete().to(cancellations::cancel_order))
+            .default_service(allow("DELETE")),
     )
     .service(
         web::resource("/cart/checkout/{checkout_id}/attempts")

@@ -2,13 +2,15 @@
 //! checkout's full state.
 //!
 //! Event 1 is the checkout's end (`checkout.completed`, `checkout.partially_completed`,
-//! `checkout.failed`), built from `checkout.finished`; events 2 and on are the changes of its
-//! orders after it (`order.shipped`, ...), recorded by the gateway when the retailer reported
-//! them. Every notice carries the checkout's orders as they are when it is loaded (tracking and
+//! `checkout.failed`, `checkout.cancelled`, ...), built from `checkout.finished`; events 2 and
+//! on are the changes of its orders after it (`order.shipped`, ...), recorded by the gateway
+//! when the retailer reported them, and the ends of cancellations asked after it
+//! (`checkout.cancelled`, `checkout.partially_cancelled`), recorded by the worker. Every notice carries the checkout's orders as they are when it is loaded (tracking and
 //! refunds included), so a receiver that missed one can act on the next.
 
 use chrono::{DateTime, Utc};
 use icon_contracts::{CheckoutFinished, OrderOutcome};
+use icon_domain::CheckoutStatus;
 use icon_store::checkout_events::{self, CheckoutEvent};
 
 #[derive(Debug, Clone)]
@@ -27,10 +29,15 @@ pub struct Notice {
 }
 
 impl Notice {
-    /// Event 1: the checkout ended at `finished_at`.
-    pub fn end(checkout: CheckoutFinished, finished_at: DateTime<Utc>) -> Self {
+    /// Event 1: the checkout ended `ended` at `finished_at` (a cancellation may have moved it
+    /// on since: `checkout` is as it is now).
+    pub fn end(
+        checkout: CheckoutFinished,
+        ended: CheckoutStatus,
+        finished_at: DateTime<Utc>,
+    ) -> Self {
         Self {
-            kind: checkout_events::end_type(checkout.status),
+            kind: checkout_events::end_type(ended),
             sequence: 1,
             occurred_at: finished_at,
             known_at: finished_at,

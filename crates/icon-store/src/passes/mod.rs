@@ -30,7 +30,7 @@ use crate::webhook_secrets::{RETAILER_CLAIM_COLUMNS, RETAILER_CLAIM_JOIN};
 use crate::{error::corrupt, outbox, Conn, GenericClient, StoreError};
 use chrono::{DateTime, Utc};
 use icon_contracts::{topology, CheckoutDue, Envelope};
-use icon_domain::{CartId, CheckoutId, CheckoutStatus};
+use icon_domain::{CartId, CheckoutId, CheckoutPolicy, CheckoutStatus};
 use std::sync::LazyLock;
 use std::time::Duration;
 use uuid::Uuid;
@@ -53,7 +53,24 @@ pub struct Pass {
     /// Orders changed by retailers' events so far: the pass is recorded only if no event
     /// changed one since the claim (see [`Completed::Overtaken`]).
     pub order_changes: i32,
+    /// What the checkout does when an order is not placed.
+    pub policy: CheckoutPolicy,
+    /// Why the checkout fails, once its `all_or_nothing` policy has failed (the order that
+    /// failed it), kept while its other orders are cancelled.
+    pub reason: Option<String>,
+    /// The checkout had ended and a cancellation reopened it: its end now is a later event,
+    /// not event 1 (see `finish_reopened`).
+    pub reopened: bool,
     pub orders: Vec<OrderWork>,
+}
+
+impl Pass {
+    /// The checkout's first pass, and no pass before it that may have sent an order without
+    /// recording it (one that crashed or lost its lease counts in `deliveries`; one overtaken
+    /// or failed moved `pass` on): an order with no attempt recorded was never sent.
+    pub fn is_first(&self) -> bool {
+        self.pass == 1 && self.deliveries == 1
+    }
 }
 
 #[derive(Debug)]
@@ -101,6 +118,9 @@ pub async fn claim(
         last_error: first.get("last_error"),
         resource_url: first.get("resource_url"),
         order_changes: first.get("order_changes"),
+        policy: CheckoutPolicy::parse(first.get("policy")).map_err(corrupt)?,
+        reason: first.get("checkout_reason"),
+        reopened: first.get::<_, Option<String>>("ended_status").is_some(),
         orders: orders::work_from_rows(&rows)?,
     })))
 }
@@ -116,16 +136,18 @@ static CLAIM_STATEMENT: LazyLock<String> = LazyLock::new(|| {
                      deliveries = deliveries + 1,
                      status = CASE WHEN status = 'queued' THEN 'processing' ELSE status END,
                      updated_at = now()
-                 WHERE id = $1 AND status IN ('queued', 'processing')
+                 WHERE id = $1 AND status IN ('queued', 'processing', 'cancelling')
                    AND ((pass = $2 AND (claimed_until IS NULL OR claimed_until < now()))
                         OR (pass = $2 + 1 AND claimed_until < now()))
                  RETURNING id AS checkout_id, cart_id, pass, deliveries, last_error, resource_url,
-                           order_changes
+                           order_changes, policy, reason, ended_status
              )
              SELECT c.cart_id, c.pass, c.deliveries, c.last_error, c.resource_url, c.order_changes,
+                    c.policy, c.reason AS checkout_reason, c.ended_status,
                     o.retailer_id, o.order_url, o.status, o.idempotency_key, o.key_checkout_id,
                     o.attempts, o.lookups, o.retailer_order_id, o.reason, o.next_attempt_at,
-                    o.settle_until, o.in_doubt_at,
+                    o.settle_until, o.in_doubt_at, o.cancel_requested_at, o.cancel_reason,
+                    o.cancel_attempts,
                     i.id, i.sku, i.quantity, i.amount_minor, i.currency, {RETAILER_CLAIM_COLUMNS}
              FROM claimed c
              JOIN checkout_orders o ON o.checkout_id = c.checkout_id
@@ -191,6 +213,34 @@ pub async fn current(db: &impl GenericClient, id: CheckoutId) -> Result<Current,
     })
 }
 
+/// Reopens a final checkout that has a cancellation still to carry out (an order asked to be
+/// cancelled and not yet cancelled, refused or found not placed): it becomes `cancelling`, its
+/// first end kept as event 1 (`ended_status`, `ended_at`). Returns the pass count the next
+/// pass follows, or `None` if there is nothing to reopen. A checkout that freed its cart
+/// (`failed`, `cancelled`) is never reopened: the cart may have a new checkout.
+pub async fn reopen(db: &impl GenericClient, id: CheckoutId) -> Result<Option<i32>, StoreError> {
+    let stmt = db
+        .prepare_cached(
+            "UPDATE checkouts c
+             SET status = 'cancelling', ended_status = coalesce(ended_status, status),
+                 ended_at = coalesce(ended_at, updated_at), next_due_at = now(),
+                 updated_at = now()
+             WHERE id = $1
+               AND status IN ('completed', 'partially_completed', 'partially_cancelled')
+               AND EXISTS (
+                   SELECT 1 FROM checkout_orders o
+                   WHERE o.checkout_id = c.id AND o.cancel_requested_at IS NOT NULL
+                     AND o.status IN ('pending', 'accepted', 'confirmed', 'shipped', 'delivered',
+                                      'unknown', 'cancelling'))
+             RETURNING pass",
+        )
+        .await?;
+    Ok(db
+        .query_opt(&stmt, &[&id.as_uuid()])
+        .await?
+        .map(|r| r.get(0)))
+}
+
 /// Writes a `checkout.due` for the pass after `after_pass`, due at `at`, to the outbox, for the
 /// queue `routing_key` (a delay tier, or the work queue itself when it is due now).
 pub async fn schedule(
@@ -218,7 +268,7 @@ pub async fn requeue_stuck(conn: &mut Conn, older_than: Duration) -> Result<usiz
     let stmt = tx
         .prepare_cached(
             "SELECT id, pass FROM checkouts c
-             WHERE status IN ('queued', 'processing')
+             WHERE status IN ('queued', 'processing', 'cancelling')
                AND (claimed_until IS NULL OR claimed_until < now())
                AND coalesce(next_due_at, updated_at) < now() - make_interval(secs => $1)
                AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.checkout_id = c.id)

@@ -7,17 +7,18 @@ use crate::outbox::{self, OutboxRow};
 use crate::{Conn, GenericClient, StoreError};
 use chrono::{DateTime, Utc};
 use icon_contracts::{topology, CheckoutDue, CheckoutFinished, Envelope, OrderOutcome};
-use icon_domain::{CheckoutId, CheckoutStatus, OrderStatus};
+use icon_domain::{CheckoutId, CheckoutPolicy, CheckoutStatus, OrderStatus};
 use tokio_postgres::types::ToSql;
 
 /// The outcome of recording a pass.
 #[derive(Debug)]
 pub enum Completed {
     /// The checkout reached its final state; `checkout.finished` is `message`, to hand to the
-    /// relay now.
+    /// relay now. For a checkout a cancellation reopened, `message` is `None`: its end is a
+    /// later numbered event, whose notifications the relay publishes on commit.
     Finished {
         event: Box<CheckoutFinished>,
-        message: OutboxRow,
+        message: Option<OutboxRow>,
     },
     /// Orders are still open; the next pass is scheduled for `at` by `message` (to a delay
     /// tier), to hand to the relay now.
@@ -33,16 +34,24 @@ pub enum Completed {
     Overtaken { message: OutboxRow },
 }
 
+/// A cancellation is only ever added to an order, never taken away: one asked (by a `DELETE`)
+/// while the pass ran is kept, though the pass did not see it.
+///
 /// Records a pass in one statement (its own transaction): the orders' new states, then either
 /// the final transition and `checkout.finished`, or the next pass's `checkout.due` (routed by
 /// `route`, which names the queue that delivers a message due at an instant). Everything is
 /// conditional on the claim, checked by the checkout's own `UPDATE` (under its row lock): if the
 /// pass was taken over, nothing is written.
+///
+/// `failure`: this pass found the checkout's `all_or_nothing` policy failed, and why (the
+/// checkout's `reason` from now on). While an order's cancellation is open the checkout is
+/// `cancelling`. A checkout reopened by a cancellation ends through [`finish_reopened`].
 #[tracing::instrument(name = "store.complete_pass", skip_all, fields(checkout_id = %pass.checkout_id))]
 pub async fn complete(
-    db: &impl GenericClient,
+    db: &mut Conn,
     pass: &Pass,
     updates: &[OrderUpdate],
+    failure: Option<&str>,
     route: impl Fn(DateTime<Utc>) -> String,
 ) -> Result<Completed, StoreError> {
     let id = pass.checkout_id;
@@ -63,12 +72,17 @@ pub async fn complete(
         .filter(|o| o.is_open())
         .map(|o| o.next_attempt_at.unwrap_or_else(Utc::now))
         .min();
+    let reason = failure.map(str::to_owned).or_else(|| pass.reason.clone());
+    if next.is_none() && pass.reopened {
+        return finish_reopened(db, pass, updates, &now_orders, reason, &route).await;
+    }
+    let cancelling = now_orders.iter().any(|o| o.cancel_asked() && o.is_open());
+    let interim = cancelling.then_some(CheckoutStatus::Cancelling.as_str());
     // `ended_at`: the end's time, the same in the message and the row (event 1's time
     // everywhere).
     let (status, event, next_due_at, ended_at, message) = match next {
         None => {
-            let orders: Vec<OrderView> = now_orders.iter().map(OrderWork::view).collect();
-            let event = finished_event(pass, orders, None);
+            let event = finished_event(pass, &now_orders, reason.clone());
             let envelope = finished_envelope(event.clone());
             let message = OutboxRow::new(
                 topology::EVENTS_EXCHANGE,
@@ -95,23 +109,30 @@ pub async fn complete(
         .prepare_cached(
             "WITH recorded AS (
                  UPDATE checkouts
-                 SET status = coalesce($3, status), claim = NULL, claimed_until = NULL,
+                 SET status = coalesce($3, $27, status), claim = NULL, claimed_until = NULL,
                      deliveries = CASE WHEN $3 IS NULL THEN 0 ELSE deliveries END,
                      last_error = CASE WHEN $3 IS NULL THEN NULL ELSE last_error END,
-                     next_due_at = $4, updated_at = coalesce($23, now())
-                 WHERE id = $1 AND claim = $2 AND order_changes = $22
+                     reason = coalesce($28, reason),
+                     next_due_at = $4, updated_at = coalesce($26, now())
+                 WHERE id = $1 AND claim = $2 AND order_changes = $25
                  RETURNING id
              ), applied AS (
                  UPDATE checkout_orders o
                  SET status = u.status, retailer_order_id = u.order_id, reason = u.reason,
                      attempts = o.attempts + u.attempts, lookups = o.lookups + u.lookups,
                      next_attempt_at = u.next_at, settle_until = u.settle_until,
-                     in_doubt_at = u.in_doubt_at, updated_at = now()
+                     in_doubt_at = u.in_doubt_at,
+                     cancel_requested_at = coalesce(o.cancel_requested_at, u.cancel_at),
+                     cancel_reason = coalesce(o.cancel_reason, u.cancel_reason),
+                     cancel_attempts = o.cancel_attempts + u.cancel_attempts,
+                     updated_at = now()
                  FROM unnest($5::text[], $6::text[], $7::text[], $8::text[], $9::int4[],
                              $10::int4[], $11::timestamptz[], $12::timestamptz[],
-                             $13::timestamptz[], $14::text[])
+                             $13::timestamptz[], $14::text[], $15::timestamptz[], $16::text[],
+                             $17::int4[])
                       AS u(retailer_id, status, order_id, reason, attempts, lookups, next_at,
-                           settle_until, in_doubt_at, was)
+                           settle_until, in_doubt_at, was, cancel_at, cancel_reason,
+                           cancel_attempts)
                  WHERE o.checkout_id IN (SELECT id FROM recorded)
                    AND o.retailer_id = u.retailer_id
                    AND o.status = u.was
@@ -119,7 +140,7 @@ pub async fn complete(
              INSERT INTO outbox
                (exchange, routing_key, message_id, message_type, checkout_id, body,
                 publish_after, traceparent)
-             SELECT $15, $16, $17, $18, id, $19, now() + make_interval(secs => $20), $21
+             SELECT $18, $19, $20, $21, id, $22, now() + make_interval(secs => $23), $24
              FROM recorded
              RETURNING id",
         )
@@ -140,9 +161,11 @@ pub async fn complete(
         &message.traceparent,
         &pass.order_changes,
         &ended_at,
+        &interim,
+        &reason,
     ]);
     let Some(row) = db.query_opt(&stmt, &params).await? else {
-        return overtaken(db, pass, &route).await;
+        return overtaken(&*db, pass, &route).await;
     };
     let message = OutboxRow {
         id: row.get(0),
@@ -151,7 +174,7 @@ pub async fn complete(
     Ok(match (event, next_due_at) {
         (Some(event), _) => Completed::Finished {
             event: Box::new(event),
-            message,
+            message: Some(message),
         },
         (None, Some(at)) => Completed::Next { at, message },
         (None, None) => unreachable!("a pass either finishes or schedules the next"),
@@ -223,12 +246,32 @@ fn finished_envelope(event: CheckoutFinished) -> Envelope<CheckoutFinished> {
     envelope
 }
 
-fn finished_event(pass: &Pass, orders: Vec<OrderView>, reason: Option<String>) -> CheckoutFinished {
+/// The checkout's end given its orders as they end: see [`CheckoutStatus::at_end`]. `reason`
+/// is set once the `all_or_nothing` policy failed, or when the worker gave up.
+fn finished_event(pass: &Pass, orders: &[OrderWork], reason: Option<String>) -> CheckoutFinished {
     let statuses: Vec<OrderStatus> = orders.iter().map(|o| o.status).collect();
+    let cancelled_some = orders.iter().any(OrderWork::cancel_asked);
+    // A reason kept for a processing checkout is the policy's failure (the worker's giving up
+    // finishes it at once, through `give_up`).
+    let policy_failed = pass.policy == CheckoutPolicy::AllOrNothing && reason.is_some();
+    ended_event(
+        pass,
+        CheckoutStatus::at_end(&statuses, cancelled_some, policy_failed),
+        orders.iter().map(OrderWork::view).collect(),
+        reason,
+    )
+}
+
+fn ended_event(
+    pass: &Pass,
+    status: CheckoutStatus,
+    orders: Vec<OrderView>,
+    reason: Option<String>,
+) -> CheckoutFinished {
     CheckoutFinished {
         checkout_id: pass.checkout_id,
         cart_id: pass.cart_id,
-        status: CheckoutStatus::from_orders(&statuses),
+        status,
         source_url: pass.resource_url.clone(),
         orders: orders.into_iter().map(OrderOutcome::from).collect(),
         reason,
@@ -243,6 +286,96 @@ fn due_message(id: CheckoutId, after_pass: i32, at: DateTime<Utc>, routing_key: 
         wake: false,
     });
     OutboxRow::new("", routing_key, &due)
+}
+
+/// The end of a checkout a cancellation reopened (it had ended before): the orders' new states
+/// and the checkout's new final state in one transaction, with the end announced as the
+/// checkout's next numbered event (`checkout.cancelled`, `checkout.partially_cancelled`, ...)
+/// to every channel and target of event 1, in sequence after the events before it. Conditional
+/// on the claim and on no retailer's event having changed an order since, as [`complete`] is.
+async fn finish_reopened(
+    db: &mut Conn,
+    pass: &Pass,
+    updates: &[OrderUpdate],
+    now_orders: &[OrderWork],
+    reason: Option<String>,
+    route: &impl Fn(DateTime<Utc>) -> String,
+) -> Result<Completed, StoreError> {
+    let event = finished_event(pass, now_orders, reason);
+    let tx = db.transaction().await?;
+    let stmt = tx
+        .prepare_cached(
+            "UPDATE checkouts
+             SET status = $3, reason = coalesce($4, reason), claim = NULL, claimed_until = NULL,
+                 deliveries = 0, last_error = NULL, next_due_at = NULL, updated_at = now()
+             WHERE id = $1 AND claim = $2 AND order_changes = $5",
+        )
+        .await?;
+    let recorded = tx
+        .execute(
+            &stmt,
+            &[
+                &pass.checkout_id.as_uuid(),
+                &pass.claim,
+                &event.status.as_str(),
+                &event.reason,
+                &pass.order_changes,
+            ],
+        )
+        .await?;
+    if recorded == 0 {
+        drop(tx);
+        return overtaken(&*db, pass, route).await;
+    }
+    apply_updates(&tx, pass.checkout_id, updates).await?;
+    crate::checkout_events::announce(
+        &tx,
+        pass.checkout_id,
+        &crate::checkout_events::end_type(event.status),
+        None,
+        Utc::now(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Completed::Finished {
+        event: Box::new(event),
+        message: None,
+    })
+}
+
+/// The orders' new states of a pass, each only if the order still has the status the pass saw
+/// (as in [`complete`]), inside the caller's transaction.
+async fn apply_updates(
+    tx: &impl GenericClient,
+    id: CheckoutId,
+    updates: &[OrderUpdate],
+) -> Result<(), StoreError> {
+    let stmt = tx
+        .prepare_cached(
+            "UPDATE checkout_orders o
+             SET status = u.status, retailer_order_id = u.order_id, reason = u.reason,
+                 attempts = o.attempts + u.attempts, lookups = o.lookups + u.lookups,
+                 next_attempt_at = u.next_at, settle_until = u.settle_until,
+                 in_doubt_at = u.in_doubt_at,
+                 cancel_requested_at = coalesce(o.cancel_requested_at, u.cancel_at),
+                 cancel_reason = coalesce(o.cancel_reason, u.cancel_reason),
+                 cancel_attempts = o.cancel_attempts + u.cancel_attempts, updated_at = now()
+             FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::int4[],
+                         $7::int4[], $8::timestamptz[], $9::timestamptz[],
+                         $10::timestamptz[], $11::text[], $12::timestamptz[], $13::text[],
+                         $14::int4[])
+                  AS u(retailer_id, status, order_id, reason, attempts, lookups, next_at,
+                       settle_until, in_doubt_at, was, cancel_at, cancel_reason,
+                       cancel_attempts)
+             WHERE o.checkout_id = $1 AND o.retailer_id = u.retailer_id AND o.status = u.was",
+        )
+        .await?;
+    let columns = UpdateColumns::new(updates);
+    let uuid = id.as_uuid();
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&uuid];
+    params.extend(columns.params());
+    tx.execute(&stmt, &params).await?;
+    Ok(())
 }
 
 /// After a pass failed with an error that is not an outage: releases it, keeps the error, and
@@ -293,7 +426,7 @@ pub async fn give_up(
         .prepare_cached(
             "UPDATE checkout_orders SET status = 'unknown', settle_until = NULL,
                     next_attempt_at = NULL, updated_at = now()
-             WHERE checkout_id = $1 AND status IN ('pending', 'accepted', 'unknown')",
+             WHERE checkout_id = $1 AND status IN ('pending', 'accepted', 'unknown', 'cancelling')",
         )
         .await?;
     tx.execute(&stmt, &[&pass.checkout_id.as_uuid()]).await?;
@@ -308,14 +441,17 @@ pub async fn give_up(
 
 /// The final transition, inside the caller's transaction, if the pass still holds the checkout
 /// (else `None`): the status follows from the orders (`unknown` counts as not confirmed), and
-/// `checkout.finished` goes to the outbox.
+/// `checkout.finished` goes to the outbox (for a reopened checkout, its next numbered event).
 async fn finish(
     tx: &impl GenericClient,
     pass: &Pass,
     orders: Vec<OrderView>,
     reason: Option<String>,
 ) -> Result<Option<CheckoutFinished>, StoreError> {
-    let finished = finished_event(pass, orders, reason);
+    let statuses: Vec<OrderStatus> = orders.iter().map(|o| o.status).collect();
+    let cancelled_some = pass.orders.iter().any(OrderWork::cancel_asked);
+    let status = CheckoutStatus::at_end(&statuses, cancelled_some, false);
+    let finished = ended_event(pass, status, orders, reason);
     let envelope = finished_envelope(finished.clone());
     let stmt = tx
         .prepare_cached(
@@ -340,12 +476,17 @@ async fn finish(
     if recorded == 0 {
         return Ok(None);
     }
-    outbox::enqueue(
-        tx,
-        topology::EVENTS_EXCHANGE,
-        topology::CHECKOUT_FINISHED,
-        &envelope,
-    )
-    .await?;
+    if pass.reopened {
+        let kind = crate::checkout_events::end_type(finished.status);
+        crate::checkout_events::announce(tx, pass.checkout_id, &kind, None, Utc::now()).await?;
+    } else {
+        outbox::enqueue(
+            tx,
+            topology::EVENTS_EXCHANGE,
+            topology::CHECKOUT_FINISHED,
+            &envelope,
+        )
+        .await?;
+    }
     Ok(Some(finished))
 }

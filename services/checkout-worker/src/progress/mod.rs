@@ -13,6 +13,8 @@
 //!   first request has no order yet; a `failed` order frees the cart, and the next checkout
 //!   sends a new key, which the retailer places besides the first: two orders.
 
+pub mod cancel;
+
 use crate::retailer::{LookupAnswer, PlaceAnswer};
 use crate::settings::WorkerSettings;
 use chrono::{DateTime, Utc};
@@ -36,6 +38,9 @@ fn unchanged(order: &OrderWork) -> OrderUpdate {
         next_attempt_at: order.next_attempt_at,
         settle_until: order.settle_until,
         in_doubt_at: order.in_doubt_at,
+        cancel_requested_at: order.cancel_requested_at,
+        cancel_reason: order.cancel_reason.clone(),
+        cancel_attempts_add: 0,
         was: order.status,
     }
 }
@@ -133,8 +138,10 @@ pub fn after_lookup(
         settle_until: None,
         ..unchanged(order)
     };
-    if order.status == OrderStatus::Accepted {
-        return after_accepted_lookup(order, answer, now, s, settled);
+    match order.status {
+        OrderStatus::Accepted => return after_accepted_lookup(order, answer, now, s, settled),
+        OrderStatus::Cancelling => return cancel::after_cancel_lookup(order, answer, now, s),
+        _ => {}
     }
     match answer {
         LookupAnswer::Placed { order_id, status } => match looked_up(&status) {

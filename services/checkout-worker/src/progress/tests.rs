@@ -27,6 +27,9 @@ fn order(status: OrderStatus, attempts: i32) -> OrderWork {
         settle_until: None,
         in_doubt_at: None,
         items: vec![],
+        cancel_requested_at: None,
+        cancel_reason: None,
+        cancel_attempts: 0,
         signing: icon_store::webhook_secrets::SealedSecrets::none(
             &RetailerId::parse("acme".to_owned()).unwrap(),
         ),

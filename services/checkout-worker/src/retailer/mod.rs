@@ -24,8 +24,10 @@
 //! (see [`refused_placement`]).
 
 //!
-//! Here: the client; [`classify`]: what each answer means; [`signing`]: the secrets and headers.
+//! Here: the client; [`classify`]: what each answer means; [`cancel`]: cancelling an order
+//! (issue 18); [`signing`]: the secrets and headers.
 
+pub mod cancel;
 mod classify;
 pub mod signing;
 
@@ -304,6 +306,9 @@ mod tests {
             settle_until: None,
             in_doubt_at: None,
             items: vec![],
+            cancel_requested_at: None,
+            cancel_reason: None,
+            cancel_attempts: 0,
             signing: SealedSecrets::none(&RetailerId::parse("acme".to_owned()).unwrap()),
         }
     }

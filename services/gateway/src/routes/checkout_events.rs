@@ -93,7 +93,7 @@ pub async fn list_events(
     let id = parse_checkout_id(&path)?;
     let db = state.pool.get().await.map_err(StoreError::from)?;
     let checkout = owned(&db, id, &user).await?;
-    let events = checkout_events::list(&db, id, checkout.status, checkout.updated_at)
+    let events = checkout_events::list(&db, id, checkout.first_end)
         .await?
         .into_iter()
         .map(|(e, notifications)| EventBody {

@@ -10,7 +10,7 @@ use crate::extract::Json;
 use crate::problem::{lost_write, ApiError, WriteOutcome};
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
-use icon_domain::{CallbackUrl, CartId, CheckoutId, CheckoutStatus};
+use icon_domain::{CallbackUrl, CartId, CheckoutId, CheckoutPolicy, CheckoutStatus};
 use icon_store::checkouts::{self, CheckoutView, CreateCheckout, NewCheckout};
 use icon_store::idempotency::IdempotentRequest;
 use icon_store::StoreError;
@@ -50,6 +50,13 @@ pub struct CheckoutRequest {
     /// (`type`, `sequence`, `occurred_at`, `order`) on every channel above, delivered in
     /// sequence. Default false: only the checkout's end is notified.
     pub order_updates: Option<bool>,
+    /// `best_effort` (the default): each retailer's order stands on its own, and a partial
+    /// outcome is `partially_completed`. `all_or_nothing`: as soon as one order is rejected or
+    /// failed (or stays `unknown`), ICON places no more and cancels every order already placed
+    /// or accepted; the checkout ends `failed` with a `reason` naming that order (or
+    /// `partially_cancelled` if a retailer refuses to cancel).
+    #[schema(value_type = Option<String>, example = "all_or_nothing")]
+    pub policy: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -102,12 +109,15 @@ pub struct CheckoutBody {
     /// Submitted with `order_updates`: every change of an order after the end is notified too
     /// (listed at `/cart/checkout/{checkout_id}/events`).
     pub order_updates: bool,
+    /// `best_effort` or `all_or_nothing`, as submitted.
+    pub policy: CheckoutPolicy,
     /// The e-mail of the outcome, sent when the submitting token carried an `email` claim;
     /// absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub email: Option<EmailBody>,
-    /// Why a `failed` checkout failed when its orders do not say (its processing failed
-    /// `ICON_WORKER_MAX_DELIVERIES` times); absent otherwise.
+    /// Why a `failed` checkout failed when its orders do not say: the order that failed its
+    /// `all_or_nothing` policy, or its processing failed `ICON_WORKER_MAX_DELIVERIES` times;
+    /// absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
@@ -126,6 +136,7 @@ impl From<CheckoutView> for CheckoutBody {
             push: push_summary(c.id, c.push_notification, &c.push),
             push_notification: c.push_notification,
             order_updates: c.order_updates,
+            policy: c.policy,
             email: c.email.map(EmailBody::from),
             reason: c.reason,
         }
@@ -183,7 +194,16 @@ pub async fn create_checkout(
         ),
         _ => None,
     };
+    let policy = match body.policy.as_deref() {
+        None => Some(CheckoutPolicy::default()),
+        Some(raw) => v.check(
+            "policy",
+            CheckoutPolicy::parse(raw)
+                .map_err(|_| "must be `best_effort` (the default) or `all_or_nothing`"),
+        ),
+    };
     v.finish()?;
+    let policy = policy.unwrap_or_default();
 
     let id = CheckoutId::new();
     tracing::Span::current().record("checkout_id", tracing::field::display(id));
@@ -212,6 +232,9 @@ pub async fn create_checkout(
             if order_updates {
                 fingerprint["order_updates"] = true.into();
             }
+            if policy != CheckoutPolicy::BestEffort {
+                fingerprint["policy"] = policy.as_str().into();
+            }
             fingerprint.to_string()
         },
         response_status: 202,
@@ -224,6 +247,7 @@ pub async fn create_checkout(
         callback_url,
         push_notification,
         order_updates,
+        policy,
         email: user.email.clone(),
         resource_url: resource_url.clone(),
         idempotency,
@@ -286,7 +310,7 @@ pub async fn create_checkout(
 }
 
 /// The 202 for a created (or replayed) checkout.
-fn accepted_response(location: &str, body: String, replayed: bool) -> HttpResponse {
+pub(super) fn accepted_response(location: &str, body: String, replayed: bool) -> HttpResponse {
     let mut resp = HttpResponse::Accepted();
     resp.insert_header((header::LOCATION, location.to_owned()))
         .insert_header((header::RETRY_AFTER, POLL_AFTER_SECS.to_string()))
@@ -299,7 +323,7 @@ fn accepted_response(location: &str, body: String, replayed: bool) -> HttpRespon
 
 /// The `Idempotency-Key` header (draft-ietf-httpapi-idempotency-key-header), if sent: a
 /// structured-field string, so surrounding quotes are dropped.
-fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+pub(super) fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     let Some(value) = req.headers().get("idempotency-key") else {
         return Ok(None);
     };
@@ -343,7 +367,8 @@ fn checkout_not_found() -> ApiError {
 /// Poll a checkout.
 ///
 /// The checkout's status, each retailer's order and the state of every notification channel.
-/// While it is not final (`queued`, `processing`) `Retry-After` says when to poll again. Only
+/// While it is not final (`queued`, `processing`, `cancelling`) `Retry-After` says when to poll
+/// again. Only
 /// the user who submitted it sees it: anyone else gets 404, as for a checkout that does not
 /// exist.
 #[utoipa::path(

@@ -2,6 +2,7 @@
 //! the outcome to a response; they hold no SQL and no broker code.
 
 pub mod callbacks;
+pub mod cancellations;
 pub mod carts;
 pub mod channels;
 pub mod checkout_events;

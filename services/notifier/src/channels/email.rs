@@ -109,6 +109,10 @@ pub fn compose(notice: &Notice) -> (String, String, String) {
     let outcome = match event.status {
         CheckoutStatus::Completed => "completed: every retailer confirmed your order",
         CheckoutStatus::PartiallyCompleted => "partially completed: some retailers confirmed",
+        CheckoutStatus::Cancelled => "been cancelled: nothing of it remains ordered",
+        CheckoutStatus::PartiallyCancelled | CheckoutStatus::Cancelling => {
+            "been partially cancelled: some orders remain placed"
+        }
         _ => "failed: no order was confirmed",
     };
     // An order's change says what changed; the checkout's end, how it ended.

@@ -107,7 +107,8 @@ impl Dispatcher {
         // One statement claims every first attempt this notifier can make and lists the rest
         // (with those of the other checkouts finishing at the same moment).
         let list = self.claims.write(msg.data.checkout_id).await?;
-        let notice = Notice::end(msg.data, msg.occurred_at);
+        let ended = msg.data.status;
+        let notice = Notice::end(msg.data, ended, msg.occurred_at);
         // Only notifications nobody has attempted yet; otherwise their retry chains own them.
         // All at once, so one slow device or receiver does not hold back the others.
         let first_attempts = list.iter().filter_map(|(n, claimed)| match claimed {
@@ -318,13 +319,14 @@ async fn load_notice(
     db: &impl icon_store::GenericClient,
     n: &Notification,
 ) -> Result<Option<Notice>, StoreError> {
-    let Some(c) = checkouts::get(db, n.checkout_id, None)
-        .await?
-        .filter(|c| c.status.is_final())
-    else {
+    // A checkout that ended once has its events, though a cancellation may have reopened it
+    // since: event 1 is that first end, the state sent is the checkout's as it is now.
+    let Some(c) = checkouts::get(db, n.checkout_id, None).await? else {
         return Ok(None);
     };
-    let finished_at = c.updated_at;
+    let Some((first_status, finished_at)) = c.first_end else {
+        return Ok(None);
+    };
     let checkout = CheckoutFinished {
         checkout_id: c.id,
         cart_id: c.cart_id,
@@ -334,7 +336,7 @@ async fn load_notice(
         reason: c.reason,
     };
     if n.sequence <= 1 {
-        return Ok(Some(Notice::end(checkout, finished_at)));
+        return Ok(Some(Notice::end(checkout, first_status, finished_at)));
     }
     Ok(checkout_events::get(db, n.checkout_id, n.sequence)
         .await?

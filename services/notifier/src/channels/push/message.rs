@@ -118,6 +118,21 @@ fn end_wording(event: &CheckoutFinished) -> (String, String) {
                  the rest."
             ),
         ),
+        CheckoutStatus::Cancelled => (
+            "Your order is cancelled".into(),
+            "Nothing of this checkout remains ordered.".into(),
+        ),
+        CheckoutStatus::PartiallyCancelled | CheckoutStatus::Cancelling => {
+            let remaining = event
+                .orders
+                .iter()
+                .filter(|o| o.status.may_remain_placed())
+                .count();
+            (
+                "Part of your order could not be cancelled".into(),
+                format!("{remaining} of {total} orders remain placed. Open the app to see which."),
+            )
+        }
         _ if unknown > 0 => (
             "We could not confirm your order".into(),
             "A retailer did not tell us whether your order was placed. Open the app for \
@@ -202,7 +217,7 @@ mod tests {
     }
 
     fn notice(status: CheckoutStatus, orders: &[OrderStatus]) -> Notice {
-        Notice::end(event(status, orders), chrono::Utc::now())
+        Notice::end(event(status, orders), status, chrono::Utc::now())
     }
 
     #[test]
