@@ -104,6 +104,13 @@ impl Sim {
         self.log("/lookups").await
     }
 
+    /// Every cancellation the simulator received, oldest first (its `GET /cancellations`):
+    /// `retailer`, `idempotency_key` (the body's), `idempotency_key_header`, `order_id`,
+    /// `reason`, `response_status`, and the signature's headers and whether they verified.
+    pub async fn cancellations(&self) -> Vec<Value> {
+        self.log("/cancellations").await
+    }
+
     /// Every event the simulator sent ICON or tried to, oldest first (its `GET /events`):
     /// `source`, `retailer`, `webhook_id`, `type`, `idempotency_key`, `body`, `tries` (each
     /// with ICON's `status` and `answer`), `delivered`, `error`.

@@ -5,6 +5,7 @@
 mod auth;
 mod callback_guard;
 mod callbacks;
+mod cancellation;
 mod channel_off;
 mod checkout;
 mod delivery;

@@ -1,0 +1,1 @@
+//! `all_or_nothing` checkouts.
