@@ -1,5 +1,10 @@
-//! [`Behaviour`]: what the simulated retailer does with a valid order, chosen by SKU prefix so a
-//! test or a demo picks an outcome just by naming its items.
+//! [`Behaviour`]: what the simulated retailer does with a valid order, and [`CancelBehaviour`]:
+//! what it does when ICON asks it to cancel that order. Both are chosen by SKU prefix so a test
+//! or a demo picks an outcome just by naming its items.
+//!
+//! The two tables are independent: no prefix of one starts with a prefix of the other, so a
+//! `nocancel-dress` places like a plain `dress` and an `async-ship-sofa` cancels like one. An
+//! order mixing the two (`async-ship-sofa` and `nocancel-mug`) takes each side from its table.
 
 use crate::orders::OrderItem;
 
@@ -101,6 +106,56 @@ impl Behaviour {
     }
 }
 
+/// What the simulator does when ICON asks it to cancel an order that is placed and not cancelled
+/// yet, chosen by the first prefix (in [`CancelBehaviour::PREFIXES`] order) that any of the
+/// order's SKUs starts with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelBehaviour {
+    /// `nocancel-`: 409 "already shipped", every time: a refusal the caller must not retry.
+    Refuse,
+    /// `cancel-async-refuse-`: 202, then after the async delay reports `order.cancel_refused`
+    /// ("already shipped") by event; the order stays placed.
+    AsyncRefuse,
+    /// `cancel-async-`: 202, then after the async delay reports `order.cancelled` by event.
+    Async,
+    /// `cancel-hang-`: cancels the order but never answers the first request, as if the answer
+    /// was lost; later ones find the order cancelled and answer 200. Callers can prove they
+    /// retry a cancellation whose fate they do not know.
+    Hang,
+    /// Anything else: cancels at once, 200.
+    Cancel,
+}
+
+impl CancelBehaviour {
+    /// Prefixes in priority order: a refusal wins over any way of cancelling, as one item the
+    /// retailer cannot take back keeps the whole order. `cancel-async-refuse-` comes before
+    /// `cancel-async-`, which it starts with and would otherwise be shadowed by.
+    pub const PREFIXES: [(&'static str, CancelBehaviour); 4] = [
+        ("nocancel-", CancelBehaviour::Refuse),
+        ("cancel-async-refuse-", CancelBehaviour::AsyncRefuse),
+        ("cancel-async-", CancelBehaviour::Async),
+        ("cancel-hang-", CancelBehaviour::Hang),
+    ];
+
+    /// The behaviour for an order of these items, tried prefix by prefix like [`Behaviour::of`].
+    pub fn of(items: &[OrderItem]) -> CancelBehaviour {
+        Self::PREFIXES
+            .iter()
+            .find(|(prefix, _)| items.iter().any(|item| item.sku.starts_with(prefix)))
+            .map_or(CancelBehaviour::Cancel, |(_, behaviour)| *behaviour)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CancelBehaviour::Refuse => "nocancel",
+            CancelBehaviour::AsyncRefuse => "cancel-async-refuse",
+            CancelBehaviour::Async => "cancel-async",
+            CancelBehaviour::Hang => "cancel-hang",
+            CancelBehaviour::Cancel => "cancel",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,5 +216,70 @@ mod tests {
             assert_eq!(prefix, format!("{}-", behaviour.as_str()));
         }
         assert_eq!(Behaviour::PREFIXES[0].1, Behaviour::Down);
+    }
+
+    #[test]
+    fn every_cancel_prefix_names_its_behaviour() {
+        for (prefix, behaviour) in CancelBehaviour::PREFIXES {
+            assert_eq!(prefix, format!("{}-", behaviour.as_str()));
+        }
+        assert_eq!(CancelBehaviour::of(&[]), CancelBehaviour::Cancel);
+    }
+
+    #[test]
+    fn cancel_prefixes_follow_priority_and_do_not_shadow_each_other() {
+        for (sku, behaviour) in [
+            ("nocancel-hat", CancelBehaviour::Refuse),
+            ("cancel-async-refuse-hat", CancelBehaviour::AsyncRefuse),
+            ("cancel-async-hat", CancelBehaviour::Async),
+            ("cancel-async-refused", CancelBehaviour::Async),
+            ("cancel-hang-hat", CancelBehaviour::Hang),
+            ("hat", CancelBehaviour::Cancel),
+            ("x-nocancel-hat", CancelBehaviour::Cancel),
+        ] {
+            assert_eq!(CancelBehaviour::of(&[item(sku)]), behaviour, "{sku}");
+        }
+        let items = [item("cancel-hang-a"), item("cancel-async-b")];
+        assert_eq!(CancelBehaviour::of(&items), CancelBehaviour::Async);
+        let items = [item("cancel-async-a"), item("plain"), item("nocancel-b")];
+        assert_eq!(CancelBehaviour::of(&items), CancelBehaviour::Refuse);
+    }
+
+    /// A prefix listed after one it starts with could never be chosen.
+    fn assert_no_shadowing(prefixes: &[&str]) {
+        for (i, later) in prefixes.iter().enumerate() {
+            for earlier in &prefixes[..i] {
+                assert!(!later.starts_with(earlier), "{earlier} shadows {later}");
+            }
+        }
+    }
+
+    #[test]
+    fn placement_and_cancellation_prefixes_are_independent() {
+        let placing: Vec<&str> = Behaviour::PREFIXES.iter().map(|(p, _)| *p).collect();
+        let cancelling: Vec<&str> = CancelBehaviour::PREFIXES.iter().map(|(p, _)| *p).collect();
+        assert_no_shadowing(&placing);
+        assert_no_shadowing(&cancelling);
+        for p in &placing {
+            for c in &cancelling {
+                assert!(
+                    !p.starts_with(c) && !c.starts_with(p),
+                    "{p} and {c} overlap"
+                );
+            }
+        }
+        // So a SKU of either table means nothing to the other.
+        for c in &cancelling {
+            let sku = format!("{c}dress");
+            assert_eq!(
+                Behaviour::of(&[item(&sku)]),
+                (Behaviour::Confirm, None),
+                "{sku}"
+            );
+        }
+        for p in &placing {
+            let sku = format!("{p}dress");
+            assert_eq!(CancelBehaviour::of(&[item(&sku)]), CancelBehaviour::Cancel);
+        }
     }
 }

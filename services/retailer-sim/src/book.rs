@@ -7,10 +7,13 @@
 //! one key never gets two orders.
 //!
 //! An order placed by an `async-` SKU moves on after its 202 (`OrderState`) as
-//! [`crate::lifecycle`] reports its events, so lookups and replays follow it.
+//! [`crate::lifecycle`] reports its events, so lookups and replays follow it; a cancellation
+//! moves it to `Cancelled` and the book keeps where an unfinished one stands (`cancel`).
 
+mod cancel;
 mod state;
 
+pub(crate) use cancel::{CancelTarget, Cancellation};
 pub(crate) use state::{OrderState, OrderView};
 
 use crate::orders::OrderItem;
@@ -84,6 +87,7 @@ struct PlacedOrder {
     checkout_id: String,
     items: Vec<OrderItem>,
     state: OrderState,
+    cancellation: Cancellation,
 }
 
 impl PlacedOrder {
@@ -204,6 +208,7 @@ impl OrderBook {
                     checkout_id: checkout_id.to_owned(),
                     items: items.to_vec(),
                     state: initial,
+                    cancellation: Cancellation::NotAsked,
                 });
                 Placement::Created(order_id)
             }
@@ -225,10 +230,14 @@ impl OrderBook {
             .map(PlacedOrder::view)
     }
 
-    /// Moves the key's order on (an `async-` order reporting); nothing if it has none.
+    /// Moves the key's order on (an `async-` order reporting, a cancellation); nothing if it
+    /// has none, or it was cancelled: an event of an `async-` order sent as it was being
+    /// cancelled must not bring it back.
     pub(crate) fn set_state(&mut self, key: &KeyId, state: OrderState) {
         if let Some(order) = self.keys.get_mut(key).and_then(|s| s.order.as_mut()) {
-            order.state = state;
+            if order.state != OrderState::Cancelled {
+                order.state = state;
+            }
         }
     }
 

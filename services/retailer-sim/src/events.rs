@@ -6,12 +6,12 @@
 //! (`PUT /_sim/retailers/{retailer}/secret`): the one ICON verifies the retailer's events with.
 //! Without one nothing is sent; the log says why.
 //!
-//! Two senders use this. An `async-` order's own events ([`crate::lifecycle`]) go through
-//! `report`, which behaves like a careful retailer: one `webhook-id` per event, kept across
-//! retries so ICON can drop a repeat, and retries with backoff while ICON cannot take the event
-//! (no answer, 5xx, 429) but not after any other answer, which retrying would not change. Events
-//! a test asks for ([`crate::events_api`]) are sent exactly as asked, once per copy, with
-//! `Events::send_once`.
+//! Two senders use this. An `async-` order's own events, and those ending a cancellation
+//! answered 202 ([`crate::lifecycle`]), go through `report`, which behaves like a careful
+//! retailer: one `webhook-id` per event, kept across retries so ICON can drop a repeat, and
+//! retries with backoff while ICON cannot take the event (no answer, 5xx, 429) but not after
+//! any other answer, which retrying would not change. Events a test asks for
+//! ([`crate::events_api`]) are sent exactly as asked, once per copy, with `Events::send_once`.
 //!
 //! The log is bounded ([`MAX_RECORDED_EVENTS`]) and records each try as it happens, so a test
 //! polling it sees a send being retried.
@@ -53,7 +53,8 @@ pub(crate) struct Events {
     client: HttpClient,
     /// `ICON_SIM_ICON_URL`: the only place events go.
     icon_url: Url,
-    /// `ICON_SIM_ASYNC_DELAY`: the wait before each event of an `async-` order.
+    /// `ICON_SIM_ASYNC_DELAY`: the wait before each event of an `async-` order or of a
+    /// cancellation answered 202.
     pub(crate) delay: Duration,
     log: Mutex<Recent<EventRecord, MAX_RECORDED_EVENTS>>,
 }
@@ -62,7 +63,7 @@ pub(crate) struct Events {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventSource {
-    /// An `async-` order, on its own schedule.
+    /// An `async-` order, or a cancellation answered 202, on its own schedule.
     Order,
     /// `POST /_sim/retailers/{retailer}/events`.
     Api,

@@ -8,18 +8,23 @@
 //! Retailers come in two kinds. A synchronous one answers an order with its outcome. An
 //! asynchronous one (`async-` SKUs) answers 202 accepted and reports later, by signed events to
 //! ICON's `POST /retailers/{retailer_id}/events` (issue 17 §2): the simulator sends those on
-//! its own schedule, and on demand for tests of ICON's side.
+//! its own schedule, and on demand for tests of ICON's side. Cancellations ICON asks for
+//! (issue 18) are answered either way too, chosen by prefixes of their own (`nocancel-`,
+//! `cancel-async-`...).
 //!
 //! - [`settings`]: [`SimSettings`], read once from the environment.
 //! - [`orders`]: placing orders, `POST /orders` and `POST /{retailer}/orders`.
-//! - [`behaviour`]: which outcome a SKU prefix asks for.
+//! - [`behaviour`]: which outcome a SKU prefix asks for, of an order and of its cancellation.
 //! - [`book`]: what was done per idempotency key (one order at most, one request at work at a
 //!   time, where an `async-` order stands) and the log of order requests, `GET /requests`.
 //! - [`lookup`]: the status lookup by key, `GET /orders?idempotency_key=K` and
 //!   `GET /{retailer}/orders?idempotency_key=K`, and its log, `GET /lookups`.
-//! - [`signing`]: verifying ICON's signatures on both, with the secrets told by
+//! - [`cancellations`]: cancelling orders, `POST /orders/cancellations` and
+//!   `POST /{retailer}/orders/cancellations`, and their log, `GET /cancellations`.
+//! - [`signing`]: verifying ICON's signatures on all three, with the secrets told by
 //!   `PUT /_sim/retailers/{retailer}/secret` (which also sign the events).
-//! - [`lifecycle`]: what an `async-` order reports after its 202, and when.
+//! - [`lifecycle`]: what an `async-` order, or a cancellation answered 202, reports after its
+//!   202, and when.
 //! - [`events`]: sending events to ICON (signed, retried like a retailer would) and their log,
 //!   `GET /events`.
 //! - [`events_api`]: events on demand, `POST /_sim/retailers/{retailer}/events`.
@@ -32,7 +37,8 @@
 //!   sink beside it, and `GET /healthz`.
 //!
 //! Everything is kept in memory (bounded, see [`book::MAX_RECORDED_ORDERS`],
-//! [`lookup::MAX_RECORDED_LOOKUPS`], [`events::MAX_RECORDED_EVENTS`],
+//! [`lookup::MAX_RECORDED_LOOKUPS`], [`cancellations::MAX_RECORDED_CANCELLATIONS`],
+//! [`events::MAX_RECORDED_EVENTS`],
 //! [`sink::MAX_RECORDED_PER_SINK`], [`fcm::MAX_RECORDED_GRANTS`], [`fcm::MAX_RECORDED_SENDS`]
 //! and [`smtp::MAX_RECORDED_MAILS`]) and lost on restart: the simulator is a test double, not a
 //! store. Its own error bodies are `{"reason": ...}` because that is the retailer protocol, not
@@ -40,9 +46,11 @@
 //! are what the notifier must handle; its own test API, `POST /_sim/retailers/{retailer}/events`,
 //! answers problem+json.
 //!
-//! The logs are served at single-segment paths (`/requests`, `/lookups`, `/events`, `/mail`) so
-//! they can never be taken for a retailer's `/{retailer}/orders`, nor hide one: a retailer may
-//! be called `requests`. The FCM paths (`/oauth2/token`, `/fcm/grants`, `/fcm/messages`, `/fcm/revoke`,
+//! The logs are served at single-segment paths (`/requests`, `/lookups`, `/cancellations`,
+//! `/events`, `/mail`) so they can never be taken for a retailer's `/{retailer}/orders`, nor
+//! hide one: a retailer may be called `requests`. A retailer's cancellations are one segment
+//! deeper, `/{retailer}/orders/cancellations`, so `cancellations` is a usable name too. The FCM
+//! paths (`/oauth2/token`, `/fcm/grants`, `/fcm/messages`, `/fcm/revoke`,
 //! `/v1/projects/{project_id}/messages:send`) never end in `/orders`, so `oauth2`, `fcm` and `v1`
 //! remain usable retailer names too. `/sink/orders` is the sink named `orders`, though, so `sink`
 //! is the one name that cannot be used as a retailer.
@@ -50,6 +58,7 @@
 pub mod base64;
 pub mod behaviour;
 pub mod book;
+pub mod cancellations;
 pub mod events;
 pub mod events_api;
 pub mod fcm;
@@ -82,6 +91,7 @@ pub(crate) struct Sim {
     /// Per-key state and the request log, under one lock (see [`book`]).
     orders: Mutex<book::OrderBook>,
     lookups: Mutex<lookup::LookupLog>,
+    cancellations: Mutex<cancellations::CancellationLog>,
     /// The retailers' secrets it verifies requests and signs events with.
     secrets: signing::Secrets,
     /// Sending events to ICON, and their log.
@@ -134,6 +144,7 @@ pub fn serve(
     let sim = web::Data::new(Sim {
         orders: Mutex::default(),
         lookups: Mutex::default(),
+        cancellations: Mutex::default(),
         secrets: signing::Secrets::default(),
         events: events::Events::new(settings.icon_url, settings.async_delay)
             .map_err(std::io::Error::other)?,
@@ -189,8 +200,10 @@ fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(orders::create))
                 .route(web::get().to(lookup::lookup)),
         )
+        .service(resource("/orders/cancellations").route(web::post().to(cancellations::cancel)))
         .service(resource("/requests").route(web::get().to(book::list)))
         .service(resource("/lookups").route(web::get().to(lookup::list)))
+        .service(resource("/cancellations").route(web::get().to(cancellations::list)))
         .service(resource("/events").route(web::get().to(events::list)))
         .service(resource("/mail").route(web::get().to(smtp::list)))
         // Neither ends in `/orders`, so `_sim` stays a usable retailer name too.
@@ -216,6 +229,12 @@ fn routes(cfg: &mut web::ServiceConfig) {
             resource("/sink/{name}")
                 .route(web::post().to(sink::deliver))
                 .route(web::get().to(sink::list)),
+        )
+        // Beside the catch-all `/{retailer}/orders`, before it; the two never match one path
+        // (three segments against two), so only the cancellation's own route can take it.
+        .service(
+            resource("/{retailer}/orders/cancellations")
+                .route(web::post().to(cancellations::cancel_for)),
         )
         .service(
             resource("/{retailer}/orders")

@@ -8,6 +8,11 @@
 //!   `order.delivered`.
 //! - `async-silent-`: nothing, ever; the order stays accepted.
 //!
+//! A cancelled order reports nothing more: its script stops at the next step. A cancellation
+//! answered 202 ([`crate::cancellations`]) reports its own end the same way, one delay after
+//! the 202: `order.cancelled` (`cancel-async-`), or `order.cancel_refused` with its `reason`
+//! (`cancel-async-refuse-`), which leaves the order where it stands.
+//!
 //! The order moves on in the book once its event has been sent the first time, whatever ICON
 //! answered, or found unsendable (no secret known): a lookup never tells ICON more than it could
 //! have been told already, and still tells the truth when the event is lost (ICON down, no
@@ -19,7 +24,7 @@
 //! `<checkout_id>:<retailer_id>`).
 
 use crate::behaviour::Behaviour;
-use crate::book::{KeyId, OrderState};
+use crate::book::{Cancellation, KeyId, OrderState};
 use crate::{events, lock, Sim};
 use actix_web::web;
 use chrono::Utc;
@@ -28,8 +33,8 @@ use icon_contracts::retailer::{RetailerEvent, RetailerEventType, Tracking};
 /// The carrier `async-ship-` orders ship with.
 pub const CARRIER: &str = "SIM";
 
-/// An `async-` order just accepted.
-#[derive(Debug, Clone)]
+/// An `async-` order just accepted, or an order whose cancellation was just accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Order {
     pub(crate) key: KeyId,
     pub(crate) checkout_id: String,
@@ -139,9 +144,15 @@ pub(crate) fn start(sim: &web::Data<Sim>, order: Order, behaviour: Behaviour, sk
 async fn run(sim: web::Data<Sim>, order: Order, steps: Vec<Step>) {
     let retailer = retailer_of(&order.key);
     for step in steps {
-        tokio::select! {
-            () = tokio::time::sleep(sim.events.delay) => {}
-            () = sim.shutdown.cancelled() => return,
+        if !wait(&sim).await {
+            return;
+        }
+        let cancelled = lock(&sim.orders)
+            .order(&order.key)
+            .is_some_and(|o| o.state == OrderState::Cancelled);
+        if cancelled {
+            tracing::info!("order cancelled: no more events");
+            return;
         }
         let (state, event) = step.happen(&order);
         let retailer = retailer.as_deref().map_err(Clone::clone);
@@ -149,6 +160,73 @@ async fn run(sim: web::Data<Sim>, order: Order, steps: Vec<Step>) {
             lock(&sim.orders).set_state(&order.key, state);
         })
         .await;
+    }
+}
+
+/// How a cancellation answered 202 ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CancelOutcome {
+    Cancelled,
+    Refused { reason: String },
+}
+
+impl CancelOutcome {
+    /// The event that reports it, happening now.
+    fn event(&self, order: &Order) -> RetailerEvent {
+        let (kind, reason) = match self {
+            CancelOutcome::Cancelled => (RetailerEventType::Cancelled, None),
+            CancelOutcome::Refused { reason } => {
+                (RetailerEventType::CancelRefused, Some(reason.clone()))
+            }
+        };
+        RetailerEvent {
+            kind,
+            idempotency_key: order.key.key.clone(),
+            order_id: Some(order.order_id.clone()),
+            occurred_at: Utc::now(),
+            reason,
+            tracking: None,
+            refund: None,
+        }
+    }
+}
+
+/// Reports in the background, one async delay from now, how the cancellation of `order` that
+/// was just answered 202 ends; the book follows once the event has been sent, as for an
+/// order's own events. Nothing is sent if the simulator shuts down first.
+pub(crate) fn start_cancellation(sim: &web::Data<Sim>, order: Order, outcome: CancelOutcome) {
+    tokio::spawn(report_cancellation(web::Data::clone(sim), order, outcome));
+}
+
+#[tracing::instrument(name = "async cancellation", skip_all, fields(
+    checkout_id = %order.checkout_id,
+    idempotency_key = %order.key.key,
+    order_id = %order.order_id,
+))]
+async fn report_cancellation(sim: web::Data<Sim>, order: Order, outcome: CancelOutcome) {
+    if !wait(&sim).await {
+        return;
+    }
+    let event = outcome.event(&order);
+    let retailer = retailer_of(&order.key);
+    let retailer = retailer.as_deref().map_err(Clone::clone);
+    events::report(&sim, retailer, &event, || {
+        let mut book = lock(&sim.orders);
+        match outcome {
+            CancelOutcome::Cancelled => book.set_state(&order.key, OrderState::Cancelled),
+            CancelOutcome::Refused { reason } => {
+                book.set_cancellation(&order.key, Cancellation::Refused { reason });
+            }
+        }
+    })
+    .await;
+}
+
+/// Waits one `ICON_SIM_ASYNC_DELAY`; `false` if the simulator started shutting down first.
+async fn wait(sim: &Sim) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(sim.events.delay) => true,
+        () = sim.shutdown.cancelled() => false,
     }
 }
 
@@ -228,5 +306,28 @@ mod tests {
             tracking.url,
             Some(format!("http://127.0.0.1/track/{}", tracking.number))
         );
+    }
+
+    #[test]
+    fn a_cancellations_end_is_reported_for_the_orders_key() {
+        let order = Order {
+            key: key(Some("acme"), "c1:acme"),
+            checkout_id: "c1".into(),
+            order_id: "sim-1".into(),
+        };
+        let cancelled = CancelOutcome::Cancelled.event(&order);
+        assert_eq!(cancelled.kind, RetailerEventType::Cancelled);
+        assert_eq!(cancelled.reason, None);
+        let refused = CancelOutcome::Refused {
+            reason: "already shipped".into(),
+        }
+        .event(&order);
+        assert_eq!(refused.kind, RetailerEventType::CancelRefused);
+        assert_eq!(refused.reason.as_deref(), Some("already shipped"));
+        for event in [cancelled, refused] {
+            // The order's key, not the cancellation's `:cancel` one: that is how ICON finds it.
+            assert_eq!(event.idempotency_key, "c1:acme");
+            assert_eq!(event.order_id.as_deref(), Some("sim-1"));
+        }
     }
 }

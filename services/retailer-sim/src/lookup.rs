@@ -8,7 +8,8 @@
 //! The 200 shows where the order stands: `{"order_id", "status": "confirmed"}` for every
 //! synchronous behaviour; for an `async-` one `accepted` until its confirmation was sent (see
 //! [`crate::lifecycle`]), then `confirmed`, `shipped`, `delivered`, or `rejected` with its
-//! `reason`.
+//! `reason`; and `cancelled` for any order once a cancellation took effect
+//! ([`crate::cancellations`]). A refused cancellation leaves the status as it was.
 //!
 //! A retailer path starting with `legacy-` (`GET /legacy-acme/orders?...`) answers 404 for a
 //! key still in progress, as retailers that predate that rule do, so callers can prove they

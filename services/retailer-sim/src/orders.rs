@@ -24,9 +24,10 @@ use answer::Answer;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
-/// How long a `hang-` request is held: far beyond any sane client deadline, so in practice it
-/// never answers. It does answer (503) when the simulator shuts down, so shutdown stays quick.
-const HANG_FOR: std::time::Duration = std::time::Duration::from_secs(3600);
+/// How long a `hang-` request (or a `cancel-hang-` cancellation) is held: far beyond any sane
+/// client deadline, so in practice it never answers. It does answer (503) when the simulator
+/// shuts down, so shutdown stays quick.
+pub(crate) const HANG_FOR: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// What a `nul-` order id carries after `sim-<uuid>`: NUL, BEL, ESC, CR and LF, the characters
 /// that break a database text column, a terminal or a log line if passed on unsanitised.
@@ -317,7 +318,7 @@ fn new_order_id() -> String {
 
 /// Sleeps for `delay`; `false` if shutdown started first, so a held request does not keep the
 /// server's graceful stop waiting.
-async fn wait_unless_shutdown(sim: &Sim, delay: std::time::Duration) -> bool {
+pub(crate) async fn wait_unless_shutdown(sim: &Sim, delay: std::time::Duration) -> bool {
     tokio::select! {
         () = tokio::time::sleep(delay) => true,
         () = sim.shutdown.cancelled() => false,

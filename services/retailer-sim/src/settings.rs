@@ -34,9 +34,9 @@ pub struct SimSettings {
     /// (`{ICON_SIM_ICON_URL}/retailers/{retailer}/events`). Default `http://127.0.0.1:8080`, the
     /// gateway of a local run. The only place the simulator sends events to.
     pub icon_url: Url,
-    /// `ICON_SIM_ASYNC_DELAY`: how long an `async-` order waits before each event it reports
-    /// (default 2s: long enough for ICON to have recorded the 202 first, short enough for a
-    /// demo).
+    /// `ICON_SIM_ASYNC_DELAY`: how long an `async-` order waits before each event it reports,
+    /// and a `cancel-async-` cancellation before the one it reports (default 2s: long enough
+    /// for ICON to have recorded the 202 first, short enough for a demo).
     pub async_delay: Duration,
     /// `ICON_LOG`, `ICON_LOG_FORMAT`, `ICON_OTLP_ENDPOINT`: log filter and format, span export.
     pub log: icon_runtime::telemetry::TelemetrySettings,

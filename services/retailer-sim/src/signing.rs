@@ -1,14 +1,14 @@
 //! Verifying ICON's signatures, as a careful retailer does: every request ICON sends a retailer
-//! carries `webhook-id`, `webhook-timestamp` and `webhook-signature` (Standard Webhooks, over
-//! the exact body; empty for a lookup), and `PUT /_sim/retailers/{retailer}/secret` with
-//! `{"secret": "whsec_…"}` tells the simulator the secret `GET
-//! /retailers/{retailer}/webhook-secret` answers in ICON (`DELETE` forgets it).
+//! (an order, a lookup, a cancellation) carries `webhook-id`, `webhook-timestamp` and
+//! `webhook-signature` (Standard Webhooks, over the exact body; empty for a lookup), and
+//! `PUT /_sim/retailers/{retailer}/secret` with `{"secret": "whsec_…"}` tells the simulator the
+//! secret `GET /retailers/{retailer}/webhook-secret` answers in ICON (`DELETE` forgets it).
 //!
 //! A retailer whose secret the simulator knows gets only requests that verify with it; any
 //! other (missing headers, a forged or stale signature) is answered 401 with a problem+json
 //! body and has no effect. A retailer whose secret it does not know (and `/orders`, which names
 //! no retailer) is served without checking, so runs that never hand it a secret work as before.
-//! Either way the three headers are recorded in the request and lookup logs.
+//! Either way the three headers are recorded in the request, lookup and cancellation logs.
 //!
 //! The same secret signs the events the simulator sends ICON as that retailer
 //! ([`crate::events`]), as ICON verifies a retailer's events with the retailer's secret.

@@ -2,7 +2,9 @@
 //! ([`OrderView`]).
 
 /// Where an order stands at the simulated retailer. Synchronous behaviours place orders
-/// `Confirmed` and leave them there; `async-` ones place them `Accepted` and move them on.
+/// `Confirmed` and leave them there; `async-` ones place them `Accepted` and move them on. A
+/// cancellation ICON asked for ([`crate::cancellations`]) ends any of them but `Rejected` in
+/// `Cancelled`, for good.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum OrderState {
     /// Answered 202: the retailer has it and has not reported on it yet.
@@ -14,6 +16,8 @@ pub(crate) enum OrderState {
     Rejected {
         reason: String,
     },
+    /// Cancelled at ICON's request: nothing moves it on any more.
+    Cancelled,
 }
 
 impl OrderState {
@@ -25,6 +29,7 @@ impl OrderState {
             OrderState::Shipped => "shipped",
             OrderState::Delivered => "delivered",
             OrderState::Rejected { .. } => "rejected",
+            OrderState::Cancelled => "cancelled",
         }
     }
 }

@@ -41,7 +41,8 @@ impl Answer {
     /// A repeated request for an order already placed: the order as it stands now. 200, but 202
     /// while an `async-` order is still accepted (the answer its first request got), and 422
     /// once one was rejected, which is what a caller that only knows the synchronous protocol
-    /// takes for a refusal.
+    /// takes for a refusal. A cancelled order is 200 with `"status": "cancelled"`: the order
+    /// exists, and placing it again must not make a second one.
     pub(super) fn replay(order: OrderView) -> Self {
         match order.state {
             OrderState::Accepted => Self::accepted(order.order_id),

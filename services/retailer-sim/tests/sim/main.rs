@@ -6,6 +6,7 @@
 //! - `orders`: what each SKU prefix answers, and protocol errors.
 //! - `idempotency`: one order per key, replays, and 409 while a key's request is in progress.
 //! - `lookup`: the status lookup by key and the lookup log.
+//! - `cancellations`: cancelling orders by cancellation prefix, their events, and their log.
 //! - `server`: the request log, routing, the sink, health and shutdown.
 //! - `signing`: verifying ICON's signatures with a retailer's secret, and the 401.
 //! - `asynchronous`: `async-` orders: 202, then signed events; lookups and replays.
@@ -15,6 +16,7 @@
 //! - `smtp`: the SMTP sink, over raw TCP, and `GET /mail`.
 
 mod asynchronous;
+mod cancellations;
 mod events;
 mod grants;
 mod helpers;
