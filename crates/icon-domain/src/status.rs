@@ -12,11 +12,11 @@ pub struct UnknownStatus {
 }
 
 macro_rules! text_enum {
-    ($(#[$m:meta])* $name:ident, $kind:literal { $($variant:ident => $text:literal),+ $(,)? }) => {
+    ($(#[$m:meta])* $name:ident, $kind:literal { $($(#[$vm:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$m])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
         #[serde(rename_all = "snake_case")]
-        pub enum $name { $($variant),+ }
+        pub enum $name { $($(#[$vm])* $variant),+ }
 
         impl $name {
             pub fn as_str(&self) -> &'static str {
@@ -118,17 +118,13 @@ text_enum!(
     /// What a checkout does when one of its orders is not placed: `best_effort` keeps the
     /// others (a partial outcome); `all_or_nothing` stops placing and cancels every order
     /// already placed, so the shopper gets everything or nothing.
+    #[derive(Default)]
     CheckoutPolicy, "checkout policy" {
+        #[default]
         BestEffort => "best_effort",
         AllOrNothing => "all_or_nothing",
     }
 );
-
-impl Default for CheckoutPolicy {
-    fn default() -> Self {
-        Self::BestEffort
-    }
-}
 
 /// `pending` until the retailer answers; `accepted` when it answered 202 (it has the order and
 /// reports the outcome later by event); `confirmed` (placed); `rejected` (the retailer said

@@ -33,6 +33,16 @@ impl Sim {
     /// (`ICON_SIM_ICON_URL`: a test gateway's `public_url`), each `async_delay` after the one
     /// before (`ICON_SIM_ASYNC_DELAY`), signed with the secret [`Sim::set_secret`] gave it.
     pub async fn start_reporting_to(icon_url: &str, async_delay: Duration) -> Self {
+        Self::start_reporting_with_slow_delay(icon_url, async_delay, Duration::from_millis(300))
+            .await
+    }
+
+    /// As [`Sim::start_reporting_to`], with `slow-` SKUs waiting `slow_delay`.
+    pub async fn start_reporting_with_slow_delay(
+        icon_url: &str,
+        async_delay: Duration,
+        slow_delay: Duration,
+    ) -> Self {
         let env = icon_runtime::Env::from_pairs([
             ("ICON_SIM_ICON_URL", icon_url.to_owned()),
             (
@@ -40,7 +50,7 @@ impl Sim {
                 format!("{}ms", async_delay.as_millis()),
             ),
         ]);
-        Self::start_on(Duration::from_millis(300), env).await
+        Self::start_on(slow_delay, env).await
     }
 
     /// A simulator with `env` for the settings a test does not set itself.

@@ -99,6 +99,10 @@ impl CheckoutHandler {
                 tracing::info!(why, "nothing to do");
                 return Ok(Disposition::Ack);
             }
+            // A pass that claimed before a cancellation was asked may have finished the
+            // checkout without seeing it: the copy that follows it (a wake-up deferred to its
+            // lease, say) reopens it.
+            Claim::Final => return Box::pin(self.reopen(id)).await,
             Claim::Busy { until } => {
                 tracing::info!(%until, "a pass is in flight elsewhere; looking again after its lease");
                 self.later(id, after_pass, until).await?;
@@ -129,19 +133,7 @@ impl CheckoutHandler {
             passes::Current::Missing => Ok(Disposition::Ack),
             // Ended, perhaps by a pass that claimed before a cancellation was asked and did
             // not see it: reopened if a cancellation is still to be carried out.
-            passes::Current::Final => {
-                let reopened = {
-                    let db = self.pool.get().await?;
-                    passes::reopen(&db, id).await?
-                };
-                match reopened {
-                    Some(pass) => {
-                        tracing::info!("a cancellation was asked of this ended checkout; reopened");
-                        self.process(id, pass).await
-                    }
-                    None => Ok(Disposition::Ack),
-                }
-            }
+            passes::Current::Final => self.reopen(id).await,
             passes::Current::Pass {
                 pass,
                 claimed_until: Some(until),
@@ -154,6 +146,25 @@ impl CheckoutHandler {
                 pass,
                 claimed_until: None,
             } => self.process(id, pass).await,
+        }
+    }
+
+    /// A final checkout with a cancellation still to carry out (asked while a pass that did not
+    /// see it was in flight) is reopened and its next pass run; any other is left as it is.
+    async fn reopen(&self, id: CheckoutId) -> Result<Disposition, StoreError> {
+        let reopened = {
+            let db = self.pool.get().await?;
+            passes::reopen(&db, id).await?
+        };
+        match reopened {
+            Some(pass) => {
+                tracing::info!("a cancellation was asked of this ended checkout; reopened");
+                Box::pin(self.process(id, pass)).await
+            }
+            None => {
+                tracing::info!("checkout already final; nothing to do");
+                Ok(Disposition::Ack)
+            }
         }
     }
 
@@ -224,13 +235,20 @@ impl CheckoutHandler {
         .await?;
         drop(db);
         match completed {
-            Completed::Finished { event, message } => {
+            Completed::Finished {
+                event,
+                message,
+                cancel_pending,
+            } => {
                 // A reopened checkout's end is a numbered event, published on commit.
                 if let Some(message) = message {
                     self.outbox.publish(message);
                 }
                 metrics::finished(event.checkout_id, event.status);
-                tracing::info!(status = %event.status, "checkout finished")
+                tracing::info!(status = %event.status, "checkout finished");
+                if cancel_pending {
+                    Box::pin(self.reopen(pass.checkout_id)).await?;
+                }
             }
             Completed::Next { at, message } => {
                 self.outbox.publish(message);

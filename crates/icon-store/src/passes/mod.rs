@@ -80,8 +80,10 @@ pub enum Claim {
     Busy {
         until: DateTime<Utc>,
     },
-    /// Nothing to do: the checkout is final, or this copy is stale.
+    /// Nothing to do: this copy is stale.
     Nothing(&'static str),
+    /// The checkout is final (a cancellation asked since may still reopen it, see [`reopen`]).
+    Final,
     /// No such checkout.
     Missing,
 }
@@ -172,7 +174,7 @@ async fn why_not(
     let pass: i32 = row.get(1);
     let until: Option<DateTime<Utc>> = row.get(2);
     Ok(match until {
-        _ if status.is_final() => Claim::Nothing("checkout already final"),
+        _ if status.is_final() => Claim::Final,
         // The pass this copy would make is held. Its lease may have run out between the claim
         // and this read: then this copy comes straight back and takes it over.
         Some(until) if pass == after_pass + 1 => Claim::Busy { until },

@@ -19,6 +19,10 @@ pub enum Completed {
     Finished {
         event: Box<CheckoutFinished>,
         message: Option<OutboxRow>,
+        /// A cancellation was asked while the pass ran, and the pass did not see it: the
+        /// checkout is to be reopened now (`passes::reopen`) rather than when a later copy
+        /// comes by.
+        cancel_pending: bool,
     },
     /// Orders are still open; the next pass is scheduled for `at` by `message` (to a delay
     /// tier), to hand to the relay now.
@@ -142,7 +146,12 @@ pub async fn complete(
                 publish_after, traceparent)
              SELECT $18, $19, $20, $21, id, $22, now() + make_interval(secs => $23), $24
              FROM recorded
-             RETURNING id",
+             RETURNING id,
+                       $3::text IS NOT NULL AND EXISTS (
+                           SELECT 1 FROM checkout_orders c
+                           WHERE c.checkout_id = $1 AND c.cancel_requested_at IS NOT NULL
+                             AND c.status NOT IN ('cancelled', 'cancel_refused', 'rejected',
+                                                  'failed', 'refunded'))",
         )
         .await?;
     let columns = UpdateColumns::new(updates);
@@ -175,6 +184,7 @@ pub async fn complete(
         (Some(event), _) => Completed::Finished {
             event: Box::new(event),
             message: Some(message),
+            cancel_pending: row.get(1),
         },
         (None, Some(at)) => Completed::Next { at, message },
         (None, None) => unreachable!("a pass either finishes or schedules the next"),
@@ -340,6 +350,7 @@ async fn finish_reopened(
     Ok(Completed::Finished {
         event: Box::new(event),
         message: None,
+        cancel_pending: false,
     })
 }
 

@@ -22,18 +22,36 @@ pub const ALICE: &str = "alice";
 /// How long any one step may take on a loaded machine.
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
-/// The system with `extra` settings, a simulator (reporting to the gateway, events `delay`
+/// The system with `extra` settings, a simulator (reporting to the gateway, events 300 ms
 /// apart) serving each of `retailers`, and a callback receiver.
 pub async fn shop(
     retailers: &[&str],
     extra: Vec<(&'static str, String)>,
 ) -> (TestApp, Sim, Receiver) {
-    let app = TestApp::spawn_with(Options {
-        extra,
-        ..Options::default()
-    })
-    .await;
-    let sim = Sim::start_reporting_to(&app.public_url, Duration::from_millis(300)).await;
+    shop_with(
+        retailers,
+        Options {
+            extra,
+            ..Options::default()
+        },
+        SLOW,
+    )
+    .await
+}
+
+/// How long a `slow-` SKU's placement takes at the simulator.
+pub const SLOW: Duration = Duration::from_millis(300);
+
+/// As [`shop`], with `opts` and `slow-` placements taking `slow`.
+pub async fn shop_with(
+    retailers: &[&str],
+    opts: Options,
+    slow: Duration,
+) -> (TestApp, Sim, Receiver) {
+    let app = TestApp::spawn_with(opts).await;
+    let sim =
+        Sim::start_reporting_with_slow_delay(&app.public_url, Duration::from_millis(300), slow)
+            .await;
     for r in retailers {
         app.register_retailer(r, &sim.order_url(r)).await;
         sim.set_secret(r, &secret_of(&app, r).await).await;
@@ -174,7 +192,7 @@ pub async fn callbacks(receiver: &Receiver, checkout_id: &str, n: usize) -> Vec<
     seen
 }
 
-/// The simulator's cancellation answers for `status` were recorded for `key` at least `n` times.
+/// Waits until the simulator received at least `n` cancellations of the order placed with `key`.
 pub async fn wait_cancellations(sim: &Sim, key: &str, n: usize) -> Vec<Value> {
     eventually(
         &format!("{n} cancellation(s) of {key}"),
