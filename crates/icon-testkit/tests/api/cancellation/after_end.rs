@@ -186,3 +186,53 @@ async fn one_retailers_order_is_cancelled_and_the_others_stay() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retailers_that_decide_later_or_lose_the_answer_are_settled_never_guessed() {
+    let (app, sim, receiver) = shop(&["acme", "globex", "initech"], vec![]).await;
+    let id = submit(
+        &app,
+        &receiver,
+        &[
+            ("acme", "cancel-async-dress"),
+            ("globex", "cancel-async-refuse-shoes"),
+            ("initech", "cancel-hang-belt"),
+        ],
+        json!({}),
+    )
+    .await;
+    callbacks(&receiver, &id, 1).await;
+    cancel(&app, &id).await;
+    let view = reaches(&app, &id, "partially_cancelled").await;
+    // acme answered 202 and reported `order.cancelled` by event.
+    assert_eq!(order(&view, "acme")["status"], "cancelled", "{view}");
+    let acme = cancellations_of(&sim, &format!("{id}:acme")).await;
+    assert_eq!(acme.len(), 1, "{acme:?}");
+    assert_eq!(acme[0]["response_status"], 202, "{acme:?}");
+    let reported: Vec<Value> = sim
+        .events()
+        .await
+        .into_iter()
+        .filter(|e| e["idempotency_key"] == format!("{id}:acme").as_str())
+        .filter(|e| e["type"] == "order.cancelled")
+        .collect();
+    assert_eq!(reported.len(), 1, "{reported:?}");
+    // globex answered 202, then refused by `order.cancel_refused`, with its reason.
+    let globex = order(&view, "globex");
+    assert_eq!(globex["status"], "cancel_refused", "{view}");
+    assert_eq!(globex["reason"], "already shipped", "{view}");
+    // initech's first answer was lost (a timeout): the same cancellation again, same key.
+    assert_eq!(order(&view, "initech")["status"], "cancelled", "{view}");
+    let initech = wait_cancellations(&sim, &format!("{id}:initech"), 2).await;
+    assert_eq!(initech.len(), 2, "{initech:?}");
+    assert_well_formed(&initech);
+    assert_eq!(initech[0]["answered"], false, "{initech:?}");
+    assert_eq!(initech[1]["response_status"], 200, "{initech:?}");
+    assert_eq!(
+        initech[0]["idempotency_key_header"], initech[1]["idempotency_key_header"],
+        "one key for every try"
+    );
+
+    let seen = callbacks(&receiver, &id, 2).await;
+    assert_eq!(seen[1].body["type"], "checkout.partially_cancelled");
+}
