@@ -124,17 +124,30 @@ impl Fleet {
         key: Option<&str>,
         stats: &Mutex<Tally>,
     ) -> Reply {
+        self.call_with(http::Method::POST, path, Some(body), key, stats)
+            .await
+    }
+
+    /// [`Self::call`] with any method, and no body if `body` is `None`.
+    async fn call_with(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Option<&Value>,
+        key: Option<&str>,
+        stats: &Mutex<Tally>,
+    ) -> Reply {
         let headers: Vec<(&str, &str)> = key.map(|k| ("idempotency-key", k)).into_iter().collect();
         let until = tokio::time::Instant::now() + Duration::from_secs(120);
         loop {
             match self
                 .api
                 .try_send(
-                    http::Method::POST,
+                    method.clone(),
                     path,
                     Some(&self.token),
                     &headers,
-                    Some(body.to_string()),
+                    body.map(Value::to_string),
                 )
                 .await
             {
@@ -217,6 +230,22 @@ impl Fleet {
             .as_str()
             .expect("checkout id")
             .to_owned()
+    }
+
+    /// Cancels a checkout (`DELETE /cart/checkout/{id}`) with an idempotency key, retrying
+    /// through outages; panics unless answered 202.
+    pub async fn cancel(&self, id: &str, stats: &Mutex<Tally>) {
+        let key = format!("fault-cancel-{id}");
+        let r = self
+            .call_with(
+                http::Method::DELETE,
+                &format!("/cart/checkout/{id}"),
+                None,
+                Some(&key),
+                stats,
+            )
+            .await;
+        assert_eq!(r.status, 202, "{r:?}");
     }
 
     /// Polls a checkout (through outages).
@@ -328,7 +357,14 @@ impl Tally {
         for id in accepted {
             if let Some(c) = fleet.checkout(id).await {
                 let s = c["status"].as_str().unwrap_or("");
-                if matches!(s, "completed" | "partially_completed" | "failed") {
+                if matches!(
+                    s,
+                    "completed"
+                        | "partially_completed"
+                        | "failed"
+                        | "cancelled"
+                        | "partially_cancelled"
+                ) {
                     self.completed += 1;
                 }
             }

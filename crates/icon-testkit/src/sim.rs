@@ -193,6 +193,20 @@ impl Sim {
         self.log("/mail").await
     }
 
+    /// Where the order placed with `key` at `retailer` stands at the simulator, asked as ICON
+    /// would (`GET /{retailer}/orders?idempotency_key=K`, unsigned: for a retailer with no
+    /// secret told). `None` when it has no such order (404).
+    pub async fn order_status(&self, retailer: &str, key: &str) -> Option<String> {
+        // ICON's keys (`<uuid>:<retailer>`) need no escaping in a query.
+        let path = format!("/{retailer}/orders?idempotency_key={key}");
+        let r = Api::new(&self.base_url).get(&path, None).await;
+        match r.status {
+            404 => None,
+            200 => r.json["status"].as_str().map(str::to_owned),
+            other => panic!("lookup of {key} at {retailer} answered {other}: {r:?}"),
+        }
+    }
+
     async fn log(&self, path: &str) -> Vec<Value> {
         let r = Api::new(&self.base_url).get(path, None).await;
         r.json.as_array().cloned().unwrap_or_default()

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+mod cancellations;
 mod delivery_limit;
 mod order_events;
 mod push;
