@@ -307,3 +307,6 @@ fn may_be_placed(o: &OrderWork) -> bool {
             | OrderStatus::Unknown
     )
 }
+
+#[cfg(test)]
+mod tests;

@@ -3,7 +3,7 @@
 use super::*;
 use icon_domain::{CheckoutId, RetailerId};
 
-fn settings() -> WorkerSettings {
+pub(super) fn settings() -> WorkerSettings {
     WorkerSettings::from_env(&crate::settings::test_env([
         ("ICON_RETAILER_MAX_ATTEMPTS", "3"),
         ("ICON_RETAILER_SETTLE_SCHEDULE", "10s,1m"),
@@ -12,7 +12,7 @@ fn settings() -> WorkerSettings {
     .unwrap()
 }
 
-fn order(status: OrderStatus, attempts: i32) -> OrderWork {
+pub(super) fn order(status: OrderStatus, attempts: i32) -> OrderWork {
     OrderWork {
         retailer_id: RetailerId::parse("acme".to_owned()).unwrap(),
         order_url: "http://127.0.0.1:1/orders".into(),
