@@ -42,7 +42,7 @@ pub async fn unknown_orders_settling(db: &impl GenericClient) -> Result<i64, Sto
         .query_one(
             "SELECT count(*) FROM checkouts c \
              JOIN checkout_orders o ON o.checkout_id = c.id \
-             WHERE c.status IN ('queued', 'processing') AND o.status = 'unknown'",
+             WHERE c.status IN ('queued', 'processing', 'cancelling') AND o.status = 'unknown'",
             &[],
         )
         .await?;

@@ -38,12 +38,14 @@ pub struct EventList {
 #[derive(Serialize, ToSchema)]
 pub struct EventBody {
     pub sequence: i32,
-    /// `checkout.completed`, `checkout.partially_completed`, `checkout.failed`, then
-    /// `order.confirmed`, `order.rejected`, `order.shipped`, `order.delivered`,
-    /// `order.cancelled`, `order.refunded`.
+    /// `checkout.completed`, `checkout.partially_completed`, `checkout.failed`,
+    /// `checkout.cancelled` (1: the checkout's first end), then `order.confirmed`,
+    /// `order.rejected`, `order.shipped`, `order.delivered`, `order.cancelled`,
+    /// `order.refunded`, `order.cancel_refused`, and the ends of cancellations asked after
+    /// the checkout ended: `checkout.cancelled`, `checkout.partially_cancelled`.
     #[serde(rename = "type")]
     pub kind: String,
-    /// The order it is about (events after 1).
+    /// The order an `order.*` event is about.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retailer_id: Option<String>,
     pub occurred_at: DateTime<Utc>,

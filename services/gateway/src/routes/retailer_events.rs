@@ -365,7 +365,8 @@ fn too_large() -> ApiError {
 #[allow(dead_code)]
 pub struct RetailerEventDoc {
     /// `order.confirmed`, `order.rejected`, `order.shipped`, `order.delivered`,
-    /// `order.cancelled` or `order.refunded`.
+    /// `order.cancelled`, `order.refunded`, or `order.cancel_refused` (the retailer will not
+    /// cancel an order ICON asked it to cancel and answered 202).
     #[schema(rename = "type")]
     kind: String,
     /// The `Idempotency-Key` ICON sent with the order.
@@ -373,7 +374,7 @@ pub struct RetailerEventDoc {
     order_id: Option<String>,
     /// When it happened at the retailer (RFC 3339): orders late and out-of-order events.
     occurred_at: String,
-    /// Why (rejected, cancelled, refunded).
+    /// Why (rejected, cancelled, refunded, cancel refused).
     reason: Option<String>,
     /// `order.shipped` / `order.delivered`: `{"carrier", "number", "url"}`.
     tracking: Option<serde_json::Value>,

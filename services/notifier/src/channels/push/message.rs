@@ -87,6 +87,10 @@ fn order_wording(kind: &str, o: &icon_contracts::OrderOutcome) -> (String, Strin
             "Your order was not placed".into(),
             format!("{from} could not place your order. Open the app for details."),
         ),
+        OrderStatus::CancelRefused => (
+            "Your order could not be cancelled".into(),
+            format!("{from} could not cancel your order: it remains placed."),
+        ),
         _ => (
             "Your order is placed".into(),
             format!("{from} confirmed your order."),
