@@ -35,7 +35,10 @@ fn callback() -> Value {
         "summary": "The outcome of a checkout, POSTed to its callback_url",
         "description": "When a checkout reaches its final state, ICON POSTs its outcome to the \
             `callback_url` it was submitted with, following Standard Webhooks \
-            (standardwebhooks.com).\n\n\
+            (standardwebhooks.com). A checkout cancelled after it ended (`DELETE \
+            /cart/checkout/{checkout_id}`) announces the cancellation's end as its next \
+            numbered event (`checkout.cancelled` or `checkout.partially_cancelled`, `sequence` \
+            2 or later), with or without `order_updates`; event 1 stays its first end.\n\n\
             **Verify the signature** before trusting the body: compute \
             `base64(HMAC-SHA256(secret, \"{webhook-id}.{webhook-timestamp}.{raw body}\"))`, where \
             `secret` is the base64-decoded part of your `whsec_…` secret (`GET /webhook-secret`), \
@@ -135,10 +138,14 @@ fn links() -> Vec<(&'static str, &'static str, &'static str, Value)> {
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 pub struct CallbackEvent {
-    /// Which event: `checkout.completed`, `checkout.partially_completed` or `checkout.failed`
-    /// (the checkout's end, sequence 1); with `order_updates`, later: `order.shipped`,
-    /// `order.delivered`, `order.cancelled`, `order.refunded`, and `order.confirmed` or
-    /// `order.rejected` for an order that settled after ending `unknown`.
+    /// Which event: `checkout.completed`, `checkout.partially_completed`, `checkout.failed`,
+    /// `checkout.cancelled` or `checkout.partially_cancelled` (the checkout's end, sequence 1);
+    /// with `order_updates`, later: `order.shipped`, `order.delivered`, `order.cancelled`,
+    /// `order.refunded`, and `order.confirmed` or `order.rejected` for an order that settled
+    /// after ending `unknown`. A cancellation asked after the end is announced, on every
+    /// channel and whether or not `order_updates` was asked for, as the next event:
+    /// `checkout.cancelled` (nothing remains placed) or `checkout.partially_cancelled` (an
+    /// order remains placed: `cancel_refused`, `unknown`, or one not cancelled).
     #[schema(rename = "type", example = "checkout.completed")]
     kind: String,
     /// 1, 2, 3, ... per checkout, without gaps; event n+1 is sent to a receiver only after
@@ -149,7 +156,10 @@ pub struct CallbackEvent {
     occurred_at: String,
     /// The order an `order.*` event is about, as it is now; absent for the checkout's end.
     order: Option<crate::routes::orders::OrderBody>,
-    /// The checkout's final status.
+    /// The checkout's status when the notification was built: its final status
+    /// (`completed`, `partially_completed`, `failed`, `cancelled`, `partially_cancelled`), or
+    /// `cancelling` for an earlier event (a retry of event 1, say) sent while a cancellation
+    /// is under way.
     #[schema(value_type = icon_domain::CheckoutStatus)]
     status: String,
     cart_id: i64,

@@ -10,7 +10,10 @@ pub struct OrderBody {
     pub retailer_id: String,
     /// `pending`, `accepted` (the retailer answered 202 and reports later), `confirmed`,
     /// `rejected`, `failed`, `unknown`; after confirmation, as the retailer reports:
-    /// `shipped`, `delivered`, `cancelled`, `refunded`.
+    /// `shipped`, `delivered`, `cancelled`, `refunded`. When ICON cancels it (a `DELETE`, or
+    /// an `all_or_nothing` checkout undoing its orders): `cancelling` until the retailer
+    /// answers, then `cancelled`, or `cancel_refused` (it refused, or never confirmed: the
+    /// order remains placed).
     pub status: OrderStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retailer_order_id: Option<String>,
