@@ -123,8 +123,9 @@ fn rank(s: OrderStatus) -> Option<u8> {
 ///   before the cancellation or refund arrived late (stale), one after it contradicts it.
 /// - `order.cancel_refused` answers a cancellation ICON asked for: it moves only a `cancelling`
 ///   order (to `cancel_refused`, which stays placed and takes the main line's events, and a
-///   later `order.cancelled`). A `cancelling` order takes `order.cancelled` and the events of a
-///   placed order; it was placed, so `order.rejected` contradicts it.
+///   later `order.cancelled`). A `cancelling` order takes `order.cancelled`, the retailer's
+///   decision on an order it had accepted (`order.rejected`: not placed, nothing to undo), and
+///   the main line's later events; `order.confirmed` tells it nothing new.
 pub fn transition(
     current: OrderStatus,
     current_at: Option<DateTime<Utc>>,

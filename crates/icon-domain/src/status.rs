@@ -157,9 +157,10 @@ impl OrderStatus {
         )
     }
 
-    /// The retailer said this order was not placed, so a later checkout of the same cart may
-    /// send it a new idempotency key. For every other status the earlier key must be reused:
-    /// the order may exist.
+    /// The retailer said this order was not placed. A later checkout of the same cart sends a
+    /// new idempotency key to a retailer whose earlier order is not placed or was undone
+    /// (`cancelled`, `refunded`: `icon_create_checkout`, migrations 0012 and 0013); for every
+    /// other status the earlier key is reused: the order may exist.
     pub fn not_placed(&self) -> bool {
         matches!(self, Self::Rejected | Self::Failed)
     }

@@ -227,7 +227,10 @@ async fn apply(
             "UPDATE checkout_orders
              SET status = $3, state_at = $4,
                  retailer_order_id = coalesce(retailer_order_id, $5),
-                 reason = CASE WHEN $9 THEN coalesce($6, reason) END,
+                 reason = CASE WHEN $9 THEN
+                              coalesce($6, CASE WHEN cancel_requested_at IS NOT NULL
+                                                THEN coalesce($10, cancel_reason) ELSE reason END)
+                          END,
                  tracking = coalesce($7, tracking),
                  refunds = CASE WHEN $8::jsonb IS NULL THEN refunds
                                 ELSE coalesce(refunds, '[]'::jsonb) || jsonb_build_array($8::jsonb)
@@ -239,12 +242,20 @@ async fn apply(
     let reason = event.reason.clone().or_else(|| {
         (event.kind == RetailerEventType::Rejected).then(|| "rejected by the retailer".to_owned())
     });
-    // Why it was rejected, cancelled or refunded (a refund may leave the order's state as it
-    // is); any other move clears a reason left by an earlier state (a lookup's, say).
+    // Why it was rejected, cancelled, refunded or not cancelled (a refund may leave the
+    // order's state as it is); any other move clears a reason left by an earlier state (a
+    // lookup's, say). The end of a cancellation ICON asked for says why, not what ICON wrote
+    // while it waited: the retailer's reason, else the one ICON asked with (cancelled) or a
+    // refusal's.
     let keeps_reason = matches!(
         event.kind,
-        RetailerEventType::Rejected | RetailerEventType::Cancelled | RetailerEventType::Refunded
+        RetailerEventType::Rejected
+            | RetailerEventType::Cancelled
+            | RetailerEventType::Refunded
+            | RetailerEventType::CancelRefused
     );
+    let refused = (event.kind == RetailerEventType::CancelRefused)
+        .then_some("the retailer refused to cancel the order");
     let tracking = event
         .tracking
         .as_ref()
@@ -269,6 +280,7 @@ async fn apply(
             &tracking,
             &refund,
             &keeps_reason,
+            &refused,
         ],
     )
     .await?;

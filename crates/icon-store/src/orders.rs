@@ -142,8 +142,17 @@ impl OrderWork {
     /// `unknown` one is settled by lookup first; a cancellation already sent is looked up once
     /// it waits for the retailer's word (`settle_until`), else sent again with the same key;
     /// every other one is sent its cancellation.
+    ///
+    /// A cancellation does not wait for the placement's schedule (a retry, the wait for an
+    /// accepted order's outcome): only for its own (a cancellation's retry, a lookup).
     pub fn due(&self, now: DateTime<Utc>, first_pass: bool) -> Option<Step> {
-        if !self.is_open() || self.next_attempt_at.is_some_and(|at| at > now) {
+        let waits = match self.status {
+            _ if !self.cancel_asked() => true,
+            OrderStatus::Cancelling => true,
+            OrderStatus::Unknown => self.settle_until.is_some(),
+            _ => false,
+        };
+        if !self.is_open() || (waits && self.next_attempt_at.is_some_and(|at| at > now)) {
             return None;
         }
         if self.cancel_asked() {

@@ -267,7 +267,8 @@ async fn enqueue_due(tx: &impl GenericClient, n: &Notification) -> Result<(), St
 }
 
 /// Notifications that should have been attempted long ago but were not (their message was lost
-/// or dead-lettered): open, their checkout final, no attempt in flight, nothing for their
+/// or dead-lettered): open, their checkout final (or ended once and reopened by a
+/// cancellation: its earlier events are still due), no attempt in flight, nothing for their
 /// checkout waiting in the outbox, and no progress for `older_than`, counted from the last real
 /// progress (the checkout finishing, an attempt, a due retry), never from creation. Each gets
 /// one due message through the outbox and counts as due now, so it is queued again at most once
@@ -281,7 +282,9 @@ pub async fn requeue_stuck(
         .prepare_cached(
             "SELECT n.* FROM notifications n JOIN checkouts c ON c.id = n.checkout_id
              WHERE n.state IN ('pending', 'retrying')
-               AND c.status IN ('completed', 'partially_completed', 'failed')
+               AND (c.status IN ('completed', 'partially_completed', 'failed', 'cancelled',
+                                 'partially_cancelled')
+                    OR c.ended_at IS NOT NULL)
                AND (n.claimed_until IS NULL OR n.claimed_until < now())
                AND coalesce(n.next_attempt_at, greatest(n.updated_at, c.updated_at))
                    < now() - make_interval(secs => $1)

@@ -172,7 +172,7 @@ impl From<CheckoutView> for CheckoutBody {
                 "checkout_id": "0193a0c4-7d2e-7cde-8f00-5a1b2c3d4e5f",
                 "checkout_url": "https://icon.example.com/cart/checkout/0193a0c4-7d2e-7cde-8f00-5a1b2c3d4e5f"
             })),
-        (status = 422, description = "`empty_cart`: the cart has no items; `validation_failed`: a `callback_url` that is not absolute http(s), holds credentials, is over 2,048 bytes or points where the network policy refuses (`errors` names it); `idempotency_key_reused`: the key was used with a different body", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`empty_cart`: the cart has no items; `validation_failed`: a `callback_url` that is not absolute http(s), holds credentials, is over 2,048 bytes or points where the network policy refuses, or a `policy` other than `best_effort` or `all_or_nothing` (`errors` names it); `idempotency_key_reused`: the key was used with a different body", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 503, description = "`unavailable`: the database is unreachable. If `detail` says the connection was lost while storing, the checkout may have been accepted: retry with the same Idempotency-Key", body = crate::problem::Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ),

@@ -204,8 +204,14 @@ async fn retailers_that_decide_later_or_lose_the_answer_are_settled_never_guesse
     callbacks(&receiver, &id, 1).await;
     cancel(&app, &id).await;
     let view = reaches(&app, &id, "partially_cancelled").await;
-    // acme answered 202 and reported `order.cancelled` by event.
+    // acme answered 202 and reported `order.cancelled` by event: the reason is the one ICON
+    // asked with, not what it noted while waiting.
     assert_eq!(order(&view, "acme")["status"], "cancelled", "{view}");
+    assert_eq!(
+        order(&view, "acme")["reason"],
+        "cancelled by the shopper",
+        "{view}"
+    );
     let acme = cancellations_of(&sim, &format!("{id}:acme")).await;
     assert_eq!(acme.len(), 1, "{acme:?}");
     assert_eq!(acme[0]["response_status"], 202, "{acme:?}");

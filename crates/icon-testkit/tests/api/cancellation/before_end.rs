@@ -143,3 +143,36 @@ async fn repeated_deletes_and_one_idempotency_key_cancel_each_order_once() {
     assert_eq!(r.status, 404, "{r:?}");
     assert_eq!(r.json["code"], "checkout_not_found");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accepted_order_is_cancelled_at_once_not_after_its_wait_for_an_outcome() {
+    // acme answers 202 and never reports; ICON would wait a minute before looking it up.
+    let (app, sim, receiver) = shop(
+        &["acme"],
+        vec![("ICON_RETAILER_CONFIRM_WITHIN", "60s".into())],
+    )
+    .await;
+    let id = submit(
+        &app,
+        &receiver,
+        &[("acme", "async-silent-dress")],
+        json!({}),
+    )
+    .await;
+    let view = app
+        .wait_for_checkout(ALICE, &id, "the order accepted", |c| {
+            order(c, "acme")["status"] == "accepted"
+        })
+        .await;
+    assert_eq!(view["status"], "processing", "{view}");
+    cancel(&app, &id).await;
+    let view = reaches(&app, &id, "cancelled").await;
+    assert_eq!(order(&view, "acme")["status"], "cancelled", "{view}");
+    let c = cancellations_of(&sim, &format!("{id}:acme")).await;
+    assert_eq!(c.len(), 1, "{c:?}");
+    assert_well_formed(&c);
+    // It never ended before: its end, event 1, is the cancellation.
+    let seen = callbacks(&receiver, &id, 1).await;
+    assert_eq!(seen[0].body["type"], "checkout.cancelled");
+    assert_eq!(seen[0].body["sequence"], 1);
+}
