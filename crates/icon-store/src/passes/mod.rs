@@ -19,11 +19,14 @@
 //! written in one transaction through the outbox.
 //!
 //! Here: claiming a pass, scheduling one, and the sweep; `record.rs`: recording a pass (its
-//! next pass or its end), releasing it after an error, giving up.
+//! next pass or its end), releasing it after an error, giving up; `reopen.rs`: a checkout that
+//! had ended and is cancelled (issue 18): reopening it, and its new end as a numbered event.
 
 mod record;
+mod reopen;
 
 pub use record::*;
+pub use reopen::reopen;
 
 use crate::orders::{self, OrderWork};
 use crate::webhook_secrets::{RETAILER_CLAIM_COLUMNS, RETAILER_CLAIM_JOIN};
@@ -213,34 +216,6 @@ pub async fn current(db: &impl GenericClient, id: CheckoutId) -> Result<Current,
                 .filter(|u| *u > Utc::now()),
         }
     })
-}
-
-/// Reopens a final checkout that has a cancellation still to carry out (an order asked to be
-/// cancelled and not yet cancelled, refused or found not placed): it becomes `cancelling`, its
-/// first end kept as event 1 (`ended_status`, `ended_at`). Returns the pass count the next
-/// pass follows, or `None` if there is nothing to reopen. A checkout that freed its cart
-/// (`failed`, `cancelled`) is never reopened: the cart may have a new checkout.
-pub async fn reopen(db: &impl GenericClient, id: CheckoutId) -> Result<Option<i32>, StoreError> {
-    let stmt = db
-        .prepare_cached(
-            "UPDATE checkouts c
-             SET status = 'cancelling', ended_status = coalesce(ended_status, status),
-                 ended_at = coalesce(ended_at, updated_at), next_due_at = now(),
-                 updated_at = now()
-             WHERE id = $1
-               AND status IN ('completed', 'partially_completed', 'partially_cancelled')
-               AND EXISTS (
-                   SELECT 1 FROM checkout_orders o
-                   WHERE o.checkout_id = c.id AND o.cancel_requested_at IS NOT NULL
-                     AND o.status IN ('pending', 'accepted', 'confirmed', 'shipped', 'delivered',
-                                      'unknown', 'cancelling'))
-             RETURNING pass",
-        )
-        .await?;
-    Ok(db
-        .query_opt(&stmt, &[&id.as_uuid()])
-        .await?
-        .map(|r| r.get(0)))
 }
 
 /// Writes a `checkout.due` for the pass after `after_pass`, due at `at`, to the outbox, for the

@@ -78,7 +78,8 @@ pub async fn complete(
         .min();
     let reason = failure.map(str::to_owned).or_else(|| pass.reason.clone());
     if next.is_none() && pass.reopened {
-        return finish_reopened(db, pass, updates, &now_orders, reason, &route).await;
+        return super::reopen::finish_reopened(db, pass, updates, &now_orders, reason, &route)
+            .await;
     }
     let cancelling = now_orders.iter().any(|o| o.cancel_asked() && o.is_open());
     let interim = cancelling.then_some(CheckoutStatus::Cancelling.as_str());
@@ -194,7 +195,7 @@ pub async fn complete(
 /// Why a pass's record wrote nothing: the claim is gone ([`Completed::Lost`]), or still ours but
 /// an event changed an order meanwhile: then the claim is released (this pass does not count as
 /// a failed delivery) and the next pass is due now, in one statement.
-async fn overtaken(
+pub(super) async fn overtaken(
     db: &impl GenericClient,
     pass: &Pass,
     route: &impl Fn(DateTime<Utc>) -> String,
@@ -258,7 +259,11 @@ fn finished_envelope(event: CheckoutFinished) -> Envelope<CheckoutFinished> {
 
 /// The checkout's end given its orders as they end: see [`CheckoutStatus::at_end`]. `reason`
 /// is set once the `all_or_nothing` policy failed, or when the worker gave up.
-fn finished_event(pass: &Pass, orders: &[OrderWork], reason: Option<String>) -> CheckoutFinished {
+pub(super) fn finished_event(
+    pass: &Pass,
+    orders: &[OrderWork],
+    reason: Option<String>,
+) -> CheckoutFinished {
     let statuses: Vec<OrderStatus> = orders.iter().map(|o| o.status).collect();
     let cancelled_some = orders.iter().any(OrderWork::cancel_asked);
     // A reason kept for a processing checkout is the policy's failure (the worker's giving up
@@ -296,97 +301,6 @@ fn due_message(id: CheckoutId, after_pass: i32, at: DateTime<Utc>, routing_key: 
         wake: false,
     });
     OutboxRow::new("", routing_key, &due)
-}
-
-/// The end of a checkout a cancellation reopened (it had ended before): the orders' new states
-/// and the checkout's new final state in one transaction, with the end announced as the
-/// checkout's next numbered event (`checkout.cancelled`, `checkout.partially_cancelled`, ...)
-/// to every channel and target of event 1, in sequence after the events before it. Conditional
-/// on the claim and on no retailer's event having changed an order since, as [`complete`] is.
-async fn finish_reopened(
-    db: &mut Conn,
-    pass: &Pass,
-    updates: &[OrderUpdate],
-    now_orders: &[OrderWork],
-    reason: Option<String>,
-    route: &impl Fn(DateTime<Utc>) -> String,
-) -> Result<Completed, StoreError> {
-    let event = finished_event(pass, now_orders, reason);
-    let tx = db.transaction().await?;
-    let stmt = tx
-        .prepare_cached(
-            "UPDATE checkouts
-             SET status = $3, reason = coalesce($4, reason), claim = NULL, claimed_until = NULL,
-                 deliveries = 0, last_error = NULL, next_due_at = NULL, updated_at = now()
-             WHERE id = $1 AND claim = $2 AND order_changes = $5",
-        )
-        .await?;
-    let recorded = tx
-        .execute(
-            &stmt,
-            &[
-                &pass.checkout_id.as_uuid(),
-                &pass.claim,
-                &event.status.as_str(),
-                &event.reason,
-                &pass.order_changes,
-            ],
-        )
-        .await?;
-    if recorded == 0 {
-        drop(tx);
-        return overtaken(&*db, pass, route).await;
-    }
-    apply_updates(&tx, pass.checkout_id, updates).await?;
-    crate::checkout_events::announce(
-        &tx,
-        pass.checkout_id,
-        &crate::checkout_events::end_type(event.status),
-        None,
-        Utc::now(),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(Completed::Finished {
-        event: Box::new(event),
-        message: None,
-        cancel_pending: false,
-    })
-}
-
-/// The orders' new states of a pass, each only if the order still has the status the pass saw
-/// (as in [`complete`]), inside the caller's transaction.
-async fn apply_updates(
-    tx: &impl GenericClient,
-    id: CheckoutId,
-    updates: &[OrderUpdate],
-) -> Result<(), StoreError> {
-    let stmt = tx
-        .prepare_cached(
-            "UPDATE checkout_orders o
-             SET status = u.status, retailer_order_id = u.order_id, reason = u.reason,
-                 attempts = o.attempts + u.attempts, lookups = o.lookups + u.lookups,
-                 next_attempt_at = u.next_at, settle_until = u.settle_until,
-                 in_doubt_at = u.in_doubt_at,
-                 cancel_requested_at = coalesce(o.cancel_requested_at, u.cancel_at),
-                 cancel_reason = coalesce(o.cancel_reason, u.cancel_reason),
-                 cancel_attempts = o.cancel_attempts + u.cancel_attempts, updated_at = now()
-             FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::int4[],
-                         $7::int4[], $8::timestamptz[], $9::timestamptz[],
-                         $10::timestamptz[], $11::text[], $12::timestamptz[], $13::text[],
-                         $14::int4[])
-                  AS u(retailer_id, status, order_id, reason, attempts, lookups, next_at,
-                       settle_until, in_doubt_at, was, cancel_at, cancel_reason,
-                       cancel_attempts)
-             WHERE o.checkout_id = $1 AND o.retailer_id = u.retailer_id AND o.status = u.was",
-        )
-        .await?;
-    let columns = UpdateColumns::new(updates);
-    let uuid = id.as_uuid();
-    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&uuid];
-    params.extend(columns.params());
-    tx.execute(&stmt, &params).await?;
-    Ok(())
 }
 
 /// After a pass failed with an error that is not an outage: releases it, keeps the error, and
