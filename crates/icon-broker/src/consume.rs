@@ -158,7 +158,11 @@ async fn consume_on<H: Handler>(
                     let span = delivery_span(&queue, &delivery, &context);
                     let shutdown = shutdown.clone();
                     in_flight.spawn(trace::scope(context, async move {
-                        let disposition = handle_guarded(handler.as_ref(), &delivery).await;
+                        // Boxed: a handler's future can be large (the notifier's is ~14 KB),
+                        // and inline it would be copied at every move of the task's future
+                        // on the way into the runtime; boxed, it is built once, in place.
+                        let disposition =
+                            Box::pin(handle_guarded(handler.as_ref(), &delivery)).await;
                         settle(delivery, disposition, &queue, &dead_letters, &shutdown).await;
                     }.instrument(span)));
                 }

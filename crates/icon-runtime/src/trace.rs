@@ -104,14 +104,13 @@ impl TraceParent {
 }
 
 impl fmt::Display for TraceParent {
+    /// `00-<32 hex>-<16 hex>-<2 hex>`, built on the stack.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "00-{}-{}-{:02x}",
-            hex(&self.trace_id),
-            hex(&self.span_id),
-            self.flags
-        )
+        let mut buf = *b"00-00000000000000000000000000000000-0000000000000000-00";
+        hex_into(&mut buf[3..35], &self.trace_id);
+        hex_into(&mut buf[36..52], &self.span_id);
+        hex_into(&mut buf[53..55], &[self.flags]);
+        f.write_str(std::str::from_utf8(&buf).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -160,8 +159,21 @@ fn nonzero_id() -> [u8; 16] {
     id
 }
 
+const DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+/// Writes `bytes` as lowercase hex into `out` (exactly twice as long). No allocation, no
+/// formatting machinery: every request, message and log line formats a trace id or two.
+fn hex_into(out: &mut [u8], bytes: &[u8]) {
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0x0f)];
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let mut out = vec![0; bytes.len() * 2];
+    hex_into(&mut out, bytes);
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// Exactly `2 * N` lowercase hex digits (the spec forbids upper case).
@@ -188,6 +200,22 @@ mod tests {
         assert_eq!(t.to_string(), SAMPLE);
         assert_eq!(t.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
         assert!(t.sampled());
+    }
+
+    #[test]
+    fn formats_every_byte_as_the_spec_spells_it() {
+        for _ in 0..200 {
+            let t = TraceParent::new_root();
+            let text = t.to_string();
+            assert_eq!(TraceParent::parse(&text), Ok(t), "{text}");
+            let expected: String = t.trace_id().iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(t.trace_id_hex(), expected);
+        }
+        let unsampled = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00";
+        assert_eq!(
+            TraceParent::parse(unsampled).unwrap().to_string(),
+            unsampled
+        );
     }
 
     #[test]

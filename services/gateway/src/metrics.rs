@@ -10,7 +10,7 @@ use crate::routes::State;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
-use actix_web::HttpResponse;
+use actix_web::{HttpMessage, HttpResponse};
 use icon_metrics::{RequestLabels, RouteLabels};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -22,6 +22,25 @@ pub fn register() {
     icon_metrics::ready();
 }
 
+/// The route pattern a request matches (`/cart/checkout/{checkout_id}`, or `unmatched`), found
+/// once per request by the outermost middleware and kept in the request's extensions for the
+/// others (the trace's span): matching it means running the router's patterns again.
+#[derive(Debug, Clone)]
+pub struct RoutePattern(pub String);
+
+impl RoutePattern {
+    /// The request's pattern, as found before, else found now.
+    pub fn of(req: &ServiceRequest) -> Self {
+        if let Some(found) = req.extensions().get::<Self>() {
+            return found.clone();
+        }
+        Self(
+            req.match_pattern()
+                .unwrap_or_else(|| "unmatched".to_owned()),
+        )
+    }
+}
+
 /// Middleware: counts and times every request.
 pub async fn record(
     req: ServiceRequest,
@@ -29,11 +48,10 @@ pub async fn record(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
     let method = method_label(req.method()).to_owned();
+    let route = RoutePattern::of(&req);
+    req.extensions_mut().insert(route.clone());
     let res = next.call(req).await?;
-    let route = res
-        .request()
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_owned());
+    let route = route.0;
     let m = icon_metrics::gateway();
     m.requests
         .get_or_create(&RequestLabels {

@@ -26,9 +26,7 @@ pub async fn propagate(
     let context = TraceParent::from_header_or_new(incoming);
     // The route pattern, not the path: a path can hold a secret (a push device's token in
     // `/me/devices/{token}`), and logs must never show one.
-    let route = req
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_owned());
+    let route = crate::metrics::RoutePattern::of(&req).0;
     let span = tracing::info_span!(
         "request",
         method = %req.method(),
