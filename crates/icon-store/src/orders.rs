@@ -273,6 +273,52 @@ pub struct OrderUpdate {
     pub was: OrderStatus,
 }
 
+/// The `UPDATE` that writes a pass's order updates from the arrays of [`UpdateColumns`], bound
+/// from `$first` on, for the orders of the checkout `checkout` selects (an SQL condition on
+/// `o.checkout_id`, such as `= $1`). Each order is written only if it still has the status the
+/// pass saw, and a cancellation is only ever added, never taken away (one asked while the pass
+/// ran is kept). One text for the pass's record and a reopened checkout's end.
+pub(crate) fn apply_updates_sql(first: usize, checkout: &str) -> String {
+    let types = [
+        "text",
+        "text",
+        "text",
+        "text",
+        "int4",
+        "int4",
+        "timestamptz",
+        "timestamptz",
+        "timestamptz",
+        "text",
+        "timestamptz",
+        "text",
+        "int4",
+    ];
+    let arrays: Vec<String> = types
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("${}::{t}[]", first + i))
+        .collect();
+    format!(
+        "UPDATE checkout_orders o
+         SET status = u.status, retailer_order_id = u.order_id, reason = u.reason,
+             attempts = o.attempts + u.attempts, lookups = o.lookups + u.lookups,
+             next_attempt_at = u.next_at, settle_until = u.settle_until,
+             in_doubt_at = u.in_doubt_at,
+             cancel_requested_at = coalesce(o.cancel_requested_at, u.cancel_at),
+             cancel_reason = coalesce(o.cancel_reason, u.cancel_reason),
+             cancel_attempts = o.cancel_attempts + u.cancel_attempts,
+             updated_at = now()
+         FROM unnest({})
+              AS u(retailer_id, status, order_id, reason, attempts, lookups, next_at,
+                   settle_until, in_doubt_at, was, cancel_at, cancel_reason, cancel_attempts)
+         WHERE o.checkout_id {checkout}
+           AND o.retailer_id = u.retailer_id
+           AND o.status = u.was",
+        arrays.join(", ")
+    )
+}
+
 /// A pass's order updates as the arrays one statement unnests (`passes::complete`), in the
 /// order `$n..$n+12`: retailer, status, retailer order id, reason, attempts and lookups to add,
 /// next attempt, settle until, in doubt since, the status the pass saw, cancellation asked at,
@@ -331,5 +377,19 @@ impl<'a> UpdateColumns<'a> {
             &self.cancel_reason,
             &self.cancel_attempts,
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::apply_updates_sql;
+
+    #[test]
+    fn the_updates_statement_binds_the_thirteen_arrays_from_first_on() {
+        let sql = apply_updates_sql(5, "IN (SELECT id FROM recorded)");
+        assert!(sql.contains("unnest($5::text[], $6::text[], $7::text[], $8::text[], $9::int4[], $10::int4[], $11::timestamptz[], $12::timestamptz[], $13::timestamptz[], $14::text[], $15::timestamptz[], $16::text[], $17::int4[])"), "{sql}");
+        assert!(!sql.contains("$18") && !sql.contains("$4:"), "{sql}");
+        assert!(sql.contains("o.checkout_id IN (SELECT id FROM recorded)"));
+        assert!(apply_updates_sql(2, "= $1").contains("unnest($2::text[]"));
     }
 }

@@ -8,7 +8,40 @@ use crate::{Conn, GenericClient, StoreError};
 use chrono::{DateTime, Utc};
 use icon_contracts::{topology, CheckoutDue, CheckoutFinished, Envelope, OrderOutcome};
 use icon_domain::{CheckoutId, CheckoutPolicy, CheckoutStatus, OrderStatus};
+use std::sync::LazyLock;
 use tokio_postgres::types::ToSql;
+
+/// The record of a pass (see [`complete`]): the checkout's row, guarded by the claim and the
+/// orders' change count; the orders' updates (`$5..$17`); the message, with whether a
+/// cancellation asked meanwhile is still to carry out.
+static COMPLETE_STATEMENT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH recorded AS (
+             UPDATE checkouts
+             SET status = coalesce($3, $27, status), claim = NULL, claimed_until = NULL,
+                 deliveries = CASE WHEN $3 IS NULL THEN 0 ELSE deliveries END,
+                 last_error = CASE WHEN $3 IS NULL THEN NULL ELSE last_error END,
+                 reason = coalesce($28, reason),
+                 next_due_at = $4, updated_at = coalesce($26, now())
+             WHERE id = $1 AND claim = $2 AND order_changes = $25
+             RETURNING id
+         ), applied AS (
+             {}
+         )
+         INSERT INTO outbox
+           (exchange, routing_key, message_id, message_type, checkout_id, body,
+            publish_after, traceparent)
+         SELECT $18, $19, $20, $21, id, $22, now() + make_interval(secs => $23), $24
+         FROM recorded
+         RETURNING id,
+                   $3::text IS NOT NULL AND EXISTS (
+                       SELECT 1 FROM checkout_orders c
+                       WHERE c.checkout_id = $1 AND c.cancel_requested_at IS NOT NULL
+                         AND c.status NOT IN ('cancelled', 'cancel_refused', 'rejected',
+                                              'failed', 'refunded'))",
+        orders::apply_updates_sql(5, "IN (SELECT id FROM recorded)")
+    )
+});
 
 /// The outcome of recording a pass.
 #[derive(Debug)]
@@ -110,51 +143,7 @@ pub async fn complete(
             due_message(id, pass.pass, at, &route(at)),
         ),
     };
-    let stmt = db
-        .prepare_cached(
-            "WITH recorded AS (
-                 UPDATE checkouts
-                 SET status = coalesce($3, $27, status), claim = NULL, claimed_until = NULL,
-                     deliveries = CASE WHEN $3 IS NULL THEN 0 ELSE deliveries END,
-                     last_error = CASE WHEN $3 IS NULL THEN NULL ELSE last_error END,
-                     reason = coalesce($28, reason),
-                     next_due_at = $4, updated_at = coalesce($26, now())
-                 WHERE id = $1 AND claim = $2 AND order_changes = $25
-                 RETURNING id
-             ), applied AS (
-                 UPDATE checkout_orders o
-                 SET status = u.status, retailer_order_id = u.order_id, reason = u.reason,
-                     attempts = o.attempts + u.attempts, lookups = o.lookups + u.lookups,
-                     next_attempt_at = u.next_at, settle_until = u.settle_until,
-                     in_doubt_at = u.in_doubt_at,
-                     cancel_requested_at = coalesce(o.cancel_requested_at, u.cancel_at),
-                     cancel_reason = coalesce(o.cancel_reason, u.cancel_reason),
-                     cancel_attempts = o.cancel_attempts + u.cancel_attempts,
-                     updated_at = now()
-                 FROM unnest($5::text[], $6::text[], $7::text[], $8::text[], $9::int4[],
-                             $10::int4[], $11::timestamptz[], $12::timestamptz[],
-                             $13::timestamptz[], $14::text[], $15::timestamptz[], $16::text[],
-                             $17::int4[])
-                      AS u(retailer_id, status, order_id, reason, attempts, lookups, next_at,
-                           settle_until, in_doubt_at, was, cancel_at, cancel_reason,
-                           cancel_attempts)
-                 WHERE o.checkout_id IN (SELECT id FROM recorded)
-                   AND o.retailer_id = u.retailer_id
-                   AND o.status = u.was
-             )
-             INSERT INTO outbox
-               (exchange, routing_key, message_id, message_type, checkout_id, body,
-                publish_after, traceparent)
-             SELECT $18, $19, $20, $21, id, $22, now() + make_interval(secs => $23), $24
-             FROM recorded
-             RETURNING id,
-                       $3::text IS NOT NULL AND EXISTS (
-                           SELECT 1 FROM checkout_orders c
-                           WHERE c.checkout_id = $1 AND c.cancel_requested_at IS NOT NULL
-                             AND c.status NOT IN ('cancelled', 'cancel_refused', 'rejected',
-                                                  'failed', 'refunded'))",
-        )
-        .await?;
+    let stmt = db.prepare_cached(&COMPLETE_STATEMENT).await?;
     let columns = UpdateColumns::new(updates);
     let status = status.map(|s| s.as_str());
     let grace = outbox::PUBLISH_GRACE.as_secs_f64();

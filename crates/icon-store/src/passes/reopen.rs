@@ -8,6 +8,7 @@ use crate::orders::{OrderUpdate, OrderWork, UpdateColumns};
 use crate::{Conn, GenericClient, StoreError};
 use chrono::{DateTime, Utc};
 use icon_domain::CheckoutId;
+use std::sync::LazyLock;
 use tokio_postgres::types::ToSql;
 
 /// Reopens a final checkout that has a cancellation still to carry out (an order asked to be
@@ -94,6 +95,10 @@ pub(super) async fn finish_reopened(
     })
 }
 
+/// The orders' updates of a checkout's pass: `$1` the checkout, `$2..$14` the updates.
+static APPLY_STATEMENT: LazyLock<String> =
+    LazyLock::new(|| crate::orders::apply_updates_sql(2, "= $1"));
+
 /// The orders' new states of a pass, each only if the order still has the status the pass saw
 /// (as in [`complete`]), inside the caller's transaction.
 async fn apply_updates(
@@ -101,26 +106,7 @@ async fn apply_updates(
     id: CheckoutId,
     updates: &[OrderUpdate],
 ) -> Result<(), StoreError> {
-    let stmt = tx
-        .prepare_cached(
-            "UPDATE checkout_orders o
-             SET status = u.status, retailer_order_id = u.order_id, reason = u.reason,
-                 attempts = o.attempts + u.attempts, lookups = o.lookups + u.lookups,
-                 next_attempt_at = u.next_at, settle_until = u.settle_until,
-                 in_doubt_at = u.in_doubt_at,
-                 cancel_requested_at = coalesce(o.cancel_requested_at, u.cancel_at),
-                 cancel_reason = coalesce(o.cancel_reason, u.cancel_reason),
-                 cancel_attempts = o.cancel_attempts + u.cancel_attempts, updated_at = now()
-             FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::int4[],
-                         $7::int4[], $8::timestamptz[], $9::timestamptz[],
-                         $10::timestamptz[], $11::text[], $12::timestamptz[], $13::text[],
-                         $14::int4[])
-                  AS u(retailer_id, status, order_id, reason, attempts, lookups, next_at,
-                       settle_until, in_doubt_at, was, cancel_at, cancel_reason,
-                       cancel_attempts)
-             WHERE o.checkout_id = $1 AND o.retailer_id = u.retailer_id AND o.status = u.was",
-        )
-        .await?;
+    let stmt = tx.prepare_cached(&APPLY_STATEMENT).await?;
     let columns = UpdateColumns::new(updates);
     let uuid = id.as_uuid();
     let mut params: Vec<&(dyn ToSql + Sync)> = vec![&uuid];
