@@ -138,16 +138,9 @@ pub async fn request(
     };
     if asked > 0 {
         if status.is_final() {
-            // Ended: reopened now, and its next pass queued.
-            if let Some(reopened) = passes::reopen(&tx, req.checkout_id).await? {
+            // Ended: reopened now, its next pass queued with it.
+            if passes::reopen(&tx, req.checkout_id).await? {
                 status = CheckoutStatus::Cancelling;
-                let due = Envelope::new(CheckoutDue {
-                    checkout_id: req.checkout_id,
-                    after_pass: reopened,
-                    not_before: chrono::Utc::now(),
-                    wake: false,
-                });
-                outbox::enqueue(&tx, "", topology::CHECKOUT_REQUESTED, &due).await?;
             }
         } else {
             // Queued or under way: the worker looks after the pass in flight, if any.

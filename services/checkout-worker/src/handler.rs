@@ -102,7 +102,7 @@ impl CheckoutHandler {
             // A pass that claimed before a cancellation was asked may have finished the
             // checkout without seeing it: the copy that follows it (a wake-up deferred to its
             // lease, say) reopens it.
-            Claim::Final => return Box::pin(self.reopen(id)).await,
+            Claim::Final => return self.reopen(id).await,
             Claim::Busy { until } => {
                 tracing::info!(%until, "a pass is in flight elsewhere; looking again after its lease");
                 self.later(id, after_pass, until).await?;
@@ -150,22 +150,18 @@ impl CheckoutHandler {
     }
 
     /// A final checkout with a cancellation still to carry out (asked while a pass that did not
-    /// see it was in flight) is reopened and its next pass run; any other is left as it is.
+    /// see it was in flight) is reopened, its next pass queued with it (through the outbox, so
+    /// a crash right after loses nothing); any other is left as it is.
     async fn reopen(&self, id: CheckoutId) -> Result<Disposition, StoreError> {
-        let reopened = {
-            let db = self.pool.get().await?;
-            passes::reopen(&db, id).await?
-        };
-        match reopened {
-            Some(pass) => {
-                tracing::info!("a cancellation was asked of this ended checkout; reopened");
-                Box::pin(self.process(id, pass)).await
-            }
-            None => {
-                tracing::info!("checkout already final; nothing to do");
-                Ok(Disposition::Ack)
-            }
+        let db = self.pool.get().await?;
+        if passes::reopen(&db, id).await? {
+            tracing::info!(
+                "a cancellation was asked of this ended checkout; reopened, its next pass queued"
+            );
+        } else {
+            tracing::info!("checkout already final; nothing to do");
         }
+        Ok(Disposition::Ack)
     }
 
     /// One call per due order (all at once), then one transaction for what they taught us.
@@ -247,7 +243,7 @@ impl CheckoutHandler {
                 metrics::finished(event.checkout_id, event.status);
                 tracing::info!(status = %event.status, "checkout finished");
                 if cancel_pending {
-                    Box::pin(self.reopen(pass.checkout_id)).await?;
+                    self.reopen(pass.checkout_id).await?;
                 }
             }
             Completed::Next { at, message } => {

@@ -5,38 +5,79 @@
 use super::record::{finished_event, overtaken};
 use super::{Completed, Pass};
 use crate::orders::{OrderUpdate, OrderWork, UpdateColumns};
+use crate::outbox::{self, OutboxRow};
 use crate::{Conn, GenericClient, StoreError};
 use chrono::{DateTime, Utc};
+use icon_contracts::{topology, CheckoutDue, Envelope};
 use icon_domain::CheckoutId;
 use std::sync::LazyLock;
 use tokio_postgres::types::ToSql;
 
 /// Reopens a final checkout that has a cancellation still to carry out (an order asked to be
 /// cancelled and not yet cancelled, refused or found not placed): it becomes `cancelling`, its
-/// first end kept as event 1 (`ended_status`, `ended_at`). Returns the pass count the next
-/// pass follows, or `None` if there is nothing to reopen. A checkout that freed its cart
-/// (`failed`, `cancelled`) is never reopened: the cart may have a new checkout.
-pub async fn reopen(db: &impl GenericClient, id: CheckoutId) -> Result<Option<i32>, StoreError> {
+/// first end kept as event 1 (`ended_status`, `ended_at`), and its next pass is queued through
+/// the outbox in the same statement, so a crash right after loses nothing. `false` if there is
+/// nothing to reopen. A checkout that freed its cart (`failed`, `cancelled`) is never reopened:
+/// the cart may have a new checkout.
+pub async fn reopen(db: &impl GenericClient, id: CheckoutId) -> Result<bool, StoreError> {
+    // A final checkout is never claimed, so its pass count holds still; the statement below
+    // checks it did.
+    let read = db
+        .prepare_cached("SELECT pass FROM checkouts WHERE id = $1")
+        .await?;
+    let Some(row) = db.query_opt(&read, &[&id.as_uuid()]).await? else {
+        return Ok(false);
+    };
+    let pass: i32 = row.get(0);
+    let due = Envelope::new(CheckoutDue {
+        checkout_id: id,
+        after_pass: pass,
+        not_before: Utc::now(),
+        wake: false,
+    });
+    let message = OutboxRow::new("", topology::CHECKOUT_REQUESTED, &due);
     let stmt = db
         .prepare_cached(
-            "UPDATE checkouts c
-             SET status = 'cancelling', ended_status = coalesce(ended_status, status),
-                 ended_at = coalesce(ended_at, updated_at), next_due_at = now(),
-                 updated_at = now()
-             WHERE id = $1
-               AND status IN ('completed', 'partially_completed', 'partially_cancelled')
-               AND EXISTS (
-                   SELECT 1 FROM checkout_orders o
-                   WHERE o.checkout_id = c.id AND o.cancel_requested_at IS NOT NULL
-                     AND o.status IN ('pending', 'accepted', 'confirmed', 'shipped', 'delivered',
-                                      'unknown', 'cancelling'))
-             RETURNING pass",
+            "WITH reopened AS (
+                 UPDATE checkouts c
+                 SET status = 'cancelling', ended_status = coalesce(ended_status, status),
+                     ended_at = coalesce(ended_at, updated_at), next_due_at = now(),
+                     updated_at = now()
+                 WHERE id = $1 AND pass = $2
+                   AND status IN ('completed', 'partially_completed', 'partially_cancelled')
+                   AND EXISTS (
+                       SELECT 1 FROM checkout_orders o
+                       WHERE o.checkout_id = c.id AND o.cancel_requested_at IS NOT NULL
+                         AND o.status IN ('pending', 'accepted', 'confirmed', 'shipped',
+                                          'delivered', 'unknown', 'cancelling'))
+                 RETURNING id
+             ), queued AS (
+                 INSERT INTO outbox
+                   (exchange, routing_key, message_id, message_type, checkout_id, body,
+                    traceparent)
+                 SELECT $3, $4, $5, $6, id, $7, $8 FROM reopened
+                 RETURNING id
+             )
+             SELECT pg_notify($9, '') FROM queued",
         )
         .await?;
-    Ok(db
-        .query_opt(&stmt, &[&id.as_uuid()])
-        .await?
-        .map(|r| r.get(0)))
+    let rows = db
+        .query(
+            &stmt,
+            &[
+                &id.as_uuid(),
+                &pass,
+                &message.exchange,
+                &message.routing_key,
+                &message.message_id,
+                &message.message_type,
+                &message.body,
+                &message.traceparent,
+                &outbox::CHANNEL,
+            ],
+        )
+        .await?;
+    Ok(!rows.is_empty())
 }
 
 /// The end of a checkout a cancellation reopened (it had ended before): the orders' new states

@@ -24,6 +24,8 @@ struct Cancelled {
     cancel_keys_wrong: usize,
     requests: usize,
     retried: usize,
+    /// The checkouts that did not end as they should, as the resource showed them last.
+    stuck: Vec<String>,
 }
 
 /// Submits `n` checkouts; cancels the even ones at once and the odd ones after their first
@@ -107,6 +109,10 @@ async fn settle_cancellations(
             let at_retailer = sim.order_status(retailer, &key).await;
             if !at_icon || !callback {
                 c.cancel_lost += 1;
+                c.stuck.push(format!(
+                    "{key}: callback={callback} resource={}",
+                    view.as_ref().map(Value::to_string).unwrap_or_default()
+                ));
             }
             if at_retailer.as_deref().is_some_and(|s| s != "cancelled") {
                 c.placed_after_cancel += 1;
@@ -168,10 +174,12 @@ async fn worker_sigkill_during_cancellations() {
     let mut t = tally.into_inner().unwrap();
     t.settle(&fleet, &ids, &receiver, &[&sim], Duration::from_secs(60))
         .await;
+    assert!(c.stuck.is_empty(), "{line}\n{}", c.stuck.join("\n"));
     t.assert_nothing_lost("worker SIGKILL during cancellations", &fleet);
     assert!(
         c.cancel_lost == 0 && c.placed_after_cancel == 0 && c.cancel_keys_wrong == 0,
-        "{line}\n{}",
+        "{line}\n{}\n{}",
+        c.stuck.join("\n"),
         fleet.logs()
     );
     assert!(c.retried > 0, "the lost answers were asked again: {line}");
@@ -214,6 +222,7 @@ async fn rabbitmq_stopped_during_cancellations() {
     let mut t = tally.into_inner().unwrap();
     t.settle(&fleet, &ids, &receiver, &[&sim], Duration::from_secs(60))
         .await;
+    assert!(c.stuck.is_empty(), "{line}\n{}", c.stuck.join("\n"));
     t.assert_nothing_lost("RabbitMQ stopped during cancellations", &fleet);
     assert!(
         c.cancel_lost == 0 && c.placed_after_cancel == 0 && c.cancel_keys_wrong == 0,
