@@ -449,19 +449,19 @@ pub const CODES: &[(&str, u16, &str)] = &[
     ),
     (
         "callback_not_found",
-        404,
+        409,
         "The checkout was submitted without a `callback_url`, so there is no callback to \
          redeliver.",
     ),
     (
         "push_not_found",
-        404,
+        409,
         "The checkout has no push notification: it was submitted without \
          `push_notification: true`, or no device was registered then (see `push.detail`).",
     ),
     (
         "email_not_found",
-        404,
+        409,
         "The checkout has no e-mail: the token that submitted it carried no `email` claim.",
     ),
     (

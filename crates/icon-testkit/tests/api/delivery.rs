@@ -174,7 +174,7 @@ async fn parked_callback_can_be_redelivered() {
             &json!({}),
         )
         .await;
-    assert_eq!(r.status, 404);
+    assert_eq!(r.status, 409, "{:?}", r.json);
     assert_eq!(r.json["code"], "callback_not_found");
     app.stop().await;
 }

@@ -282,7 +282,7 @@ async fn push_without_a_device_is_accepted_and_says_why_nothing_is_pushed() {
                 &json!({}),
             )
             .await;
-        assert_problem(&r, 404, code);
+        assert_problem(&r, 409, code);
     }
 
     // Without push_notification, `push` is null.

@@ -181,7 +181,7 @@ async fn redeliver(
             );
             Ok((id, view.resource_url, list))
         }
-        Redeliver::NotFound => Err(channel.not_found()),
+        Redeliver::NotFound => Err(channel.absent()),
         Redeliver::NotFailed(s) => Err(channel.not_failed(s)),
     }
 }
@@ -203,8 +203,8 @@ fn accepted(resource_url: String, body: impl Serialize) -> HttpResponse {
     params(("checkout_id" = String, Path, description = "From the 202 of `POST /cart/checkout/`", example = "0193a0c4-7d2e-7cde-8f00-5a1b2c3d4e5f")),
     responses(
         (status = 202, description = "The callback, re-queued", body = Redelivery, headers(("Location" = String, description = "The checkout's resource_url"))),
-        (status = 404, description = "`checkout_not_found`: no checkout with that id belongs to you; `callback_not_found`: it was submitted without a `callback_url`", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`callback_not_failed`: the callback is pending, retrying or delivered; only a `failed` one is redelivered", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`checkout_not_found`: no checkout with that id belongs to you", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`callback_not_failed`: the callback is pending, retrying or delivered; only a `failed` one is redelivered. `callback_not_found`: the checkout was submitted without a `callback_url`, so there is nothing to redeliver", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -251,16 +251,9 @@ pub async fn redeliver_callback(
                     "last_error": "FCM answered 503"
                 }]
             })),
-        (status = 404, description = "`checkout_not_found`: no checkout with that id belongs to you, or it has no push: submitted without `push_notification: true` or with no device registered (`push_not_found`)",
-            body = crate::problem::Problem, content_type = "application/problem+json",
-            example = json!({
-                "type": "/docs#problem-push_not_found",
-                "title": "Not found",
-                "status": 404,
-                "detail": "this checkout has no push notification: it was submitted without push_notification: true, or no device was registered for you then",
-                "code": "push_not_found"
-            })),
-        (status = 409, description = "No push is `failed` or `not_configured` (`push_not_failed`)",
+        (status = 404, description = "`checkout_not_found`: no checkout with that id belongs to you",
+            body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "No push is `failed` or `not_configured` (`push_not_failed`), or the checkout has no push at all: submitted without `push_notification: true` or with no device registered (`push_not_found`)",
             body = crate::problem::Problem, content_type = "application/problem+json",
             example = json!({
                 "type": "/docs#problem-push_not_failed",
@@ -308,16 +301,9 @@ pub async fn redeliver_push(
                     "last_error": "e-mail is not configured on this deployment"
                 }
             })),
-        (status = 404, description = "`checkout_not_found`: no checkout with that id belongs to you, or it has no e-mail because the submitting token carried no `email` claim (`email_not_found`)",
-            body = crate::problem::Problem, content_type = "application/problem+json",
-            example = json!({
-                "type": "/docs#problem-email_not_found",
-                "title": "Not found",
-                "status": 404,
-                "detail": "this checkout has no e-mail: the token that submitted it carried no email claim",
-                "code": "email_not_found"
-            })),
-        (status = 409, description = "The e-mail is not `failed` or `not_configured` (`email_not_failed`)",
+        (status = 404, description = "`checkout_not_found`: no checkout with that id belongs to you",
+            body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The e-mail is not `failed` or `not_configured` (`email_not_failed`), or the checkout has no e-mail at all because the submitting token carried no `email` claim (`email_not_found`)",
             body = crate::problem::Problem, content_type = "application/problem+json",
             example = json!({
                 "type": "/docs#problem-email_not_failed",

@@ -206,19 +206,22 @@ impl Channel {
         }
     }
 
-    /// The checkout has nothing on this channel.
-    pub fn not_found(self) -> ApiError {
+    /// The checkout has nothing on this channel. A 409, not a 404: the checkout exists and is
+    /// the caller's, it just never asked for this channel, so "409 for anything but a failed
+    /// notification" (issue 2) holds, and a client that just created the checkout is not told
+    /// that it does not exist. The codes keep their names, which clients match on.
+    pub fn absent(self) -> ApiError {
         match self {
-            Self::Callback => ApiError::not_found(
+            Self::Callback => ApiError::conflict(
                 "callback_not_found",
                 "this checkout was submitted without a callback_url",
             ),
-            Self::Push => ApiError::not_found(
+            Self::Push => ApiError::conflict(
                 "push_not_found",
                 "this checkout has no push notification: it was submitted without \
                  push_notification: true, or no device was registered for you then",
             ),
-            Self::Email => ApiError::not_found(
+            Self::Email => ApiError::conflict(
                 "email_not_found",
                 "this checkout has no e-mail: the token that submitted it carried no email \
                  claim",
