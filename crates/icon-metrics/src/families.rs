@@ -82,6 +82,8 @@ pub struct Gateway {
     pub requests: Family<RequestLabels, Counter>,
     pub request_duration: Histograms<RouteLabels>,
     pub checkouts_accepted: Counter,
+    /// Statements that stored submitted checkouts, each its own transaction (group commit).
+    pub checkout_batches: Counter,
 }
 
 pub fn gateway() -> &'static Gateway {
@@ -90,6 +92,7 @@ pub fn gateway() -> &'static Gateway {
             requests: Family::default(),
             request_duration: histograms(),
             checkouts_accepted: Counter::default(),
+            checkout_batches: Counter::default(),
         };
         register(|r| {
             r.register(
@@ -106,6 +109,13 @@ pub fn gateway() -> &'static Gateway {
                 "icon_checkouts_accepted",
                 "Checkouts answered with 202 (new ones; idempotent replays are not counted)",
                 it.checkouts_accepted.clone(),
+            );
+            r.register(
+                "icon_checkout_batches",
+                "Transactions that stored submitted checkouts, each one statement for all the \
+                 checkouts submitted at that moment (group commit): icon_checkouts_accepted over \
+                 this is the checkouts per commit",
+                it.checkout_batches.clone(),
             );
         });
         it
@@ -333,6 +343,7 @@ mod tests {
             "icon_ready 1",
             "# TYPE icon_checkout_accept_to_final_seconds histogram",
             "# TYPE icon_checkouts_accepted counter",
+            "# TYPE icon_checkout_batches counter",
         ] {
             assert!(text.contains(line), "missing `{line}` in:\n{text}");
         }

@@ -27,6 +27,7 @@ pub mod checkouts;
 pub mod devices;
 mod error;
 pub mod gauges;
+pub mod group_commit;
 pub mod idempotency;
 pub mod migrate;
 pub mod notifications;

@@ -1,6 +1,7 @@
 //! `icon-gateway`: ICON's public HTTP API (actix-web).
 //!
 //! - [`settings`]: the environment it reads.
+//! - [`accept`]: new checkouts stored with group commit.
 //! - [`startup`]: wiring: pool, outbox relay, HTTP server.
 //! - [`auth`]: bearer tokens (an identity provider's JWKS, or HS256 for development), scopes,
 //!   and the `User` / `Admin` extractors.
@@ -16,6 +17,7 @@
 //! The gateway never talks to RabbitMQ on a request path: a checkout is written with its
 //! `checkout.requested` message in one transaction (the outbox), and the relay publishes it.
 
+pub mod accept;
 pub mod auth;
 pub mod extract;
 pub mod headers;

@@ -82,8 +82,10 @@ impl Application {
 
         tokio::spawn(purge_idempotency_keys(pool.clone(), shutdown.clone()));
 
+        let accepter = crate::accept::Accepter::spawn(pool.clone());
         let state = web::Data::new(AppState {
             pool,
+            accepter,
             public_url: public_url.clone(),
             callback_policy: settings.callback_policy.clone(),
             retailer_policy: settings.retailer_policy.clone(),

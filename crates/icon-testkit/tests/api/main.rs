@@ -13,6 +13,7 @@ mod devices;
 mod docs_ui;
 mod email;
 mod errors;
+mod group_commit;
 mod guarantee;
 mod hardening;
 mod isolation;

@@ -7,11 +7,11 @@ use super::orders::OrderBody;
 use super::{carts::cart_not_found, State, Validation};
 use crate::auth::User;
 use crate::extract::Json;
-use crate::problem::{lost_write, ApiError, WriteOutcome};
+use crate::problem::{lost_write, ApiError};
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use icon_domain::{CallbackUrl, CartId, CheckoutId, CheckoutPolicy, CheckoutStatus};
-use icon_store::checkouts::{self, CheckoutView, CreateCheckout, NewCheckout};
+use icon_store::checkouts::{self, CheckoutView, CreateCheckout, NewCheckout, Submission};
 use icon_store::idempotency::IdempotentRequest;
 use icon_store::StoreError;
 use serde::{Deserialize, Serialize};
@@ -252,11 +252,12 @@ pub async fn create_checkout(
         resource_url: resource_url.clone(),
         idempotency,
     };
-    // A failure to get a connection happens before anything is written: the plain 503.
-    let db = state.pool.get().await.map_err(StoreError::from)?;
-    match checkouts::create(&db, &new)
+    // Stored with whatever else is submitted now (group commit); answered after the commit.
+    match state
+        .accepter
+        .store(Submission::new(new))
         .await
-        .or_outcome_unknown(lost_write::CHECKOUT)?
+        .map_err(|f| f.into_api_error(lost_write::CHECKOUT))?
     {
         CreateCheckout::Created(message) => {
             // Committed: publish now; the outbox row is the safety net.

@@ -33,6 +33,8 @@ pub struct AppState {
     pub broker_ready: Arc<AtomicBool>,
     /// Takes the `checkout.requested` row of a new checkout straight after commit.
     pub outbox: icon_outbox::Outbox,
+    /// Stores new checkouts, several per statement and commit when they come together.
+    pub accepter: crate::accept::Accepter,
     /// `ICON_MAX_DEVICES_PER_USER`.
     pub max_devices_per_user: u32,
     /// `ICON_SECRETS_KEY`: seals and opens the owners' webhook secrets.
