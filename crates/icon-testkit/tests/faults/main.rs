@@ -18,6 +18,7 @@ use std::time::Duration;
 
 mod cancellations;
 mod delivery_limit;
+mod group_commit;
 mod order_events;
 mod push;
 mod quorum;
