@@ -2,7 +2,7 @@
 //! moment, on any of the gateway's HTTP workers, are stored by one statement in one
 //! transaction ([`icon_store::checkouts::create_many`]), and each request is answered after
 //! that commit. There is no waiting window (see [`icon_store::group_commit`]): alone, a
-//! checkout is stored at once; only while [`IN_FLIGHT`] batches are being stored do the next
+//! checkout is stored at once; only while `in_flight` batches are being stored do the next
 //! ones wait, and then they share the next statement.
 
 use crate::problem::ApiError;
@@ -11,11 +11,24 @@ use icon_store::group_commit::GroupCommit;
 use icon_store::{Pool, StoreError};
 use std::sync::Arc;
 
-/// Batches being stored at once: each holds one pooled connection for one round trip, so
-/// other requests keep most of the pool.
-pub const IN_FLIGHT: usize = 4;
-/// The most checkouts in one statement.
-pub const MAX_BATCH: usize = 32;
+/// How checkouts are batched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AcceptSettings {
+    /// `ICON_CHECKOUT_BATCH_MAX`: the most checkouts in one statement.
+    pub max_batch: usize,
+    /// `ICON_CHECKOUT_BATCHES_IN_FLIGHT`: batches being stored at once. Each holds one pooled
+    /// connection for one round trip, so other requests keep most of the pool.
+    pub in_flight: usize,
+}
+
+impl Default for AcceptSettings {
+    fn default() -> Self {
+        Self {
+            max_batch: 32,
+            in_flight: 4,
+        }
+    }
+}
 
 /// Why a checkout was not stored, or may not have been.
 #[derive(Debug, Clone)]
@@ -51,10 +64,12 @@ pub struct Accepter(GroupCommit<Submission, Outcome>);
 
 impl Accepter {
     /// Starts the batching task on the current runtime; it stops when the last handle goes.
-    pub fn spawn(pool: Pool) -> Self {
-        Self(GroupCommit::spawn(IN_FLIGHT, MAX_BATCH, move |batch| {
-            store(pool.clone(), batch)
-        }))
+    pub fn spawn(pool: Pool, settings: AcceptSettings) -> Self {
+        Self(GroupCommit::spawn(
+            settings.in_flight,
+            settings.max_batch,
+            move |batch| store(pool.clone(), batch),
+        ))
     }
 
     /// Stores the checkout with whatever else is ready now; answers after the commit.

@@ -52,8 +52,19 @@ pub struct GatewaySettings {
     /// more drops the least recently registered, so an app that registers a fresh token on
     /// every start cannot grow the registry (or the pushes per checkout) without bound.
     pub max_devices_per_user: u32,
+    /// `ICON_CHECKOUT_BATCH_MAX`, `ICON_CHECKOUT_BATCHES_IN_FLIGHT`: group commit of new
+    /// checkouts (`crate::accept`).
+    pub accept: crate::accept::AcceptSettings,
     /// `ICON_LOG`, `ICON_LOG_FORMAT`, `ICON_OTLP_ENDPOINT`: log filter and format, span export.
     pub log: icon_runtime::telemetry::TelemetrySettings,
+}
+
+/// A count of at least one.
+fn positive(v: &str) -> Result<usize, String> {
+    match v.trim().parse::<usize>() {
+        Ok(n) if (1..=1024).contains(&n) => Ok(n),
+        _ => Err("expected a whole number from 1 to 1024, such as 8".into()),
+    }
 }
 
 /// A secret that never shows in `Debug` output or logs.
@@ -154,6 +165,18 @@ impl GatewaySettings {
                     _ => Err("expected a positive whole number such as 10".into()),
                 },
             )?,
+            accept: crate::accept::AcceptSettings {
+                max_batch: env.parse_with(
+                    "ICON_CHECKOUT_BATCH_MAX",
+                    crate::accept::AcceptSettings::default().max_batch,
+                    positive,
+                )?,
+                in_flight: env.parse_with(
+                    "ICON_CHECKOUT_BATCHES_IN_FLIGHT",
+                    crate::accept::AcceptSettings::default().in_flight,
+                    positive,
+                )?,
+            },
             log: icon_runtime::telemetry::TelemetrySettings::from_env(env)?,
         })
     }
@@ -326,6 +349,32 @@ mod tests {
         assert_eq!(s.database_url, DEFAULT_DATABASE_URL);
         assert!(s.public_url.is_none());
         assert_eq!(s.max_devices_per_user, DEFAULT_MAX_DEVICES_PER_USER);
+    }
+
+    #[test]
+    fn checkout_batching_defaults_and_bounds() {
+        let env = with_key([("ICON_JWT_SECRET", SECRET)]);
+        assert_eq!(
+            GatewaySettings::from_env(&env).unwrap().accept,
+            crate::accept::AcceptSettings {
+                max_batch: 32,
+                in_flight: 4
+            }
+        );
+        for var in ["ICON_CHECKOUT_BATCH_MAX", "ICON_CHECKOUT_BATCHES_IN_FLIGHT"] {
+            for bad in ["0", "-1", "eight", "1025"] {
+                let env = with_key([("ICON_JWT_SECRET", SECRET), (var, bad)]);
+                let err = GatewaySettings::from_env(&env).err().unwrap().to_string();
+                assert!(err.starts_with(&format!("{var}=")), "{var}={bad}: {err}");
+            }
+        }
+        let env = with_key([
+            ("ICON_JWT_SECRET", SECRET),
+            ("ICON_CHECKOUT_BATCH_MAX", "1"),
+            ("ICON_CHECKOUT_BATCHES_IN_FLIGHT", " 8 "),
+        ]);
+        let s = GatewaySettings::from_env(&env).unwrap().accept;
+        assert_eq!((s.max_batch, s.in_flight), (1, 8));
     }
 
     #[test]

@@ -82,7 +82,7 @@ impl Application {
 
         tokio::spawn(purge_idempotency_keys(pool.clone(), shutdown.clone()));
 
-        let accepter = crate::accept::Accepter::spawn(pool.clone());
+        let accepter = crate::accept::Accepter::spawn(pool.clone(), settings.accept);
         let state = web::Data::new(AppState {
             pool,
             accepter,
