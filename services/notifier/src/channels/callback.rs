@@ -89,6 +89,9 @@ impl CallbackChannel {
         })
     }
 
+    /// One attempt, signing included, in a span of its own: the callback's stage of a checkout's
+    /// trace (what `icon-bench --stages` reads), and the parent the receiver's `traceparent` names.
+    #[tracing::instrument(name = "callback", skip_all, fields(checkout_id = %n.checkout_id, attempt = claimed.attempt))]
     async fn attempt(&self, n: &Notification, claimed: &Claimed, notice: &Notice) -> Outcome {
         let event = &notice.checkout;
         // Checked again at send time: the policy may have been tightened since the checkout
