@@ -7,11 +7,16 @@
 #   scripts/bench.sh --scenario steady --rate 20 --duration 60s
 #   scripts/bench.sh --scenario max --concurrency 64 --duration 60s --json max.json --html max.html
 #   BENCH_WORKERS=2 BENCH_NOTIFIERS=2 scripts/bench.sh --scenario max --concurrency 64
+#   scripts/bench.sh --scenario steady --rate 20 --duration 30s --stages --html stages.html
 #
 # BENCH_WORKERS and BENCH_NOTIFIERS (default 1) run that many checkout workers and notifiers on
 # the one broker and database (scripts/run.sh's ICON_RUN_WORKERS and ICON_RUN_NOTIFIERS);
 # BENCH_BUILD=0 uses the binaries already in target/release. Before the run it prints each
 # service's resident memory at idle.
+#
+# With --stages (or --otlp-listen ADDR) among the arguments, the services are started with
+# ICON_OTLP_ENDPOINT=http://ADDR (default 127.0.0.1:4318), icon-bench's span collector, so that
+# icon-bench can break each checkout's time into stages; the port must be fixed and free.
 #
 # Needs PostgreSQL and RabbitMQ on 127.0.0.1 with `psql` and `rabbitmqctl` (as on ICON's
 # development machines). Against docker compose, run icon-bench itself (see the README).
@@ -51,6 +56,29 @@ export ICON_RATE_LIMIT="${ICON_RATE_LIMIT:-100000/s burst 100000}"
 if reachable 8080 || reachable 8090; then
   say "bench: something already listens on 127.0.0.1:8080 or :8090; stop it first"
   exit 1
+fi
+# --stages / --otlp-listen: the services must know the collector's address before they start.
+otlp_listen="" prev=""
+for arg in "$@"; do
+  [ "$prev" != --otlp-listen ] || otlp_listen="$arg"
+  case "$arg" in
+    --stages) otlp_listen="${otlp_listen:-127.0.0.1:4318}" ;;
+    --otlp-listen=*) otlp_listen="${arg#--otlp-listen=}" ;;
+  esac
+  prev="$arg"
+done
+if [ -n "$otlp_listen" ]; then
+  port="${otlp_listen##*:}"
+  if [ "$port" = 0 ] || [ "$port" = "$otlp_listen" ]; then
+    say "bench: --otlp-listen needs a fixed port here ($otlp_listen): the services are told it before icon-bench starts"
+    exit 1
+  fi
+  if reachable "$port"; then
+    say "bench: something already listens on 127.0.0.1:$port, the span collector's port; stop it or pass --otlp-listen"
+    exit 1
+  fi
+  export ICON_OTLP_ENDPOINT="http://$otlp_listen"
+  say "bench: the services export spans to $ICON_OTLP_ENDPOINT (icon-bench --stages)"
 fi
 log=target/bench-system.log
 # Each service logs to its own file, with no pipe per line to prefix it (issue 19): the pipe's

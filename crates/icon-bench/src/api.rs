@@ -40,6 +40,9 @@ pub struct TransportError(String);
 pub struct Api {
     client: Client<HttpConnector, Full<Bytes>>,
     gateway: String,
+    /// `--stages`: every request not given a `traceparent` of its own goes with one whose
+    /// sampled flag is clear, so ICON exports no spans for it.
+    untraced: bool,
 }
 
 impl Api {
@@ -51,7 +54,14 @@ impl Api {
         Api {
             client,
             gateway: gateway.to_string(),
+            untraced: false,
         }
+    }
+
+    /// This client's requests unsampled unless they carry their own `traceparent` (`--stages`).
+    pub fn untraced(mut self) -> Self {
+        self.untraced = true;
+        self
     }
 
     /// `path` is appended to the gateway URL unless it is absolute.
@@ -62,6 +72,18 @@ impl Api {
         token: Option<&str>,
         body: Option<&Value>,
     ) -> Result<Reply, TransportError> {
+        self.call_traced(method, path, token, body, None).await
+    }
+
+    /// [`Self::call`] with `traceparent` as the W3C header, if given.
+    async fn call_traced(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+        traceparent: Option<&str>,
+    ) -> Result<Reply, TransportError> {
         let url = if path.starts_with("http://") {
             path.to_string()
         } else {
@@ -70,6 +92,13 @@ impl Api {
         let mut req = Request::builder().method(method).uri(&url);
         if let Some(t) = token {
             req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        match traceparent {
+            Some(t) => req = req.header("traceparent", t),
+            None if self.untraced => {
+                req = req.header("traceparent", crate::stages::new_traceparent(false).1)
+            }
+            None => {}
         }
         let payload = match body {
             Some(v) => {
@@ -96,16 +125,23 @@ impl Api {
         Ok(Reply { status, body })
     }
 
-    /// `POST /cart/checkout/`.
+    /// `POST /cart/checkout/`, in the trace `traceparent` names if given.
     pub async fn checkout(
         &self,
         token: &str,
         cart_id: i64,
         callback_url: &str,
+        traceparent: Option<&str>,
     ) -> Result<Reply, TransportError> {
         let body = json!({"cart_id": cart_id, "callback_url": callback_url});
-        self.call(Method::POST, "/cart/checkout/", Some(token), Some(&body))
-            .await
+        self.call_traced(
+            Method::POST,
+            "/cart/checkout/",
+            Some(token),
+            Some(&body),
+            traceparent,
+        )
+        .await
     }
 }
 

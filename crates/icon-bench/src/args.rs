@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::stages::{StagesConfig, TraceShare};
+
 pub const USAGE: &str = "\
 icon-bench: drive checkouts through a running ICON and measure it
 
@@ -48,6 +50,14 @@ OPTIONS:
                               transactions, rollbacks and rows inserted/updated/deleted per
                               checkout from pg_stat_database (database-wide: other clients
                               count too); unreachable: said once, the run goes on without them
+    --stages                  break each measured checkout's time into stages from the spans
+                              ICON exports: listen for OTLP/HTTP JSON at --otlp-listen, and
+                              start ICON with ICON_OTLP_ENDPOINT=http://<that address>
+                              (scripts/bench.sh --stages does)
+    --otlp-listen ADDR        where the span collector listens, a loopback address; implies
+                              --stages [default: 127.0.0.1:4318]
+    --stages-share F          share of measured checkouts traced, 0 < F <= 1, picked evenly by
+                              send order (the traceparent's sampled flag) [default: 1]
     --json PATH               write the summary as JSON
     --html PATH               write a self-contained HTML report
     -h, --help                print this help
@@ -161,6 +171,8 @@ pub struct Config {
     pub html: Option<PathBuf>,
     /// `--database-url`: where to read `pg_stat_database` before and after the run.
     pub database: Option<tokio_postgres::Config>,
+    /// `--stages`: the span collector and the share of checkouts traced.
+    pub stages: Option<StagesConfig>,
 }
 
 impl Config {
@@ -213,6 +225,9 @@ where
     let mut pids = None;
     let mut json = None;
     let mut html = None;
+    let mut stages = false;
+    let mut otlp_listen = None;
+    let mut stages_share = None;
 
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
@@ -223,6 +238,10 @@ where
         };
         if flag == "-h" || flag == "--help" {
             return Ok(Parsed::Help);
+        }
+        if flag == "--stages" {
+            stages = true;
+            continue;
         }
         let mut value = || match inline.clone().or_else(|| it.next()) {
             Some(v) => Ok(v),
@@ -274,6 +293,8 @@ where
             "--pids" => pids = Some(pid_list(&value()?)?),
             "--json" => json = Some(PathBuf::from(value()?)),
             "--html" => html = Some(PathBuf::from(value()?)),
+            "--otlp-listen" => otlp_listen = Some(loopback("--otlp-listen", &value()?)?),
+            "--stages-share" => stages_share = Some(share("--stages-share", &value()?)?),
             other => return err(format!("unknown argument {other:?} (see --help)")),
         }
     }
@@ -329,6 +350,14 @@ where
     if retailers_per_cart > 64 {
         return err("--retailers-per-cart: at most 64");
     }
+    let stages = match (stages || otlp_listen.is_some(), stages_share) {
+        (true, share) => Some(StagesConfig {
+            listen: otlp_listen.unwrap_or_else(|| crate::stages::DEFAULT_LISTEN.into()),
+            share: share.unwrap_or(TraceShare::ALL),
+        }),
+        (false, None) => None,
+        (false, Some(_)) => return err("--stages-share needs --stages"),
+    };
     let Some(jwt_secret) = jwt_secret else {
         return err("no JWT secret: pass --jwt-secret or set ICON_JWT_SECRET");
     };
@@ -351,13 +380,14 @@ where
         json,
         html,
         database,
+        stages,
     })))
 }
 
 mod values;
 
 pub use values::duration_arg;
-use values::{base_url, database_url, pid_list, positive};
+use values::{base_url, database_url, loopback, pid_list, positive, share};
 
 #[cfg(test)]
 mod tests;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use http::StatusCode;
 use tokio::task::JoinHandle;
@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::Api;
 use crate::args::{SlowShare, Stop};
+use crate::stages::{self, TraceShare, Traced};
 use crate::stats::{Outcome, Submission};
 
 /// Live counts for the progress line.
@@ -36,6 +37,10 @@ pub struct Shot {
     pub counters: Counters,
     /// The first answer body seen for each error status.
     samples: Mutex<BTreeMap<String, String>>,
+    /// `--stages`: which healthy checkouts go sampled, and how many were picked from so far.
+    trace_share: Option<TraceShare>,
+    trace_index: AtomicU64,
+    traced: Mutex<Vec<Traced>>,
 }
 
 impl Shot {
@@ -54,7 +59,25 @@ impl Shot {
             epoch,
             counters: Counters::default(),
             samples: Mutex::new(BTreeMap::new()),
+            trace_share: None,
+            trace_index: AtomicU64::new(0),
+            traced: Mutex::new(Vec::new()),
         }
+    }
+
+    /// `--stages`: `share` of the healthy checkouts go with a sampled `traceparent`, the rest
+    /// (and every slow one) with an unsampled one.
+    pub fn traced(mut self, share: TraceShare) -> Self {
+        self.trace_share = Some(share);
+        self
+    }
+
+    /// The accepted checkouts sent sampled, with their marks.
+    pub fn traced_checkouts(&self) -> Vec<Traced> {
+        self.traced
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     pub fn samples(&self) -> BTreeMap<String, String> {
@@ -70,10 +93,22 @@ impl Shot {
         } else {
             &self.callback_url
         };
+        // Picked before the clock is read, so the pick's cost is not in the 202's time.
+        let trace = self.trace_share.map(|share| {
+            let i = self.trace_index.fetch_add(1, Ordering::Relaxed);
+            let sampled = !slow && share.picks(i);
+            (sampled, stages::new_traceparent(sampled))
+        });
+        let traceparent = trace.as_ref().map(|(_, (_, header))| header.as_str());
+        let sent_at = SystemTime::now();
         let sent = self.epoch.elapsed();
         self.counters.sent.fetch_add(1, Ordering::Relaxed);
-        let reply = self.api.checkout(&self.token, cart_id, url).await;
+        let reply = self
+            .api
+            .checkout(&self.token, cart_id, url, traceparent)
+            .await;
         let answered = self.epoch.elapsed();
+        let answered_at = SystemTime::now();
         self.counters.answered.fetch_add(1, Ordering::Relaxed);
         let (outcome, sample) = match reply {
             Ok(r) if r.status == StatusCode::ACCEPTED => {
@@ -94,8 +129,19 @@ impl Shot {
                 Some(("transport".to_string(), e.to_string())),
             ),
         };
-        if let Outcome::Accepted(_) = outcome {
+        if let Outcome::Accepted(id) = &outcome {
             self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+            if let Some((true, (trace_id, _))) = trace {
+                self.traced
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(Traced {
+                        checkout_id: id.clone(),
+                        trace_id,
+                        sent_at,
+                        answered_at,
+                    });
+            }
         } else {
             self.counters.errors.fetch_add(1, Ordering::Relaxed);
         }

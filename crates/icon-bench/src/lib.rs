@@ -10,6 +10,8 @@
 //!   their comparison.
 //! - [`stats`]: the accounting (percentiles, completeness, duplicates, errors, per second); pure.
 //! - [`dbstats`]: commits and rows written per checkout from `pg_stat_database` (`--database-url`).
+//! - [`stages`]: `--stages`: a span collector (OTLP/HTTP JSON) and each checkout's time cut
+//!   into stages from its trace.
 //! - [`procs`]: CPU time, peak and current RSS of ICON, PostgreSQL and RabbitMQ from `/proc`.
 //! - [`report`]: the table, the JSON and the HTML report.
 
@@ -23,4 +25,5 @@ pub mod receiver;
 pub mod report;
 pub mod run;
 pub mod setup;
+pub mod stages;
 pub mod stats;

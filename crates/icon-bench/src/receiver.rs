@@ -15,7 +15,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -159,13 +159,20 @@ impl Inbox {
             .clone()
     }
 
-    fn record(&self, at: Instant, checkout_id: Option<String>, webhook_id: Option<String>) {
+    fn record(
+        &self,
+        at: Instant,
+        at_wall: SystemTime,
+        checkout_id: Option<String>,
+        webhook_id: Option<String>,
+    ) {
         let epoch = *self.epoch.lock().unwrap_or_else(PoisonError::into_inner);
         self.records
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(CallbackRecord {
                 received: at.saturating_duration_since(epoch),
+                received_at: at_wall,
                 checkout_id,
                 webhook_id,
             });
@@ -248,6 +255,7 @@ async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let at = Instant::now();
+    let at_wall = SystemTime::now();
     if req.method() != http::Method::POST {
         return Ok(status(StatusCode::METHOD_NOT_ALLOWED));
     }
@@ -270,7 +278,7 @@ async fn handle(
             .insert(http::header::RETRY_AFTER, FAIL_RETRY_AFTER_S.into());
         return Ok(r);
     }
-    inbox.record(at, checkout_id, webhook_id);
+    inbox.record(at, at_wall, checkout_id, webhook_id);
     if path == HANG_PATH {
         // Never answer. hyper drops this future when the caller closes the connection; the
         // run's end closes what is left.

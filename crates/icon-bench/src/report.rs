@@ -179,6 +179,9 @@ pub fn phase_rows(out: &mut String, m: &Measured) {
     if let Some(slow) = &a.slow {
         latency_row(out, "202 slow", &slow.latency_202);
     }
+    if let Some(stages) = &m.stages {
+        crate::stages::render::table(out, stages);
+    }
     if let Some(db) = &m.database {
         let d = &db.delta;
         let _ = writeln!(
@@ -365,10 +368,14 @@ pub fn html(s: &Summary) -> String {
     format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>icon-bench {}</title>\
 <style>body{{font-family:sans-serif;margin:2em}}pre{{background:#f6f6f6;padding:1em}}</style></head><body>\
-<h1>icon-bench: {}</h1><h2>Latency distribution (CDF, log scale){phase}</h2>{cdf}\
+<h1>icon-bench: {}</h1><h2>Latency distribution (CDF, log scale){phase}</h2>{cdf}{}\
 <h2>Throughput per second{phase}</h2>{}<h2>Summary</h2><pre>{}</pre></body></html>\n",
         esc(s.scenario),
         esc(&describe(s)),
+        s.measured
+            .stages
+            .as_ref()
+            .map_or(String::new(), crate::stages::render::html),
         throughput_svg(s),
         esc(&table(s)),
     )

@@ -17,6 +17,7 @@ use crate::drive::{self, Shot};
 use crate::procs::{self, GroupUsage};
 use crate::receiver::{self, Receiver, HANG_PATH};
 use crate::setup;
+use crate::stages::{self, collector::Collector, StageReport};
 use crate::stats::{self, Accounting, Outcome};
 
 /// Wait before the last `pg_stat_database` reading: a backend's counters reach it only when
@@ -29,6 +30,8 @@ pub enum RunError {
     Setup(String),
     #[error("callback receiver: cannot listen: {0}")]
     Receiver(#[source] std::io::Error),
+    #[error("span collector (--stages): cannot listen on {0}: {1}")]
+    Collector(std::net::SocketAddr, #[source] std::io::Error),
     #[error("minting a token: {0}")]
     Token(#[from] jsonwebtoken::errors::Error),
 }
@@ -71,6 +74,8 @@ pub struct Measured {
     pub database: Option<PerCheckout>,
     /// The first answer body seen for each error status.
     pub error_samples: BTreeMap<String, String>,
+    /// `--stages`: where the traced checkouts' time went.
+    pub stages: Option<StageReport>,
 }
 
 /// What a run holds from its start to its end: the client, the tokens, the receiver.
@@ -80,6 +85,8 @@ pub struct Bench {
     pub token: String,
     admin: String,
     pub receiver: Receiver,
+    /// `--stages`: the span collector.
+    pub collector: Option<Collector>,
     /// `http://{--callback-host}:{port}`: how ICON reaches the receiver.
     receiver_base: String,
     shutdown: CancellationToken,
@@ -91,9 +98,22 @@ impl Bench {
         let receiver = receiver::start(cfg.callback_bind, shutdown.clone())
             .await
             .map_err(RunError::Receiver)?;
+        let collector = match cfg.stages {
+            Some(s) => Some(
+                stages::collector::start(s.listen, shutdown.clone())
+                    .await
+                    .map_err(|e| RunError::Collector(s.listen, e))?,
+            ),
+            None => None,
+        };
+        let api = match cfg.stages {
+            Some(_) => Api::new(&cfg.gateway).untraced(),
+            None => Api::new(&cfg.gateway),
+        };
         let user = format!("bench-{}", uuid::Uuid::new_v4());
         Ok(Bench {
-            api: Api::new(&cfg.gateway),
+            api,
+            collector,
             admin: mint_token(&cfg.jwt_secret, "icon-bench-admin", true)?,
             token: mint_token(&cfg.jwt_secret, &user, false)?,
             user,
@@ -236,19 +256,30 @@ pub async fn measure(
     };
     let inbox = bench.receiver.inbox.clone();
     let cpu_start = procs::sample(&procs::discover(cfg.pids.as_deref()));
+    if let Some(c) = &bench.collector {
+        c.spans.restart();
+    }
     let epoch = Instant::now();
     inbox.restart(epoch);
     let started_at = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let shot = Arc::new(Shot::new(
+    let shot = Shot::new(
         bench.api.clone(),
         bench.token.clone(),
         bench.receiver_url("/cb"),
         bench.receiver_url(HANG_PATH),
         epoch,
-    ));
+    );
+    let shot = Arc::new(match cfg.stages {
+        Some(s) => shot.traced(s.share),
+        None => shot,
+    });
     let progress_stop = CancellationToken::new();
+    let span_watch = bench
+        .collector
+        .as_ref()
+        .map(|c| stages::phase::warn_without_spans(c, progress_stop.clone()));
     let progress = {
         let (shot, inbox) = (shot.clone(), inbox.clone());
         drive::ticker(progress_stop.clone(), move || {
@@ -300,6 +331,15 @@ pub async fn measure(
     };
     progress_stop.cancel();
     let _ = progress.await;
+    if let Some(watch) = span_watch {
+        let _ = watch.await;
+    }
+    let stages = match (&bench.collector, cfg.stages) {
+        (Some(c), Some(s)) => {
+            Some(stages::phase::report(c, s.share, &shot, &inbox.records(), &mut notes).await)
+        }
+        _ => None,
+    };
 
     let accounting = stats::account(&subs, &inbox.records());
     let database = match (db, db_start, db_end) {
@@ -322,6 +362,7 @@ pub async fn measure(
         processes,
         database,
         error_samples: shot.samples(),
+        stages,
     };
     (measured, notes)
 }

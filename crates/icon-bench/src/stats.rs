@@ -30,6 +30,8 @@ pub enum Outcome {
 #[derive(Debug, Clone)]
 pub struct CallbackRecord {
     pub received: Duration,
+    /// The wall clock at the same moment: what spans are timed by (`--stages`).
+    pub received_at: std::time::SystemTime,
     pub checkout_id: Option<String>,
     pub webhook_id: Option<String>,
 }
@@ -398,6 +400,7 @@ mod tests {
     fn cb(id: &str, webhook: &str, at: u64) -> CallbackRecord {
         CallbackRecord {
             received: ms(at),
+            received_at: std::time::UNIX_EPOCH + ms(at),
             checkout_id: Some(id.into()),
             webhook_id: Some(webhook.into()),
         }

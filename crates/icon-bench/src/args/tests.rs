@@ -191,3 +191,29 @@ fn database_url_is_parsed_at_the_edge() {
     assert!(run(&["--database-url", "mysql://x/y"]).is_err());
     assert!(run(&["--database-url", "icon"]).is_err());
 }
+
+#[test]
+fn stages_listen_on_loopback_only_and_take_a_share() {
+    assert_eq!(run(&[]).unwrap().stages, None);
+    let c = run(&["--stages"]).unwrap().stages.unwrap();
+    assert_eq!(c.listen, "127.0.0.1:4318".parse().unwrap());
+    assert_eq!(c.share, TraceShare::ALL);
+    // --otlp-listen alone turns them on.
+    let c = run(&["--otlp-listen=[::1]:0", "--stages-share", "0.1"])
+        .unwrap()
+        .stages
+        .unwrap();
+    assert_eq!(c.listen, "[::1]:0".parse().unwrap());
+    assert_eq!(c.share, TraceShare::new(0.1).unwrap());
+    for bad in ["0.0.0.0:4318", "192.168.1.2:4318", "localhost:4318", "4318"] {
+        let e = run(&["--otlp-listen", bad]).unwrap_err();
+        assert!(e.to_string().starts_with("--otlp-listen: "), "{bad}: {e}");
+    }
+    for bad in ["0", "1.5", "x"] {
+        assert!(run(&["--stages", "--stages-share", bad]).is_err(), "{bad}");
+    }
+    assert_eq!(
+        run(&["--stages-share", "0.5"]).unwrap_err().to_string(),
+        "--stages-share needs --stages"
+    );
+}

@@ -1,8 +1,10 @@
 //! Parsers of single option values; each error names its option.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::{err, ArgError};
+use crate::stages::TraceShare;
 
 pub(super) fn positive(flag: &str, v: &str) -> Result<u64, ArgError> {
     match v.parse::<u64>() {
@@ -66,4 +68,28 @@ pub(super) fn pid_list(v: &str) -> Result<Vec<(String, u32)>, ArgError> {
             _ => err(format!("--pids: {item:?} is not NAME=PID")),
         })
         .collect()
+}
+
+/// `127.0.0.1:4318`, `[::1]:0`: a socket address on loopback only, as the span collector takes
+/// whatever is posted to it.
+pub(super) fn loopback(flag: &str, v: &str) -> Result<SocketAddr, ArgError> {
+    match v.parse::<SocketAddr>() {
+        Ok(a) if a.ip().is_loopback() => Ok(a),
+        Ok(_) => err(format!(
+            "{flag}: {v:?} is not a loopback address (127.0.0.0/8 or ::1)"
+        )),
+        Err(_) => err(format!(
+            "{flag}: {v:?} is not an address like 127.0.0.1:4318"
+        )),
+    }
+}
+
+/// `0.1`, `1`: a share above 0 and at most 1.
+pub(super) fn share(flag: &str, v: &str) -> Result<TraceShare, ArgError> {
+    match v.parse::<f64>().ok().and_then(TraceShare::new) {
+        Some(s) => Ok(s),
+        None => err(format!(
+            "{flag}: {v:?} is not a share above 0 and at most 1, like 0.1"
+        )),
+    }
 }

@@ -211,6 +211,7 @@ mod tests {
             .enumerate()
             .map(|(i, &e)| stats::CallbackRecord {
                 received: ms(e),
+                received_at: std::time::UNIX_EPOCH + ms(e),
                 checkout_id: Some(format!("c{i}")),
                 webhook_id: Some(format!("w{i}")),
             })

@@ -164,10 +164,12 @@ mod tests {
         }];
         let cbs = vec![CallbackRecord {
             received: Duration::from_millis(e2e_ms),
+            received_at: std::time::UNIX_EPOCH + Duration::from_millis(e2e_ms),
             checkout_id: Some("c".into()),
             webhook_id: Some("w".into()),
         }];
         Measured {
+            stages: None,
             started_at: 0,
             measured_window_s: 1.0,
             max_schedule_lag_ms: Some(0.0),
