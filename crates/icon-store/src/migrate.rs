@@ -62,6 +62,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "cancellation",
         include_str!("../migrations/0013_cancellation.sql"),
     ),
+    (
+        14,
+        "hot_path_keys",
+        include_str!("../migrations/0014_hot_path_keys.sql"),
+    ),
 ];
 
 /// Arbitrary but fixed: the advisory lock every ICON process takes while migrating.

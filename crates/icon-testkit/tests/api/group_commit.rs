@@ -145,6 +145,20 @@ async fn a_batch_answers_each_checkout_as_if_it_were_alone_and_commits_once() {
         .unwrap()
         .get(0);
     assert_eq!(messages, 3);
+    // Without the foreign keys of the hot path (migration 0014), nothing points at a checkout
+    // that does not exist.
+    let orphans: i64 = db
+        .query_one(
+            "SELECT (SELECT count(*) FROM checkout_orders o
+                     WHERE NOT EXISTS (SELECT 1 FROM checkouts c WHERE c.id = o.checkout_id))
+                  + (SELECT count(*) FROM idempotency_keys k
+                     WHERE NOT EXISTS (SELECT 1 FROM checkouts c WHERE c.id = k.checkout_id))",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(orphans, 0);
     app.stop().await;
 }
 

@@ -106,6 +106,6 @@ async fn concurrent_starts_migrate_an_empty_database_once() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, (1..=13).collect::<Vec<i32>>());
+    assert_eq!(versions, (1..=14).collect::<Vec<i32>>());
     assert_eq!(env.count("checkouts").await, 0);
 }
