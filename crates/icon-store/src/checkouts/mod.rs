@@ -79,6 +79,27 @@ pub struct CheckoutView {
     pub first_end: Option<(CheckoutStatus, DateTime<Utc>)>,
 }
 
+/// [`get`] as of one moment: the checkout, its orders and its notifications are read in one
+/// read-only repeatable-read transaction. [`get`]'s statements each see the latest commit, so
+/// a poll racing a worker's pass could show the checkout `queued` from before the claim with
+/// its orders `accepted` from after the record; a client must never see a state that did not
+/// exist.
+pub async fn get_snapshot(
+    db: &mut crate::Conn,
+    id: CheckoutId,
+    owner: Option<&UserId>,
+) -> Result<Option<CheckoutView>, StoreError> {
+    let tx = db
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    let view = get(&tx, id, owner).await?;
+    tx.commit().await?;
+    Ok(view)
+}
+
 /// The checkout with its orders and notifications, if it exists and (when `owner` is given) belongs
 /// to that user.
 pub async fn get(

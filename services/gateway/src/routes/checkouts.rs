@@ -388,8 +388,10 @@ pub async fn get_checkout(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_checkout_id(&path)?;
-    let db = state.pool.get().await.map_err(StoreError::from)?;
-    let view = owned(&db, id, &user).await?;
+    let mut db = state.pool.get().await.map_err(StoreError::from)?;
+    let view = checkouts::get_snapshot(&mut db, id, Some(&user.id))
+        .await?
+        .ok_or_else(checkout_not_found)?;
     let mut resp = HttpResponse::Ok();
     if !view.status.is_final() {
         resp.insert_header((header::RETRY_AFTER, POLL_AFTER_SECS.to_string()));
