@@ -6,7 +6,7 @@
 //! in the same transaction as the checkout it created; a crash before commit leaves no trace, so
 //! the client's retry simply starts over. The claim and the save are part of the one statement
 //! that creates a checkout (`icon_create_checkout`, migration 0005; see
-//! [`crate::checkouts::create`]).
+//! [`crate::checkouts::create_many`]).
 
 use crate::{GenericClient, StoreError};
 use uuid::Uuid;

@@ -31,24 +31,17 @@ impl Submission {
     }
 }
 
-/// Creates the checkout, its pending orders (one per retailer in the cart), its notifications
-/// (the callback, one push per device the user has registered now, the e-mail) and the
-/// `checkout.requested` message, all in one transaction: either the client gets its 202 and the
-/// work is certain to be queued, or nothing happened. The devices are those of submission time,
-/// so the rows exist before the checkout can finish and the notifier's sweep covers them.
+/// Creates checkouts, each with its pending orders (one per retailer in the cart), its
+/// notifications (the callback, one push per device the user has registered now, the e-mail)
+/// and the `checkout.requested` message, all in one transaction: either the client gets its 202
+/// and the work is certain to be queued, or nothing happened. The devices are those of
+/// submission time, so the rows exist before the checkout can finish and the notifier's sweep
+/// covers them. The checks and writes are the SQL function `icon_create_checkout` (migration
+/// 0005, with the trace context since 0008, the policy since 0013); each created checkout's
+/// message is for the caller to hand to its relay once this returns
+/// ([`CreateCheckout::Created`]).
 ///
-/// The checks and writes are the SQL function `icon_create_checkout` (migration 0005, with the
-/// trace context since 0008, the policy since 0013). The message is written for the caller to
-/// hand to its relay once this returns ([`CreateCheckout::Created`]).
-pub async fn create(
-    db: &impl GenericClient,
-    new: &NewCheckout,
-) -> Result<CreateCheckout, StoreError> {
-    let mut outcomes = create_many(db, &[Submission::new(new.clone())]).await?;
-    outcomes.pop().ok_or_else(|| corrupt("no outcome"))
-}
-
-/// [`create`] for several checkouts in one statement, so in one transaction and one commit
+/// Several checkouts go in one statement, so in one transaction and one commit
 /// (group commit, issue 19): the gateway stores together the checkouts that are ready at the
 /// same moment. Each gets the outcome it would have had alone, in the order given: a later one
 /// sees what an earlier one wrote (the same cart twice: the second is `AlreadyCheckedOut`; the

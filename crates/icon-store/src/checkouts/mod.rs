@@ -1,10 +1,10 @@
 //! Checkouts as the gateway creates and shows them.
 //!
-//! - `creation`: storing new checkouts ([`create`], [`create_many`]), alone or several in one
-//!   statement (group commit).
+//! - `creation`: storing new checkouts ([`create_many`]), alone or several in one statement
+//!   (group commit).
 
 mod creation;
-pub use creation::{create, create_many, Submission};
+pub use creation::{create_many, Submission};
 
 use crate::idempotency::{IdempotentRequest, StoredResponse};
 pub use crate::orders::OrderView;
