@@ -6,6 +6,7 @@
 //! pass, in one statement. Nothing here sleeps but a moment for a retailer's free slot
 //! (`gate::SLOT_WAIT`): every longer wait is a delay tier.
 
+use crate::claims::Claims;
 use crate::gate::{RetailerGate, SLOT_WAIT};
 use crate::retailer::signing::Signer;
 use crate::retailer::RetailerClient;
@@ -26,12 +27,15 @@ use icon_store::orders::Step;
 use icon_store::passes::{self, Claim, Completed, Pass};
 use icon_store::{Pool, StoreError};
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 /// A message arriving this close to its `not_before` is processed rather than delayed again.
 const EARLY_TOLERANCE: Duration = Duration::from_millis(20);
 
 pub struct CheckoutHandler {
     pool: Pool,
+    /// Claims passes, several messages' in one statement when they arrive together.
+    claims: Claims,
     retailers: RetailerClient,
     /// The retailers' secrets every call is signed with.
     signer: Signer,
@@ -51,6 +55,7 @@ impl CheckoutHandler {
     ) -> Self {
         Self {
             signer: Signer::new(settings.secrets_key.clone(), pool.clone()),
+            claims: Claims::spawn(pool.clone(), settings.pass_lease()),
             pool,
             retailers,
             outbox,
@@ -85,11 +90,13 @@ impl CheckoutHandler {
     }
 
     async fn process(&self, id: CheckoutId, after_pass: i32) -> Result<Disposition, StoreError> {
-        let claim = {
-            let db = self.pool.get().await?;
-            passes::claim(&db, id, after_pass, self.settings.pass_lease()).await?
-            // The connection goes back to the pool here: none is held during retailer calls.
-        };
+        // The claim's connection goes back to the pool with its answer: none is held during
+        // retailer calls.
+        let claim = self
+            .claims
+            .claim(id, after_pass)
+            .instrument(tracing::info_span!("store.claim_pass", checkout_id = %id, after_pass))
+            .await?;
         let pass = match claim {
             Claim::Claimed(pass) => pass,
             Claim::Missing => {

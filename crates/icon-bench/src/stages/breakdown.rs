@@ -31,7 +31,8 @@
 //! Beside the way ([`BESIDE`]): `gateway_answer` H1→G1 (the 202's part after the handler) and
 //! `record` B1→notifier message end (the batched attempt record and the ack, after the callback
 //! was answered). The batched statements ([`BATCHED`]: the gateway's
-//! `store.create_checkouts`, the notifier's `store.claim_first_attempts` and
+//! `store.create_checkouts`, the worker's `store.claim_passes`, the notifier's
+//! `store.claim_first_attempts` and
 //! `store.record_attempts`) run for several checkouts at once in a trace of their own: they are
 //! reported per batch ([`Batch`]), never split over checkouts.
 //!
@@ -268,12 +269,13 @@ pub struct Batch {
     pub duration: Percentiles,
 }
 
-/// The statements made for several checkouts at once (group commit): the gateway's, then the
-/// notifier's. `store.create_checkout` is the gateway's statement before its group commit (one
+/// The statements made for several checkouts at once (group commit): the gateway's, the
+/// worker's claims, then the notifier's. `store.create_checkout` is the gateway's statement before its group commit (one
 /// per checkout, in the checkout's trace): reported the same way, so builds compare.
-pub const BATCHED: [&str; 4] = [
+pub const BATCHED: [&str; 5] = [
     "store.create_checkout",
     "store.create_checkouts",
+    "store.claim_passes",
     "store.claim_first_attempts",
     "store.record_attempts",
 ];

@@ -18,23 +18,24 @@
 //! Every transition and the message it implies (the next pass, or `checkout.finished`) are
 //! written in one transaction through the outbox.
 //!
-//! Here: claiming a pass, scheduling one, and the sweep; `record.rs`: recording a pass (its
+//! Here: what a pass holds, scheduling one, and the sweep; `claim.rs`: claiming a pass, alone
+//! or several checkouts' at once (group commit); `record.rs`: recording a pass (its
 //! next pass or its end), releasing it after an error, giving up; `reopen.rs`: a checkout that
 //! had ended and is cancelled (issue 18): reopening it, and its new end as a numbered event.
 
+mod claim;
 mod record;
 mod reopen;
 
+pub use claim::{claim, claim_many};
 pub use record::*;
 pub use reopen::reopen;
 
-use crate::orders::{self, OrderWork};
-use crate::webhook_secrets::{RETAILER_CLAIM_COLUMNS, RETAILER_CLAIM_JOIN};
+use crate::orders::OrderWork;
 use crate::{error::corrupt, outbox, Conn, GenericClient, StoreError};
 use chrono::{DateTime, Utc};
 use icon_contracts::{topology, CheckoutDue, Envelope};
 use icon_domain::{CartId, CheckoutId, CheckoutPolicy, CheckoutStatus};
-use std::sync::LazyLock;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -89,100 +90,6 @@ pub enum Claim {
     Final,
     /// No such checkout.
     Missing,
-}
-
-/// Claims the pass after `after_pass` for `lease` (or takes over a crashed one), and reads
-/// what the pass works on, in one statement: the checkout's claim, its orders and the cart's
-/// items (one row per item).
-#[tracing::instrument(name = "store.claim_pass", skip_all, fields(checkout_id = %id, after_pass))]
-pub async fn claim(
-    db: &impl GenericClient,
-    id: CheckoutId,
-    after_pass: i32,
-    lease: Duration,
-) -> Result<Claim, StoreError> {
-    let claim = Uuid::new_v4();
-    let stmt = db.prepare_cached(&CLAIM_STATEMENT).await?;
-    let rows = db
-        .query(
-            &stmt,
-            &[&id.as_uuid(), &after_pass, &claim, &lease.as_secs_f64()],
-        )
-        .await?;
-    // A checkout always has an order (an empty cart cannot be checked out), so no row means no
-    // claim.
-    let Some(first) = rows.first() else {
-        return why_not(db, id, after_pass).await;
-    };
-    Ok(Claim::Claimed(Box::new(Pass {
-        checkout_id: id,
-        cart_id: CartId::new(first.get("cart_id")),
-        pass: first.get("pass"),
-        claim,
-        deliveries: first.get("deliveries"),
-        last_error: first.get("last_error"),
-        resource_url: first.get("resource_url"),
-        order_changes: first.get("order_changes"),
-        policy: CheckoutPolicy::parse(first.get("policy")).map_err(corrupt)?,
-        reason: first.get("checkout_reason"),
-        reopened: first.get::<_, Option<String>>("ended_status").is_some(),
-        orders: orders::work_from_rows(&rows)?,
-    })))
-}
-
-/// The claim's statement: the pass, its orders with their retailers' sealed secrets (one
-/// primary-key lookup per order, see [`RETAILER_CLAIM_JOIN`]) and the cart's items.
-static CLAIM_STATEMENT: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "WITH claimed AS (
-                 UPDATE checkouts
-                 SET pass = CASE WHEN pass = $2 THEN pass + 1 ELSE pass END,
-                     claim = $3, claimed_until = now() + make_interval(secs => $4),
-                     deliveries = deliveries + 1,
-                     status = CASE WHEN status = 'queued' THEN 'processing' ELSE status END,
-                     updated_at = now()
-                 WHERE id = $1 AND status IN ('queued', 'processing', 'cancelling')
-                   AND ((pass = $2 AND (claimed_until IS NULL OR claimed_until < now()))
-                        OR (pass = $2 + 1 AND claimed_until < now()))
-                 RETURNING id AS checkout_id, cart_id, pass, deliveries, last_error, resource_url,
-                           order_changes, policy, reason, ended_status
-             )
-             SELECT c.cart_id, c.pass, c.deliveries, c.last_error, c.resource_url, c.order_changes,
-                    c.policy, c.reason AS checkout_reason, c.ended_status,
-                    o.retailer_id, o.order_url, o.status, o.idempotency_key, o.key_checkout_id,
-                    o.attempts, o.lookups, o.retailer_order_id, o.reason, o.next_attempt_at,
-                    o.settle_until, o.in_doubt_at, o.cancel_requested_at, o.cancel_reason,
-                    o.cancel_attempts,
-                    i.id, i.sku, i.quantity, i.amount_minor, i.currency, {RETAILER_CLAIM_COLUMNS}
-             FROM claimed c
-             JOIN checkout_orders o ON o.checkout_id = c.checkout_id
-             LEFT JOIN cart_items i ON i.cart_id = c.cart_id AND i.retailer_id = o.retailer_id
-             {RETAILER_CLAIM_JOIN}
-             ORDER BY o.retailer_id, i.id"
-    )
-});
-
-async fn why_not(
-    db: &impl GenericClient,
-    id: CheckoutId,
-    after_pass: i32,
-) -> Result<Claim, StoreError> {
-    let stmt = db
-        .prepare_cached("SELECT status, pass, claimed_until FROM checkouts WHERE id = $1")
-        .await?;
-    let Some(row) = db.query_opt(&stmt, &[&id.as_uuid()]).await? else {
-        return Ok(Claim::Missing);
-    };
-    let status = CheckoutStatus::parse(row.get(0)).map_err(corrupt)?;
-    let pass: i32 = row.get(1);
-    let until: Option<DateTime<Utc>> = row.get(2);
-    Ok(match until {
-        _ if status.is_final() => Claim::Final,
-        // The pass this copy would make is held. Its lease may have run out between the claim
-        // and this read: then this copy comes straight back and takes it over.
-        Some(until) if pass == after_pass + 1 => Claim::Busy { until },
-        _ => Claim::Nothing("stale copy: another copy made this pass"),
-    })
 }
 
 /// Where a checkout is, for a wake-up (`CheckoutDue::wake`): final, or the current pass and the

@@ -32,3 +32,4 @@ mod second_order;
 mod signatures;
 mod tls;
 mod tracing;
+mod worker_claims;
