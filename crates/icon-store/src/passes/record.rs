@@ -83,7 +83,6 @@ pub enum Completed {
 /// `failure`: this pass found the checkout's `all_or_nothing` policy failed, and why (the
 /// checkout's `reason` from now on). While an order's cancellation is open the checkout is
 /// `cancelling`. A checkout reopened by a cancellation ends through [`finish_reopened`].
-#[tracing::instrument(name = "store.complete_pass", skip_all, fields(checkout_id = %pass.checkout_id))]
 pub async fn complete(
     db: &mut Conn,
     pass: &Pass,
@@ -91,6 +90,96 @@ pub async fn complete(
     failure: Option<&str>,
     route: impl Fn(DateTime<Utc>) -> String,
 ) -> Result<Completed, StoreError> {
+    let record = match plan(pass, updates, failure, &route) {
+        Plan::Reopened { now_orders, reason } => {
+            return super::reopen::finish_reopened(db, pass, updates, &now_orders, reason, &route)
+                .await;
+        }
+        Plan::Record(record) => record,
+    };
+    let stmt = db.prepare_cached(&COMPLETE_STATEMENT).await?;
+    let columns = UpdateColumns::new(updates);
+    let grace = outbox::PUBLISH_GRACE.as_secs_f64();
+    let uuid = pass.checkout_id.as_uuid();
+    let message = &record.message;
+    let mut params: Vec<&(dyn ToSql + Sync)> =
+        vec![&uuid, &pass.claim, &record.status, &record.next_due_at];
+    params.extend(columns.params());
+    params.extend([
+        &message.exchange as &(dyn ToSql + Sync),
+        &message.routing_key,
+        &message.message_id,
+        &message.message_type,
+        &message.body,
+        &grace,
+        &message.traceparent,
+        &pass.order_changes,
+        &record.ended_at,
+        &record.interim,
+        &record.reason,
+    ]);
+    let Some(row) = db.query_opt(&stmt, &params).await? else {
+        return overtaken(&*db, pass, &route).await;
+    };
+    Ok(record.written(row.get(0), row.get(1)))
+}
+
+/// What recording a pass comes to, worked out before anything is written.
+pub(super) enum Plan {
+    /// The checkout had ended and a cancellation reopened it: its end is a later numbered
+    /// event (`reopen::finish_reopened`), not this statement's.
+    Reopened {
+        now_orders: Vec<OrderWork>,
+        reason: Option<String>,
+    },
+    Record(Box<Record>),
+}
+
+/// A pass's record as [`COMPLETE_STATEMENT`] (or its batched form) writes it.
+pub(super) struct Record {
+    /// The final status, or `None` while orders are open.
+    pub(super) status: Option<&'static str>,
+    pub(super) event: Option<CheckoutFinished>,
+    /// When the next pass is due, while orders are open.
+    pub(super) next_due_at: Option<DateTime<Utc>>,
+    /// The end's time, the same in the message and the row (event 1's time everywhere).
+    pub(super) ended_at: Option<DateTime<Utc>>,
+    /// `checkout.finished`, or the next pass's `checkout.due`.
+    pub(super) message: OutboxRow,
+    /// `cancelling` while an order's cancellation is open.
+    pub(super) interim: Option<&'static str>,
+    pub(super) reason: Option<String>,
+}
+
+impl Record {
+    /// The outcome once written: the message with its outbox id, and for a finished checkout
+    /// whether a cancellation asked meanwhile is still to carry out.
+    pub(super) fn written(self, outbox_id: i64, cancel_pending: bool) -> Completed {
+        let message = OutboxRow {
+            id: outbox_id,
+            ..self.message
+        };
+        match (self.event, self.next_due_at) {
+            (Some(event), _) => Completed::Finished {
+                event: Box::new(event),
+                message: Some(message),
+                cancel_pending,
+            },
+            (None, Some(at)) => Completed::Next { at, message },
+            (None, None) => unreachable!("a pass either finishes or schedules the next"),
+        }
+    }
+}
+
+/// Works out a pass's record from its orders' updates: the final transition and
+/// `checkout.finished` once no order is open, else the next pass's `checkout.due` (routed by
+/// `route`) at the earliest open order's next attempt.
+pub(super) fn plan(
+    pass: &Pass,
+    updates: &[OrderUpdate],
+    failure: Option<&str>,
+    route: &impl Fn(DateTime<Utc>) -> String,
+) -> Plan {
     let id = pass.checkout_id;
     // The orders as they are about to be written: the claim keeps anyone else from changing
     // them, so there is no need to read them back.
@@ -111,14 +200,11 @@ pub async fn complete(
         .min();
     let reason = failure.map(str::to_owned).or_else(|| pass.reason.clone());
     if next.is_none() && pass.reopened {
-        return super::reopen::finish_reopened(db, pass, updates, &now_orders, reason, &route)
-            .await;
+        return Plan::Reopened { now_orders, reason };
     }
     let cancelling = now_orders.iter().any(|o| o.cancel_asked() && o.is_open());
     let interim = cancelling.then_some(CheckoutStatus::Cancelling.as_str());
-    // `ended_at`: the end's time, the same in the message and the row (event 1's time
-    // everywhere).
-    let (status, event, next_due_at, ended_at, message) = match next {
+    Plan::Record(Box::new(match next {
         None => {
             let event = finished_event(pass, &now_orders, reason.clone());
             let envelope = finished_envelope(event.clone());
@@ -127,58 +213,26 @@ pub async fn complete(
                 topology::CHECKOUT_FINISHED,
                 &envelope,
             );
-            (
-                Some(event.status),
-                Some(event),
-                None,
-                Some(envelope.occurred_at),
+            Record {
+                status: Some(event.status.as_str()),
+                event: Some(event),
+                next_due_at: None,
+                ended_at: Some(envelope.occurred_at),
                 message,
-            )
+                interim,
+                reason,
+            }
         }
-        Some(at) => (
-            None,
-            None,
-            Some(at),
-            None,
-            due_message(id, pass.pass, at, &route(at)),
-        ),
-    };
-    let stmt = db.prepare_cached(&COMPLETE_STATEMENT).await?;
-    let columns = UpdateColumns::new(updates);
-    let status = status.map(|s| s.as_str());
-    let grace = outbox::PUBLISH_GRACE.as_secs_f64();
-    let uuid = id.as_uuid();
-    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&uuid, &pass.claim, &status, &next_due_at];
-    params.extend(columns.params());
-    params.extend([
-        &message.exchange as &(dyn ToSql + Sync),
-        &message.routing_key,
-        &message.message_id,
-        &message.message_type,
-        &message.body,
-        &grace,
-        &message.traceparent,
-        &pass.order_changes,
-        &ended_at,
-        &interim,
-        &reason,
-    ]);
-    let Some(row) = db.query_opt(&stmt, &params).await? else {
-        return overtaken(&*db, pass, &route).await;
-    };
-    let message = OutboxRow {
-        id: row.get(0),
-        ..message
-    };
-    Ok(match (event, next_due_at) {
-        (Some(event), _) => Completed::Finished {
-            event: Box::new(event),
-            message: Some(message),
-            cancel_pending: row.get(1),
+        Some(at) => Record {
+            status: None,
+            event: None,
+            next_due_at: Some(at),
+            ended_at: None,
+            message: due_message(id, pass.pass, at, &route(at)),
+            interim,
+            reason,
         },
-        (None, Some(at)) => Completed::Next { at, message },
-        (None, None) => unreachable!("a pass either finishes or schedules the next"),
-    })
+    }))
 }
 
 /// Why a pass's record wrote nothing: the claim is gone ([`Completed::Lost`]), or still ours but

@@ -32,4 +32,4 @@ mod second_order;
 mod signatures;
 mod tls;
 mod tracing;
-mod worker_claims;
+mod worker_batches;
