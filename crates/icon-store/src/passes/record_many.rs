@@ -2,9 +2,10 @@
 //! checkouts that finish at the same moment are written by one statement, and so one commit,
 //! each exactly as [`complete`] would write it alone.
 
-use super::record::{overtaken, plan, Plan, Record};
+use super::plan::{plan, Plan, Record};
+use super::record::overtaken;
 use super::{complete, Completed, Pass};
-use crate::orders::OrderUpdate;
+use crate::orders::{OrderUpdate, UpdateColumns, APPLY_SET};
 use crate::outbox;
 use crate::{Conn, StoreError};
 use chrono::{DateTime, Utc};
@@ -83,17 +84,19 @@ async fn write(
 ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
     let n = batch.len();
     let mut c = CheckoutColumns::with_capacity(n);
-    let mut o = OrderColumns::default();
+    // The orders' updates, each with its checkout's id beside it.
+    let (mut order_checkout, mut o) = (Vec::new(), UpdateColumns::default());
     for (i, record) in batch {
         let r = &records[*i];
         c.push(&r.pass, record);
         for u in &r.updates {
-            o.push(r.pass.checkout_id.as_uuid(), u);
+            order_checkout.push(r.pass.checkout_id.as_uuid());
+            o.push(u);
         }
     }
     let grace = outbox::PUBLISH_GRACE.as_secs_f64();
     let stmt = db.prepare_cached(&COMPLETE_MANY_STATEMENT).await?;
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 29] = [
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 16] = [
         &c.id,
         &c.claim,
         &c.status,
@@ -109,28 +112,18 @@ async fn write(
         &c.body,
         &c.traceparent,
         &grace,
-        &o.checkout,
-        &o.retailer,
-        &o.status,
-        &o.order_id,
-        &o.reason,
-        &o.attempts,
-        &o.lookups,
-        &o.next,
-        &o.settle,
-        &o.in_doubt,
-        &o.was,
-        &o.cancel_at,
-        &o.cancel_reason,
-        &o.cancel_attempts,
+        &order_checkout,
     ];
+    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params.to_vec();
+    params.extend(o.params());
     Ok(db.query(&stmt, &params).await?)
 }
 
 /// [`super::record`]'s statement over arrays: `$1..$14` one entry per checkout (sorted by
 /// id), `$15` the publish grace, `$16..$29` one entry per order update.
 static COMPLETE_MANY_STATEMENT: LazyLock<String> = LazyLock::new(|| {
-    "WITH input AS (
+    format!(
+        "WITH input AS (
          SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::int4[],
                               $6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::text[],
                               $11::uuid[], $12::text[], $13::bytea[], $14::text[])
@@ -148,14 +141,7 @@ static COMPLETE_MANY_STATEMENT: LazyLock<String> = LazyLock::new(|| {
          RETURNING c.id
      ), applied AS (
          UPDATE checkout_orders o
-         SET status = u.status, retailer_order_id = u.order_id, reason = u.reason,
-             attempts = o.attempts + u.attempts, lookups = o.lookups + u.lookups,
-             next_attempt_at = u.next_at, settle_until = u.settle_until,
-             in_doubt_at = u.in_doubt_at,
-             cancel_requested_at = coalesce(o.cancel_requested_at, u.cancel_at),
-             cancel_reason = coalesce(o.cancel_reason, u.cancel_reason),
-             cancel_attempts = o.cancel_attempts + u.cancel_attempts,
-             updated_at = now()
+         {APPLY_SET}
          FROM unnest($16::uuid[], $17::text[], $18::text[], $19::text[], $20::text[], $21::int4[],
                      $22::int4[], $23::timestamptz[], $24::timestamptz[], $25::timestamptz[],
                      $26::text[], $27::timestamptz[], $28::text[], $29::int4[])
@@ -180,7 +166,7 @@ static COMPLETE_MANY_STATEMENT: LazyLock<String> = LazyLock::new(|| {
                      AND c.cancel_requested_at IS NOT NULL
                      AND c.status NOT IN ('cancelled', 'cancel_refused', 'rejected',
                                           'failed', 'refunded'))"
-        .to_owned()
+    )
 });
 
 #[derive(Default)]
@@ -225,42 +211,5 @@ impl CheckoutColumns {
         self.message_type.push(r.message.message_type.clone());
         self.body.push(r.message.body.clone());
         self.traceparent.push(r.message.traceparent.clone());
-    }
-}
-
-#[derive(Default)]
-struct OrderColumns {
-    checkout: Vec<Uuid>,
-    retailer: Vec<String>,
-    status: Vec<&'static str>,
-    order_id: Vec<Option<String>>,
-    reason: Vec<Option<String>>,
-    attempts: Vec<i32>,
-    lookups: Vec<i32>,
-    next: Vec<Option<DateTime<Utc>>>,
-    settle: Vec<Option<DateTime<Utc>>>,
-    in_doubt: Vec<Option<DateTime<Utc>>>,
-    was: Vec<&'static str>,
-    cancel_at: Vec<Option<DateTime<Utc>>>,
-    cancel_reason: Vec<Option<String>>,
-    cancel_attempts: Vec<i32>,
-}
-
-impl OrderColumns {
-    fn push(&mut self, checkout: Uuid, u: &OrderUpdate) {
-        self.checkout.push(checkout);
-        self.retailer.push(u.retailer_id.as_str().to_owned());
-        self.status.push(u.status.as_str());
-        self.order_id.push(u.retailer_order_id.clone());
-        self.reason.push(u.reason.clone());
-        self.attempts.push(u.attempts_add);
-        self.lookups.push(u.lookups_add);
-        self.next.push(u.next_attempt_at);
-        self.settle.push(u.settle_until);
-        self.in_doubt.push(u.in_doubt_at);
-        self.was.push(u.was.as_str());
-        self.cancel_at.push(u.cancel_requested_at);
-        self.cancel_reason.push(u.cancel_reason.clone());
-        self.cancel_attempts.push(u.cancel_attempts_add);
     }
 }

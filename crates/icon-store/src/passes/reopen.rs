@@ -2,7 +2,8 @@
 //! first end kept as event 1) and recording its new end, announced as its next numbered event
 //! rather than as `checkout.finished`.
 
-use super::record::{finished_event, overtaken};
+use super::plan::finished_event;
+use super::record::overtaken;
 use super::{Completed, Pass};
 use crate::orders::{OrderUpdate, OrderWork, UpdateColumns};
 use crate::outbox::{self, OutboxRow};

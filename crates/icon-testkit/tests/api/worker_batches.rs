@@ -16,10 +16,10 @@ fn claimed(claim: &Claim) -> &Pass {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn claims_in_one_batch_are_each_what_they_would_be_alone() {
+/// The system without a worker (the test claims and records as the worker would), acme and
+/// globex played by the simulator, and one checkout of alice's per cart of `carts`.
+async fn checkouts(carts: &[&[(&str, &str)]]) -> (TestApp, Sim, Vec<CheckoutId>) {
     let sim = Sim::start().await;
-    // No worker: the test claims as the worker would.
     let app = TestApp::spawn_with(Options {
         start_worker: false,
         start_notifier: false,
@@ -30,11 +30,7 @@ async fn claims_in_one_batch_are_each_what_they_would_be_alone() {
     app.register_retailer("globex", &sim.order_url("globex"))
         .await;
     let mut ids = Vec::new();
-    for items in [
-        &[("acme", "dress"), ("globex", "shoes"), ("acme", "belt")][..],
-        &[("acme", "hat")][..],
-        &[("acme", "coat")][..],
-    ] {
+    for items in carts {
         let cart = app.cart_with("alice", items).await;
         let reply = app.checkout("alice", cart, None).await;
         assert_eq!(reply.status, 202, "{reply:?}");
@@ -46,6 +42,17 @@ async fn claims_in_one_batch_are_each_what_they_would_be_alone() {
                 .unwrap(),
         );
     }
+    (app, sim, ids)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_in_one_batch_are_each_what_they_would_be_alone() {
+    let (app, _sim, ids) = checkouts(&[
+        &[("acme", "dress"), ("globex", "shoes"), ("acme", "belt")],
+        &[("acme", "hat")],
+        &[("acme", "coat")],
+    ])
+    .await;
     let (a, b, done) = (ids[0], ids[1], ids[2]);
     let db = app.env.db().await;
     db.execute(
@@ -156,34 +163,13 @@ fn update(pass: &Pass, retailer: &str, status: OrderStatus) -> OrderUpdate {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_in_one_batch_are_each_what_they_would_be_alone() {
-    let sim = Sim::start().await;
-    let app = TestApp::spawn_with(Options {
-        start_worker: false,
-        start_notifier: false,
-        ..Options::default()
-    })
+    let (app, _sim, ids) = checkouts(&[
+        &[("acme", "dress"), ("globex", "shoes")],
+        &[("acme", "hat")],
+        &[("acme", "coat")],
+        &[("acme", "belt")],
+    ])
     .await;
-    app.register_retailer("acme", &sim.order_url("acme")).await;
-    app.register_retailer("globex", &sim.order_url("globex"))
-        .await;
-    let mut ids = Vec::new();
-    for items in [
-        &[("acme", "dress"), ("globex", "shoes")][..],
-        &[("acme", "hat")][..],
-        &[("acme", "coat")][..],
-        &[("acme", "belt")][..],
-    ] {
-        let cart = app.cart_with("alice", items).await;
-        let reply = app.checkout("alice", cart, None).await;
-        assert_eq!(reply.status, 202, "{reply:?}");
-        ids.push(
-            reply.json["checkout_id"]
-                .as_str()
-                .unwrap()
-                .parse::<CheckoutId>()
-                .unwrap(),
-        );
-    }
     let db = app.env.db().await;
     let pool = app.env.pool().await;
     let mut conn = pool.get().await.unwrap();
