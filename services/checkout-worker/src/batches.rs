@@ -160,8 +160,5 @@ async fn record_batch(
 
 async fn record_alone(pool: &Pool, route: &Route, r: &PassRecord) -> Result<Completed, StoreError> {
     let mut db = pool.get().await?;
-    passes::complete(&mut db, &r.pass, &r.updates, r.failure.as_deref(), |at| {
-        route(at)
-    })
-    .await
+    r.complete(&mut db, |at| route(at)).await
 }

@@ -232,11 +232,8 @@ impl CheckoutHandler {
         if let Some(why) = &failure {
             tracing::warn!(%why, "the checkout's all_or_nothing policy failed; cancelling its other orders");
         }
-        let record = PassRecord {
-            pass: pass.clone(),
-            updates,
-            failure,
-        };
+        // Made in the pass's span: the messages it writes carry the checkout's trace on.
+        let record = PassRecord::new(pass.clone(), updates, failure);
         let completed = self
             .records
             .record(record)

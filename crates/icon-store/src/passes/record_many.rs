@@ -9,6 +9,7 @@ use crate::orders::{OrderUpdate, UpdateColumns, APPLY_SET};
 use crate::outbox;
 use crate::{Conn, StoreError};
 use chrono::{DateTime, Utc};
+use icon_runtime::trace::{self, TraceParent};
 use std::collections::HashMap;
 use std::sync::LazyLock;
 use tracing::Instrument;
@@ -21,6 +22,56 @@ pub struct PassRecord {
     pub pass: Pass,
     pub updates: Vec<OrderUpdate>,
     pub failure: Option<String>,
+    /// The pass's span and trace context: the messages the record writes are made in them, so
+    /// they carry the checkout's trace on (`traceparent`) though a batch is written elsewhere.
+    pub span: tracing::Span,
+    pub trace: Option<TraceParent>,
+}
+
+impl PassRecord {
+    /// The record of `pass`, in the current span and trace context.
+    pub fn new(pass: Pass, updates: Vec<OrderUpdate>, failure: Option<String>) -> Self {
+        Self {
+            pass,
+            updates,
+            failure,
+            span: tracing::Span::current(),
+            trace: trace::current(),
+        }
+    }
+
+    /// As [`complete`], in the pass's span and trace context.
+    pub async fn complete(
+        &self,
+        db: &mut Conn,
+        route: impl Fn(DateTime<Utc>) -> String,
+    ) -> Result<Completed, StoreError> {
+        let work = complete(
+            db,
+            &self.pass,
+            &self.updates,
+            self.failure.as_deref(),
+            route,
+        );
+        self.in_context(work).await
+    }
+
+    /// Runs `work` in the pass's span and trace context.
+    async fn in_context<F: std::future::Future>(&self, work: F) -> F::Output {
+        let work = work.instrument(self.span.clone());
+        match self.trace {
+            Some(context) => trace::scope(context, work).await,
+            None => work.await,
+        }
+    }
+
+    /// As [`Self::in_context`], for synchronous `work`.
+    fn in_context_sync<R>(&self, work: impl FnOnce() -> R) -> R {
+        self.span.in_scope(|| match self.trace {
+            Some(context) => trace::sync_scope(context, work),
+            None => work(),
+        })
+    }
 }
 
 /// As [`complete`] for each of `records` (passes of distinct checkouts: each holds its own
@@ -36,14 +87,13 @@ pub async fn complete_many(
     route: impl Fn(DateTime<Utc>) -> String,
 ) -> Result<Vec<Completed>, StoreError> {
     if let [one] = records {
-        return Ok(vec![
-            complete(db, &one.pass, &one.updates, one.failure.as_deref(), &route).await?,
-        ]);
+        return Ok(vec![one.complete(db, &route).await?]);
     }
     let mut out: Vec<Option<Completed>> = records.iter().map(|_| None).collect();
     let mut batch: Vec<(usize, Box<Record>)> = Vec::with_capacity(records.len());
     for (i, r) in records.iter().enumerate() {
-        match plan(&r.pass, &r.updates, r.failure.as_deref(), &route) {
+        let planned = r.in_context_sync(|| plan(&r.pass, &r.updates, r.failure.as_deref(), &route));
+        match planned {
             Plan::Record(record) => batch.push((i, record)),
             Plan::Reopened { .. } => {}
         }
@@ -61,14 +111,14 @@ pub async fn complete_many(
         let pass = &records[i].pass;
         out[i] = Some(match written.remove(&pass.checkout_id.as_uuid()) {
             Some((outbox_id, cancel_pending)) => record.written(outbox_id, cancel_pending),
-            None => overtaken(&*db, pass, &route).await?,
+            None => records[i].in_context(overtaken(&*db, pass, &route)).await?,
         });
     }
     let mut done = Vec::with_capacity(records.len());
     for (r, outcome) in records.iter().zip(out) {
         done.push(match outcome {
             Some(outcome) => outcome,
-            None => complete(db, &r.pass, &r.updates, r.failure.as_deref(), &route).await?,
+            None => r.complete(db, &route).await?,
         });
     }
     Ok(done)

@@ -4,10 +4,14 @@
 
 use chrono::Utc;
 use icon_domain::{CheckoutId, OrderStatus};
+use icon_runtime::trace::TraceParent;
 use icon_store::orders::OrderUpdate;
 use icon_store::passes::{self, Claim, Completed, Pass, PassRecord};
 use icon_testkit::{Options, Sim, TestApp};
 use std::time::Duration;
+
+/// The trace a pass of the record test runs in.
+const TRACE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
 fn claimed(claim: &Claim) -> &Pass {
     match claim {
@@ -191,30 +195,31 @@ async fn records_in_one_batch_are_each_what_they_would_be_alone() {
     .await
     .unwrap();
     db.execute("DELETE FROM outbox", &[]).await.unwrap();
+    let stale_updates = vec![update(&stale, "acme", OrderStatus::Confirmed)];
     let records = vec![
-        PassRecord {
-            pass: open.clone(),
-            updates: vec![update(open, "acme", OrderStatus::Pending)],
-            failure: None,
-        },
-        PassRecord {
-            pass: done.clone(),
-            updates: vec![
-                update(done, "acme", OrderStatus::Confirmed),
-                update(done, "globex", OrderStatus::Confirmed),
-            ],
-            failure: None,
-        },
-        PassRecord {
-            updates: vec![update(&stale, "acme", OrderStatus::Confirmed)],
-            pass: stale,
-            failure: None,
-        },
-        PassRecord {
-            pass: overtaken.clone(),
-            updates: vec![update(overtaken, "acme", OrderStatus::Confirmed)],
-            failure: None,
-        },
+        PassRecord::new(
+            open.clone(),
+            vec![update(open, "acme", OrderStatus::Pending)],
+            None,
+        ),
+        // Made in a pass's trace: its message carries that trace on, though the batch is
+        // written elsewhere.
+        icon_runtime::trace::sync_scope(TraceParent::parse(TRACE).unwrap(), || {
+            PassRecord::new(
+                done.clone(),
+                vec![
+                    update(done, "acme", OrderStatus::Confirmed),
+                    update(done, "globex", OrderStatus::Confirmed),
+                ],
+                None,
+            )
+        }),
+        PassRecord::new(stale, stale_updates, None),
+        PassRecord::new(
+            overtaken.clone(),
+            vec![update(overtaken, "acme", OrderStatus::Confirmed)],
+            None,
+        ),
     ];
     let completed = passes::complete_many(&mut conn, &records, |_| {
         "checkout.requested.delay.test".into()
@@ -313,16 +318,27 @@ async fn records_in_one_batch_are_each_what_they_would_be_alone() {
             "{checkout}: {orders:?}"
         );
     }
-    let messages: Vec<(String, String)> = db
+    let rows = db
         .query(
-            "SELECT checkout_id::text, routing_key FROM outbox ORDER BY checkout_id",
+            "SELECT checkout_id::text, routing_key, traceparent FROM outbox ORDER BY checkout_id",
             &[],
         )
         .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+        .unwrap();
+    let messages: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    for r in &rows {
+        let traceparent: Option<String> = r.get(2);
+        if r.get::<_, String>(0) == done.checkout_id.to_string() {
+            let traceparent = traceparent.expect("the finished checkout's message has a trace");
+            assert_eq!(
+                &traceparent[3..35],
+                &TRACE[3..35],
+                "the pass's trace goes on"
+            );
+        } else {
+            assert_eq!(traceparent, None, "made outside any trace");
+        }
+    }
     let mut expected = vec![
         (done.checkout_id.to_string(), "checkout.finished".to_owned()),
         (
