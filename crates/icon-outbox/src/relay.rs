@@ -79,6 +79,13 @@ pub(crate) async fn run(
         loop {
             match step(&pool, &mut link, &mut work).await {
                 Ok(()) => backoff = Backoff::reconnect(),
+                // The broker is there and refused a message (a quorum queue still electing
+                // its leader just after it was declared, say): the rows are kept and sent again
+                // after a wait on the same channel, and the broker is not reported down.
+                Err(RelayError::Publish(e @ icon_broker::PublishError::Nacked(_))) => {
+                    tracing::warn!(error = %e, "RabbitMQ refused a message; publishing it again after a wait");
+                    sleep_or_cancel(backoff.next_delay(), &shutdown).await;
+                }
                 Err(RelayError::Publish(e)) => {
                     tracing::warn!(error = %e, "outbox relay lost RabbitMQ; reconnecting");
                     broker_ready.store(false, Ordering::Relaxed);
