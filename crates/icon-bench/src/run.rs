@@ -250,6 +250,14 @@ pub async fn measure(
     carts: &[i64],
 ) -> (Measured, Vec<String>) {
     let mut notes = Vec::new();
+    if let Some(reader) = db {
+        if let Err(e) = reader.checkpoint().await {
+            notes.push(format!(
+                "--database-url: CHECKPOINT before the clock failed ({}): a checkpoint may fall in the measured window",
+                with_causes(&e)
+            ));
+        }
+    }
     let db_start = match db {
         Some(reader) => db_reading(reader, &mut notes).await,
         None => None,
