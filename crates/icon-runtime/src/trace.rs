@@ -123,11 +123,6 @@ pub async fn scope<F: Future>(context: TraceParent, work: F) -> F::Output {
     CURRENT.scope(context, work).await
 }
 
-/// As [`scope`], for synchronous `work`.
-pub fn sync_scope<R>(context: TraceParent, work: impl FnOnce() -> R) -> R {
-    CURRENT.sync_scope(context, work)
-}
-
 /// The trace context of the work in progress, as received.
 pub fn current() -> Option<TraceParent> {
     CURRENT.try_with(|c| *c).ok()

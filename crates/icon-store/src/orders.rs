@@ -354,7 +354,7 @@ impl<'a> UpdateColumns<'a> {
         columns
     }
 
-    /// Adds one update (of any checkout: the caller keeps which, see `passes::complete_many`).
+    /// Adds one update.
     pub(crate) fn push(&mut self, u: &'a OrderUpdate) {
         self.retailer.push(u.retailer_id.as_str());
         self.status.push(u.status.as_str());

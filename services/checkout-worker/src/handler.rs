@@ -6,7 +6,7 @@
 //! pass, in one statement. Nothing here sleeps but a moment for a retailer's free slot
 //! (`gate::SLOT_WAIT`): every longer wait is a delay tier.
 
-use crate::batches::{Claims, Records, Route};
+use crate::batches::Claims;
 use crate::gate::{RetailerGate, SLOT_WAIT};
 use crate::retailer::signing::Signer;
 use crate::retailer::RetailerClient;
@@ -24,7 +24,7 @@ use icon_outbox::Outbox;
 use icon_runtime::DelayTiers;
 use icon_runtime::Wait;
 use icon_store::orders::Step;
-use icon_store::passes::{self, Claim, Completed, Pass, PassRecord};
+use icon_store::passes::{self, Claim, Completed, Pass};
 use icon_store::{Pool, StoreError};
 use std::time::{Duration, Instant};
 use tracing::Instrument;
@@ -36,8 +36,6 @@ pub struct CheckoutHandler {
     pool: Pool,
     /// Claims passes, several messages' in one statement when they arrive together.
     claims: Claims,
-    /// Records passes, several in one statement when they finish together.
-    records: Records,
     retailers: RetailerClient,
     /// The retailers' secrets every call is signed with.
     signer: Signer,
@@ -58,11 +56,6 @@ impl CheckoutHandler {
         Self {
             signer: Signer::new(settings.secrets_key.clone(), pool.clone()),
             claims: Claims::spawn(pool.clone(), settings.pass_lease()),
-            records: Records::spawn(pool.clone(), {
-                let tiers = settings.delay_tiers();
-                let route: Route = std::sync::Arc::new(move |at| route(&tiers, at));
-                route
-            }),
             pool,
             retailers,
             outbox,
@@ -76,7 +69,13 @@ impl CheckoutHandler {
     /// queue itself (due now, or due sooner than any tier ends: the consumer then holds it for
     /// the rest, see [`Wait::Hold`]).
     fn route(&self, at: DateTime<Utc>) -> String {
-        route(&self.tiers, at)
+        match (at - Utc::now()).to_std() {
+            Ok(wait) if wait > EARLY_TOLERANCE => match self.tiers.plan(wait) {
+                Wait::Tier(tier) => delay_queue_for(CHECKOUT_REQUESTED, tier),
+                Wait::Hold(_) => CHECKOUT_REQUESTED.to_owned(),
+            },
+            _ => CHECKOUT_REQUESTED.to_owned(),
+        }
     }
 
     /// Re-schedules a copy of the message for `at`.
@@ -232,13 +231,12 @@ impl CheckoutHandler {
         if let Some(why) = &failure {
             tracing::warn!(%why, "the checkout's all_or_nothing policy failed; cancelling its other orders");
         }
-        // Made in the pass's span: the messages it writes carry the checkout's trace on.
-        let record = PassRecord::new(pass.clone(), updates, failure);
-        let completed = self
-            .records
-            .record(record)
-            .instrument(tracing::info_span!("store.complete_pass", checkout_id = %pass.checkout_id))
-            .await?;
+        let mut db = self.pool.get().await?;
+        let completed = passes::complete(&mut db, pass, &updates, failure.as_deref(), |at| {
+            self.route(at)
+        })
+        .await?;
+        drop(db);
         match completed {
             Completed::Finished {
                 event,
@@ -359,18 +357,5 @@ impl Handler for CheckoutHandler {
             Err(e) if e.is_unavailable() => Disposition::Retry(icon_store::pool::source_chain(&e)),
             Err(e) => Disposition::Poison(icon_store::pool::source_chain(&e)),
         }
-    }
-}
-
-/// The queue that brings a message back at `at`: the delay tier that fits, else the work
-/// queue itself (due now, or due sooner than any tier ends: the consumer then holds it for the
-/// rest, see [`Wait::Hold`]).
-fn route(tiers: &DelayTiers, at: DateTime<Utc>) -> String {
-    match (at - Utc::now()).to_std() {
-        Ok(wait) if wait > EARLY_TOLERANCE => match tiers.plan(wait) {
-            Wait::Tier(tier) => delay_queue_for(CHECKOUT_REQUESTED, tier),
-            Wait::Hold(_) => CHECKOUT_REQUESTED.to_owned(),
-        },
-        _ => CHECKOUT_REQUESTED.to_owned(),
     }
 }

@@ -7,8 +7,7 @@
 //! - [`progress`]: what each answer means for the order (retry, `unknown`, settled).
 //! - [`gate`]: at most `ICON_RETAILER_MAX_IN_FLIGHT` calls to one retailer at once.
 //! - [`handler`]: one message = one processing pass, claimed so that copies never fork.
-//! - [`batches`]: claims and records of passes that come together, in one statement each
-//!   (group commit).
+//! - [`batches`]: the claims of messages that arrive together, in one statement (group commit).
 //! - [`metrics`]: retailer calls and finished checkouts, for `/metrics` on `ICON_PROBE_ADDR`.
 //!
 //! Redelivery is safe: a confirmed or refused order is never placed again, an open one is sent

@@ -20,20 +20,17 @@
 //!
 //! Here: what a pass holds, scheduling one, and the sweep; `claim.rs`: claiming a pass, alone
 //! or several checkouts' at once (group commit); `plan.rs`: what a pass's record comes to;
-//! `record_many.rs`: recording several passes
-//! in one statement (group commit); `record.rs`: recording a pass (its
+//! `record.rs`: recording a pass (its
 //! next pass or its end), releasing it after an error, giving up; `reopen.rs`: a checkout that
 //! had ended and is cancelled (issue 18): reopening it, and its new end as a numbered event.
 
 mod claim;
 mod plan;
 mod record;
-mod record_many;
 mod reopen;
 
 pub use claim::{claim, claim_many};
 pub use record::*;
-pub use record_many::{complete_many, PassRecord};
 pub use reopen::reopen;
 
 use crate::orders::OrderWork;

@@ -1,6 +1,6 @@
 //! What recording a pass comes to, worked out before anything is written: the final
 //! transition and its `checkout.finished`, or the next pass's `checkout.due` ([`plan`]); then
-//! written alone (`record.rs`) or with other checkouts' (`record_many.rs`).
+//! written (`record.rs`).
 
 use super::{Completed, Pass};
 use crate::orders::{OrderUpdate, OrderView, OrderWork};

@@ -84,6 +84,7 @@ pub enum Completed {
 /// `failure`: this pass found the checkout's `all_or_nothing` policy failed, and why (the
 /// checkout's `reason` from now on). While an order's cancellation is open the checkout is
 /// `cancelling`. A checkout reopened by a cancellation ends through [`finish_reopened`].
+#[tracing::instrument(name = "store.complete_pass", skip_all, fields(checkout_id = %pass.checkout_id))]
 pub async fn complete(
     db: &mut Conn,
     pass: &Pass,
