@@ -33,7 +33,7 @@ pub use claim::{claim, claim_many};
 pub use record::*;
 pub use reopen::reopen;
 
-use crate::orders::OrderWork;
+use crate::orders::{OrderUpdate, OrderWork};
 use crate::{error::corrupt, outbox, Conn, GenericClient, StoreError};
 use chrono::{DateTime, Utc};
 use icon_contracts::{topology, CheckoutDue, Envelope};
@@ -76,6 +76,20 @@ impl Pass {
     /// or failed moved `pass` on): an order with no attempt recorded was never sent.
     pub fn is_first(&self) -> bool {
         self.pass == 1 && self.deliveries == 1
+    }
+
+    /// The orders as they are once `updates` (this pass's) are written: the claim keeps anyone
+    /// else from changing them, so there is no need to read them back.
+    pub fn orders_after(&self, updates: &[OrderUpdate]) -> Vec<OrderWork> {
+        self.orders
+            .iter()
+            .map(
+                |o| match updates.iter().find(|u| u.retailer_id == o.retailer_id) {
+                    Some(u) => o.updated(u),
+                    None => o.clone(),
+                },
+            )
+            .collect()
     }
 }
 

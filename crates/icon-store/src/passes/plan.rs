@@ -66,18 +66,7 @@ pub(super) fn plan(
     route: &impl Fn(DateTime<Utc>) -> String,
 ) -> Plan {
     let id = pass.checkout_id;
-    // The orders as they are about to be written: the claim keeps anyone else from changing
-    // them, so there is no need to read them back.
-    let now_orders: Vec<OrderWork> = pass
-        .orders
-        .iter()
-        .map(
-            |o| match updates.iter().find(|u| u.retailer_id == o.retailer_id) {
-                Some(u) => o.updated(u),
-                None => o.clone(),
-            },
-        )
-        .collect();
+    let now_orders = pass.orders_after(updates);
     let next = now_orders
         .iter()
         .filter(|o| o.is_open())

@@ -234,16 +234,7 @@ pub fn apply_policy(
     if pass.policy != CheckoutPolicy::AllOrNothing || pass.reason.is_some() {
         return None;
     }
-    let orders: Vec<OrderWork> = pass
-        .orders
-        .iter()
-        .map(
-            |o| match updates.iter().find(|u| u.retailer_id == o.retailer_id) {
-                Some(u) => o.updated(u),
-                None => o.clone(),
-            },
-        )
-        .collect();
+    let orders = pass.orders_after(updates);
     let failed = orders.iter().find(|o| fails_policy(o))?;
     let why = format!(
         "all_or_nothing: the order at {} ended {}{}",
