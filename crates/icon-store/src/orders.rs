@@ -278,18 +278,6 @@ pub struct OrderUpdate {
 /// `o.checkout_id`, such as `= $1`). Each order is written only if it still has the status the
 /// pass saw, and a cancellation is only ever added, never taken away (one asked while the pass
 /// ran is kept). One text for the pass's record and a reopened checkout's end.
-/// How an order update `u` (the columns [`UpdateColumns`] names) is applied to the order `o`:
-/// counts are added, a cancellation once asked is kept.
-pub(crate) const APPLY_SET: &str =
-    "SET status = u.status, retailer_order_id = u.order_id, reason = u.reason,
-         attempts = o.attempts + u.attempts, lookups = o.lookups + u.lookups,
-         next_attempt_at = u.next_at, settle_until = u.settle_until,
-         in_doubt_at = u.in_doubt_at,
-         cancel_requested_at = coalesce(o.cancel_requested_at, u.cancel_at),
-         cancel_reason = coalesce(o.cancel_reason, u.cancel_reason),
-         cancel_attempts = o.cancel_attempts + u.cancel_attempts,
-         updated_at = now()";
-
 pub(crate) fn apply_updates_sql(first: usize, checkout: &str) -> String {
     let types = [
         "text",
@@ -313,7 +301,14 @@ pub(crate) fn apply_updates_sql(first: usize, checkout: &str) -> String {
         .collect();
     format!(
         "UPDATE checkout_orders o
-         {APPLY_SET}
+         SET status = u.status, retailer_order_id = u.order_id, reason = u.reason,
+             attempts = o.attempts + u.attempts, lookups = o.lookups + u.lookups,
+             next_attempt_at = u.next_at, settle_until = u.settle_until,
+             in_doubt_at = u.in_doubt_at,
+             cancel_requested_at = coalesce(o.cancel_requested_at, u.cancel_at),
+             cancel_reason = coalesce(o.cancel_reason, u.cancel_reason),
+             cancel_attempts = o.cancel_attempts + u.cancel_attempts,
+             updated_at = now()
          FROM unnest({})
               AS u(retailer_id, status, order_id, reason, attempts, lookups, next_at,
                    settle_until, in_doubt_at, was, cancel_at, cancel_reason, cancel_attempts)
@@ -328,7 +323,6 @@ pub(crate) fn apply_updates_sql(first: usize, checkout: &str) -> String {
 /// order `$n..$n+12`: retailer, status, retailer order id, reason, attempts and lookups to add,
 /// next attempt, settle until, in doubt since, the status the pass saw, cancellation asked at,
 /// its reason, cancellation attempts to add.
-#[derive(Default)]
 pub(crate) struct UpdateColumns<'a> {
     retailer: Vec<&'a str>,
     status: Vec<&'a str>,
@@ -347,28 +341,24 @@ pub(crate) struct UpdateColumns<'a> {
 
 impl<'a> UpdateColumns<'a> {
     pub(crate) fn new(updates: &'a [OrderUpdate]) -> Self {
-        let mut columns = Self::default();
-        for u in updates {
-            columns.push(u);
+        Self {
+            retailer: updates.iter().map(|u| u.retailer_id.as_str()).collect(),
+            status: updates.iter().map(|u| u.status.as_str()).collect(),
+            order_id: updates
+                .iter()
+                .map(|u| u.retailer_order_id.as_deref())
+                .collect(),
+            reason: updates.iter().map(|u| u.reason.as_deref()).collect(),
+            attempts: updates.iter().map(|u| u.attempts_add).collect(),
+            lookups: updates.iter().map(|u| u.lookups_add).collect(),
+            next: updates.iter().map(|u| u.next_attempt_at).collect(),
+            settle: updates.iter().map(|u| u.settle_until).collect(),
+            in_doubt: updates.iter().map(|u| u.in_doubt_at).collect(),
+            was: updates.iter().map(|u| u.was.as_str()).collect(),
+            cancel_at: updates.iter().map(|u| u.cancel_requested_at).collect(),
+            cancel_reason: updates.iter().map(|u| u.cancel_reason.as_deref()).collect(),
+            cancel_attempts: updates.iter().map(|u| u.cancel_attempts_add).collect(),
         }
-        columns
-    }
-
-    /// Adds one update.
-    pub(crate) fn push(&mut self, u: &'a OrderUpdate) {
-        self.retailer.push(u.retailer_id.as_str());
-        self.status.push(u.status.as_str());
-        self.order_id.push(u.retailer_order_id.as_deref());
-        self.reason.push(u.reason.as_deref());
-        self.attempts.push(u.attempts_add);
-        self.lookups.push(u.lookups_add);
-        self.next.push(u.next_attempt_at);
-        self.settle.push(u.settle_until);
-        self.in_doubt.push(u.in_doubt_at);
-        self.was.push(u.was.as_str());
-        self.cancel_at.push(u.cancel_requested_at);
-        self.cancel_reason.push(u.cancel_reason.as_deref());
-        self.cancel_attempts.push(u.cancel_attempts_add);
     }
 
     pub(crate) fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 13] {
