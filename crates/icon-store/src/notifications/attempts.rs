@@ -194,16 +194,21 @@ pub async fn claim_attempt(
     let stmt = db
         .prepare_cached(
             "SELECT attempts, claimed_until FROM notifications
-             WHERE id = $1 AND state IN ('pending', 'retrying') AND claimed_until IS NOT NULL",
+             WHERE id = $1 AND state IN ('pending', 'retrying')",
         )
         .await?;
-    Ok(match db.query_opt(&stmt, &[&id.as_uuid()]).await? {
-        Some(row) if row.get::<_, i32>(0) == after_attempt + 1 => {
-            AttemptClaim::Busy { until: row.get(1) }
-        }
+    let Some(row) = db.query_opt(&stmt, &[&id.as_uuid()]).await? else {
+        return Ok(AttemptClaim::Nothing);
+    };
+    let (attempts, until): (i32, Option<DateTime<Utc>>) = (row.get(0), row.get(1));
+    Ok(match until {
+        Some(until) if attempts == after_attempt + 1 => AttemptClaim::Busy { until },
         // This copy is the retry of attempt `after_attempt`, which its claimer published before
-        // recording the attempt and is recording now (or died doing so: then its lease runs out).
-        Some(row) if row.get::<_, i32>(0) == after_attempt => AttemptClaim::Recording,
+        // recording the attempt and is recording now (or died doing so: then its lease runs
+        // out), or recorded between this copy's claim and this read (its claim is gone, and
+        // the next look takes the attempt: without it the retry was dropped and waited for the
+        // sweeper).
+        _ if attempts == after_attempt => AttemptClaim::Recording,
         _ => AttemptClaim::Nothing,
     })
 }
